@@ -27,6 +27,8 @@ use tss_esapi::structures::{
     Auth, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
     PublicKeyedHashParameters, SensitiveData, SymmetricDefinitionObject,
 };
+use tss_esapi::constants::CapabilityType;
+use tss_esapi::structures::CapabilityData;
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
@@ -119,9 +121,14 @@ impl TpmSealer {
             )
         })?;
         let key_id = format!("tpm:{:#010x}", config.storage_key_handle);
-        let storage_key = match context.tr_from_tpm_public(TpmHandle::Persistent(persistent)) {
-            Ok(handle) => KeyHandle::from(handle),
-            Err(_) if policy == KeyPolicy::CreateIfMissing => {
+        let exists = persistent_handle_exists(&mut context, persistent)?;
+        let storage_key = match exists {
+            true => KeyHandle::from(
+                context
+                    .tr_from_tpm_public(TpmHandle::Persistent(persistent))
+                    .map_err(tpm_err("open storage key"))?,
+            ),
+            false if policy == KeyPolicy::CreateIfMissing => {
                 let owner_auth = match &config.owner_auth {
                     Some(source) => {
                         let secret = source.read(base_dir, "hsm.tpm.owner_auth")?;
@@ -133,7 +140,7 @@ impl TpmSealer {
                 };
                 create_storage_key(&mut context, persistent, owner_auth)?
             }
-            Err(_) => {
+            false => {
                 return Err(SealError::NotFound {
                     backend: BackendId::Tpm,
                     what: format!("storage key at {:#x} (hsm.tpm.storage_key_handle)", config.storage_key_handle),
@@ -165,6 +172,18 @@ impl TpmSealer {
             .lock()
             .map_err(|_| SealError::backend(BackendId::Tpm, "context", "context lock poisoned"))
     }
+}
+
+/// Whether a persistent object sits at `handle` (asked without provoking an error).
+fn persistent_handle_exists(context: &mut Context, handle: PersistentTpmHandle) -> Result<bool, SealError> {
+    let wanted = u32::from(handle);
+    let (data, _) = context
+        .get_capability(CapabilityType::Handles, wanted, 1)
+        .map_err(tpm_err("list persistent handles"))?;
+    Ok(match data {
+        CapabilityData::Handles(list) => list.iter().any(|h| u32::from(*h) == wanted),
+        _ => false,
+    })
 }
 
 fn create_storage_key(

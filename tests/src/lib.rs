@@ -107,3 +107,17 @@ pub fn spawn_yubihsm_mock(binary: &str) -> (ChildGuard, String) {
     assert!(line.starts_with("listening"), "yubihsm mock did not start: {line:?}");
     (guard, format!("http://127.0.0.1:{port}"))
 }
+
+/// The `keyrack` binary of this build (built by `cargo nextest run --workspace` or
+/// `cargo build -p keyrack-node`), found next to the test binary's directory.
+pub fn keyrack_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("keyrack");
+    assert!(
+        bin.exists(),
+        "{} not built: run the suite with softhsm-setup/test.sh (or cargo build -p keyrack-node first)",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,48 @@
+//! The `keyrack` command tree. Each subcommand lives in its own module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod hsm;
+mod init;
+
+/// keyrack: hardware-backed threshold signing appliance.
+#[derive(Debug, Parser)]
+#[command(name = "keyrack", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a node: its identity keys, sealed by an HSM backend, and its config file.
+    Init(init::InitArgs),
+    /// Inspect the node's HSM backend.
+    #[command(subcommand)]
+    Hsm(hsm::HsmCommand),
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYRACK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Hsm(cmd) => hsm::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The node configuration file (`keyrack.toml`), written by `keyrack init`.
+//!
+//! ```toml
+//! [node]
+//! id = "node0"
+//! identity = "identity.sealed"          # default; the sealed identity keys
+//! public_identity = "identity.pub.toml" # default; the public identity for peers
+//!
+//! [hsm]                                 # see keyrack_hsm::config for every key
+//! backend = "pkcs11"
+//! [hsm.pkcs11]
+//! module = "/usr/lib/softhsm/libsofthsm2.so"
+//! token_label = "keyrack-node0"
+//! pin = { file = "/etc/keyrack/node0.pin" }
+//! ```
+//! Unknown keys are errors. Relative paths are relative to the directory of the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keyrack_hsm::HsmConfig;
+use serde::{Deserialize, Serialize};
+
+/// File name of the node configuration in a node directory.
+pub const CONFIG_FILE: &str = "keyrack.toml";
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[hsm]`.
+    pub hsm: HsmConfig,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's id in its cluster.
+    pub id: String,
+    /// The sealed identity blob.
+    #[serde(default = "default_identity")]
+    pub identity: PathBuf,
+    /// The public identity file.
+    #[serde(default = "default_public_identity")]
+    pub public_identity: PathBuf,
+}
+
+fn default_identity() -> PathBuf {
+    "identity.sealed".into()
+}
+fn default_public_identity() -> PathBuf {
+    "identity.pub.toml".into()
+}
+
+/// A configuration together with the directory its relative paths are resolved against.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The parsed file.
+    pub config: NodeConfig,
+    /// The directory of the file.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: NodeConfig = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        keyrack_client::identity::validate_node_id(&config.node.id)
+            .with_context(|| format!("invalid config {}: node.id", path.display()))?;
+        let base_dir = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        Ok(LoadedConfig { config, base_dir })
+    }
+
+    /// A path from the config, resolved.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}

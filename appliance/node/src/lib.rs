@@ -1,0 +1,11 @@
+//! The keyrack appliance: a node's configuration, its sealed identity, and the `keyrack` CLI.
+//!
+//! Every secret the node holds goes through the HSM backend of its configuration
+//! ([`keyrack_hsm`]); this crate never writes a secret to disk unsealed and never logs one.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod identity;
