@@ -112,11 +112,16 @@ fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize, what: &str) -> Result<&'a
 fn parse(blob: &[u8]) -> Result<Parsed<'_>, SealError> {
     let mut at = 0;
     if take(blob, &mut at, 4, "magic")? != MAGIC {
-        return Err(SealError::Malformed("not a keyrack sealed blob (bad magic)".into()));
+        return Err(SealError::Malformed(
+            "not a keyrack sealed blob (bad magic)".into(),
+        ));
     }
     let version = take(blob, &mut at, 1, "version")?[0];
     if version != VERSION {
-        return Err(SealError::UnsupportedVersion { found: version, supported: VERSION });
+        return Err(SealError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
     }
     let backend = BackendId::from_byte(take(blob, &mut at, 1, "backend id")?[0])?;
     let key_len = take(blob, &mut at, 1, "key id length")?[0] as usize;
@@ -134,7 +139,12 @@ fn parse(blob: &[u8]) -> Result<Parsed<'_>, SealError> {
         return Err(SealError::Malformed("truncated in ciphertext".into()));
     }
     Ok(Parsed {
-        info: BlobInfo { version, backend, key_id, plaintext_len: ciphertext.len() - TAG_LEN },
+        info: BlobInfo {
+            version,
+            backend,
+            key_id,
+            plaintext_len: ciphertext.len() - TAG_LEN,
+        },
         header,
         backend_header,
         nonce,
@@ -168,7 +178,9 @@ pub fn seal<B: Backend + ?Sized>(
     let key_len = u8::try_from(key_id.len())
         .ok()
         .filter(|l| *l > 0)
-        .ok_or_else(|| SealError::Malformed(format!("key id must be 1..=255 bytes, is {}", key_id.len())))?;
+        .ok_or_else(|| {
+            SealError::Malformed(format!("key id must be 1..=255 bytes, is {}", key_id.len()))
+        })?;
     let (backend_header, cipher) = backend.new_blob()?;
     let hlen = u16::try_from(backend_header.len())
         .map_err(|_| SealError::Malformed("backend header longer than 64 KiB".into()))?;
@@ -189,7 +201,11 @@ pub fn seal<B: Backend + ?Sized>(
     let full_aad = aead_aad(aad, &blob)?;
     let ciphertext = cipher.encrypt(&nonce, &full_aad, plaintext)?;
     if ciphertext.len() != plaintext.len() + TAG_LEN {
-        return Err(SealError::backend(backend.backend_id(), "encrypt", "unexpected ciphertext length"));
+        return Err(SealError::backend(
+            backend.backend_id(),
+            "encrypt",
+            "unexpected ciphertext length",
+        ));
     }
     blob.extend_from_slice(&ciphertext);
     Ok(blob)
@@ -203,10 +219,16 @@ pub fn unseal<B: Backend + ?Sized>(
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let parsed = parse(blob)?;
     if parsed.info.backend != backend.backend_id() {
-        return Err(SealError::WrongBackend { blob: parsed.info.backend, sealer: backend.backend_id() });
+        return Err(SealError::WrongBackend {
+            blob: parsed.info.backend,
+            sealer: backend.backend_id(),
+        });
     }
     if parsed.info.key_id != backend.key_id() {
-        return Err(SealError::WrongKey { blob: parsed.info.key_id, sealer: backend.key_id().to_owned() });
+        return Err(SealError::WrongKey {
+            blob: parsed.info.key_id,
+            sealer: backend.key_id().to_owned(),
+        });
     }
     let full_aad = aead_aad(aad, parsed.header)?;
     let cipher = backend.open_blob(parsed.backend_header)?;
@@ -253,7 +275,15 @@ mod tests {
         assert_eq!(&blob[17..20], b"hdr");
         assert_eq!(blob.len(), 20 + NONCE_LEN + 5 + TAG_LEN);
         let info = inspect(&blob).unwrap();
-        assert_eq!(info, BlobInfo { version: 1, backend: BackendId::Soft, key_id: "soft:abc".into(), plaintext_len: 5 });
+        assert_eq!(
+            info,
+            BlobInfo {
+                version: 1,
+                backend: BackendId::Soft,
+                key_id: "soft:abc".into(),
+                plaintext_len: 5
+            }
+        );
         assert_eq!(&unseal(&b, b"rec", &blob).unwrap()[..], b"hello");
     }
 
@@ -277,7 +307,10 @@ mod tests {
         blob[4] = 2;
         assert!(matches!(
             unseal(&b, b"rec", &blob),
-            Err(SealError::UnsupportedVersion { found: 2, supported: 1 })
+            Err(SealError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
         ));
     }
 
@@ -286,7 +319,10 @@ mod tests {
     fn golden_v1_blob_still_opens() {
         let b = Fixed(DataKey::from_bytes([0x42; 32]), "soft:golden");
         let blob = hex::decode(GOLDEN_V1.trim()).unwrap();
-        assert_eq!(&unseal(&b, b"golden-record", &blob).unwrap()[..], b"keyrack golden plaintext");
+        assert_eq!(
+            &unseal(&b, b"golden-record", &blob).unwrap()[..],
+            b"keyrack golden plaintext"
+        );
     }
 
     // Made once with `seal(&Fixed(DataKey::from_bytes([0x42; 32]), "soft:golden"),

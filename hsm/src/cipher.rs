@@ -32,9 +32,19 @@ impl std::fmt::Debug for DataKey {
 /// Encrypts or decrypts one blob with AES-256-GCM.
 pub trait TokenAead: Send + Sync {
     /// Encrypts inside the device; returns ciphertext ‖ tag.
-    fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError>;
+    fn encrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError>;
     /// Decrypts inside the device; fails with [`SealError::Authentication`] on a bad tag.
-    fn decrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError>;
+    fn decrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError>;
 }
 
 /// Where a blob's AES-256-GCM runs.
@@ -46,19 +56,41 @@ pub enum BlobCipher<'a> {
 }
 
 impl BlobCipher<'_> {
-    pub(crate) fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    pub(crate) fn encrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         match self {
             BlobCipher::Software(key) => Aes256Gcm::new(key.as_bytes().into())
-                .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
+                .encrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad,
+                    },
+                )
                 .map_err(|_| SealError::Malformed("plaintext too long for AES-GCM".into())),
             BlobCipher::Token(token) => token.encrypt(nonce, aad, plaintext),
         }
     }
 
-    pub(crate) fn decrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub(crate) fn decrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         match self {
             BlobCipher::Software(key) => Aes256Gcm::new(key.as_bytes().into())
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
                 .map(Zeroizing::new)
                 .map_err(|_| SealError::Authentication),
             BlobCipher::Token(token) => token.decrypt(nonce, aad, ciphertext),

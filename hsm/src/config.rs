@@ -70,7 +70,11 @@ pub struct HsmConfig {
 
 impl HsmConfig {
     #[allow(dead_code)] // unused when every backend feature is off
-    pub(crate) fn section<'a, T>(&self, section: Option<&'a T>, name: &str) -> Result<&'a T, SealError> {
+    pub(crate) fn section<'a, T>(
+        &self,
+        section: Option<&'a T>,
+        name: &str,
+    ) -> Result<&'a T, SealError> {
         section.ok_or_else(|| {
             SealError::config(
                 format!("hsm.{name}"),
@@ -193,7 +197,8 @@ mod tests {
 
     #[test]
     fn a_pin_cannot_be_written_inline() {
-        let text = "backend = \"pkcs11\"\n[pkcs11]\nmodule = \"m\"\ntoken_label = \"t\"\npin = \"1234\"\n";
+        let text =
+            "backend = \"pkcs11\"\n[pkcs11]\nmodule = \"m\"\ntoken_label = \"t\"\npin = \"1234\"\n";
         assert!(toml::from_str::<HsmConfig>(text).is_err());
     }
 }

@@ -100,7 +100,10 @@ pub enum SealError {
 
 impl SealError {
     pub(crate) fn config(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        SealError::Config { setting: setting.into(), message: message.into() }
+        SealError::Config {
+            setting: setting.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn backend(
@@ -108,14 +111,20 @@ impl SealError {
         operation: &'static str,
         detail: impl std::fmt::Display,
     ) -> Self {
-        SealError::Backend { backend, operation, detail: detail.to_string() }
+        SealError::Backend {
+            backend,
+            operation,
+            detail: detail.to_string(),
+        }
     }
 
     #[allow(dead_code)] // used only when a backend feature is off
     pub(crate) fn not_built(backend: &str) -> Self {
         SealError::config(
             "hsm.backend",
-            format!("this keyrack build has no '{backend}' backend (cargo feature '{backend}' is off)"),
+            format!(
+                "this keyrack build has no '{backend}' backend (cargo feature '{backend}' is off)"
+            ),
         )
     }
 }

@@ -46,7 +46,11 @@ impl Health {
     }
 
     /// A passed check.
-    pub(crate) fn healthy(backend: BackendId, key_id: &str, detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn healthy(
+        backend: BackendId,
+        key_id: &str,
+        detail: impl std::fmt::Display,
+    ) -> Self {
         Health {
             backend,
             key_id: key_id.to_owned(),

@@ -118,7 +118,9 @@ pub fn open(
             #[cfg(feature = "pkcs11")]
             {
                 let c = config.section(config.pkcs11.as_ref(), "pkcs11")?;
-                Ok(Box::new(pkcs11::Pkcs11Sealer::open(c, base_dir, key_policy)?))
+                Ok(Box::new(pkcs11::Pkcs11Sealer::open(
+                    c, base_dir, key_policy,
+                )?))
             }
             #[cfg(not(feature = "pkcs11"))]
             Err(SealError::not_built("pkcs11"))
@@ -136,7 +138,9 @@ pub fn open(
             #[cfg(feature = "yubihsm")]
             {
                 let c = config.section(config.yubihsm.as_ref(), "yubihsm")?;
-                Ok(Box::new(yubihsm::YubihsmSealer::open(c, base_dir, key_policy)?))
+                Ok(Box::new(yubihsm::YubihsmSealer::open(
+                    c, base_dir, key_policy,
+                )?))
             }
             #[cfg(not(feature = "yubihsm"))]
             Err(SealError::not_built("yubihsm"))

@@ -39,16 +39,17 @@ pub struct Pkcs11Sealer {
 
 impl std::fmt::Debug for Pkcs11Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pkcs11Sealer").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("Pkcs11Sealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
 fn module_context(module: &Path) -> Result<Pkcs11, SealError> {
     static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
-    let mut contexts = CONTEXTS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| SealError::backend(BackendId::Pkcs11, "initialise", "context cache poisoned"))?;
+    let mut contexts = CONTEXTS.get_or_init(Default::default).lock().map_err(|_| {
+        SealError::backend(BackendId::Pkcs11, "initialise", "context cache poisoned")
+    })?;
     if let Some(ctx) = contexts.get(module) {
         return Ok(ctx.clone());
     }
@@ -60,13 +61,19 @@ fn module_context(module: &Path) -> Result<Pkcs11, SealError> {
     };
     if !module.exists() {
         return Err(unreachable(
-            "no such file; install the module (softhsm2 for tests: softhsm-setup/install-deps.sh)".into(),
+            "no such file; install the module (softhsm2 for tests: softhsm-setup/install-deps.sh)"
+                .into(),
         ));
     }
     let ctx = Pkcs11::new(module).map_err(|e| unreachable(format!("cannot load module: {e}")))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(unreachable(format!("C_Initialize failed: {e}{}", softhsm_hint()))),
+        Err(e) => {
+            return Err(unreachable(format!(
+                "C_Initialize failed: {e}{}",
+                softhsm_hint()
+            )))
+        }
     }
     contexts.insert(module.to_owned(), ctx.clone());
     Ok(ctx)
@@ -113,7 +120,11 @@ fn find_token(ctx: &Pkcs11, label: &str, module: &Path) -> Result<Slot, SealErro
 impl Pkcs11Sealer {
     /// Opens the token, logs in and finds (or, with [`KeyPolicy::CreateIfMissing`], creates)
     /// the sealing key.
-    pub fn open(config: &Pkcs11Config, base_dir: &Path, policy: KeyPolicy) -> Result<Self, SealError> {
+    pub fn open(
+        config: &Pkcs11Config,
+        base_dir: &Path,
+        policy: KeyPolicy,
+    ) -> Result<Self, SealError> {
         let module = base_dir.join(&config.module);
         let ctx = module_context(&module)?;
         let slot = find_token(&ctx, &config.token_label, &module)?;
@@ -124,7 +135,13 @@ impl Pkcs11Sealer {
         let pin = AuthPin::from(String::from(pin.as_str()));
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(rv @ (RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange | RvError::PinLocked), _)) => {
+            Err(CkError::Pkcs11(
+                rv @ (RvError::PinIncorrect
+                | RvError::PinInvalid
+                | RvError::PinLenRange
+                | RvError::PinLocked),
+                _,
+            )) => {
                 return Err(SealError::Login {
                     backend: BackendId::Pkcs11,
                     setting: "hsm.pkcs11.pin",
@@ -136,14 +153,19 @@ impl Pkcs11Sealer {
         let key_id = format!("pkcs11:{}/{}", config.token_label, config.key_label);
         let key = match find_key(&session, &config.key_label)? {
             Some(key) => key,
-            None if policy == KeyPolicy::CreateIfMissing => create_key(&session, &config.key_label)?,
-            None => {
-                return Err(SealError::NotFound {
-                    backend: BackendId::Pkcs11,
-                    what: format!("sealing key '{}' (hsm.pkcs11.key_label) in token '{}'", config.key_label, config.token_label),
-                    hint: "it is created by `keyrack init`; a missing key means another or a wiped token".into(),
-                })
+            None if policy == KeyPolicy::CreateIfMissing => {
+                create_key(&session, &config.key_label)?
             }
+            None => return Err(SealError::NotFound {
+                backend: BackendId::Pkcs11,
+                what: format!(
+                    "sealing key '{}' (hsm.pkcs11.key_label) in token '{}'",
+                    config.key_label, config.token_label
+                ),
+                hint:
+                    "it is created by `keyrack init`; a missing key means another or a wiped token"
+                        .into(),
+            }),
         };
         check_key_attributes(&session, key, &key_id)?;
         Ok(Pkcs11Sealer {
@@ -179,7 +201,10 @@ fn find_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, Seal
         [key] => Ok(Some(*key)),
         _ => Err(SealError::config(
             "hsm.pkcs11.key_label",
-            format!("{} AES keys are labelled '{label}'; labels must be unique", found.len()),
+            format!(
+                "{} AES keys are labelled '{label}'; labels must be unique",
+                found.len()
+            ),
         )),
     }
 }
@@ -205,13 +230,27 @@ fn create_key(session: &Session, label: &str) -> Result<ObjectHandle, SealError>
     let key = session
         .generate_key(&Mechanism::AesKeyGen, &template)
         .map_err(|e| SealError::backend(BackendId::Pkcs11, "generate sealing key", e))?;
-    tracing::info!(label, "created PKCS#11 sealing key (AES-256, sensitive, non-extractable)");
+    tracing::info!(
+        label,
+        "created PKCS#11 sealing key (AES-256, sensitive, non-extractable)"
+    );
     Ok(key)
 }
 
-fn check_key_attributes(session: &Session, key: ObjectHandle, key_id: &str) -> Result<(), SealError> {
+fn check_key_attributes(
+    session: &Session,
+    key: ObjectHandle,
+    key_id: &str,
+) -> Result<(), SealError> {
     let attrs = session
-        .get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable, AttributeType::ValueLen])
+        .get_attributes(
+            key,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::ValueLen,
+            ],
+        )
         .map_err(|e| SealError::backend(BackendId::Pkcs11, "read key attributes", e))?;
     let (mut sensitive, mut extractable, mut len) = (false, true, 0u64);
     for a in attrs {
@@ -240,7 +279,12 @@ fn check_key_attributes(session: &Session, key: ObjectHandle, key_id: &str) -> R
 }
 
 impl TokenAead for Pkcs11Sealer {
-    fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    fn encrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         let mut iv = *nonce;
         let params = GcmParams::new(&mut iv, aad, 128.into())
             .map_err(|e| SealError::backend(BackendId::Pkcs11, "encrypt", e))?;
@@ -249,16 +293,26 @@ impl TokenAead for Pkcs11Sealer {
             .map_err(|e| SealError::backend(BackendId::Pkcs11, "encrypt", e))
     }
 
-    fn decrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    fn decrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let mut iv = *nonce;
         let params = GcmParams::new(&mut iv, aad, 128.into())
             .map_err(|e| SealError::backend(BackendId::Pkcs11, "decrypt", e))?;
-        match self.session()?.decrypt(&Mechanism::AesGcm(params), self.key, ciphertext) {
+        match self
+            .session()?
+            .decrypt(&Mechanism::AesGcm(params), self.key, ciphertext)
+        {
             Ok(plain) => Ok(Zeroizing::new(plain)),
             // Tokens report a GCM tag mismatch in different ways; SoftHSM says
             // CKR_GENERAL_ERROR. All of them mean the blob does not open.
             Err(CkError::Pkcs11(
-                RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::GeneralError,
+                RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::GeneralError,
                 _,
             )) => Err(SealError::Authentication),
             Err(e) => Err(SealError::backend(BackendId::Pkcs11, "decrypt", e)),
@@ -281,7 +335,9 @@ impl Backend for Pkcs11Sealer {
 
     fn open_blob(&self, backend_header: &[u8]) -> Result<BlobCipher<'_>, SealError> {
         if !backend_header.is_empty() {
-            return Err(SealError::Malformed("pkcs11 blobs carry no backend header".into()));
+            return Err(SealError::Malformed(
+                "pkcs11 blobs carry no backend header".into(),
+            ));
         }
         Ok(BlobCipher::Token(self))
     }
@@ -297,19 +353,40 @@ impl Backend for Pkcs11Sealer {
                 cryptoki::session::SessionState::RwUser | cryptoki::session::SessionState::RoUser
             ),
             Err(e) => {
-                return Health::failed(BackendId::Pkcs11, &self.key_id, false, false, format!("token '{}' unreachable: {e}", self.token_label))
+                return Health::failed(
+                    BackendId::Pkcs11,
+                    &self.key_id,
+                    false,
+                    false,
+                    format!("token '{}' unreachable: {e}", self.token_label),
+                )
             }
         };
         if !logged_in {
-            return Health::failed(BackendId::Pkcs11, &self.key_id, true, false, "session is not logged in");
+            return Health::failed(
+                BackendId::Pkcs11,
+                &self.key_id,
+                true,
+                false,
+                "session is not logged in",
+            );
         }
         match find_key(&session, &self.key_label) {
             Ok(Some(key)) if key == self.key => Health::healthy(
                 BackendId::Pkcs11,
                 &self.key_id,
-                format!("token '{}' logged in; key '{}' present, sensitive, non-extractable", self.token_label, self.key_label),
+                format!(
+                    "token '{}' logged in; key '{}' present, sensitive, non-extractable",
+                    self.token_label, self.key_label
+                ),
             ),
-            Ok(_) => Health::failed(BackendId::Pkcs11, &self.key_id, true, true, format!("key '{}' is gone or was replaced", self.key_label)),
+            Ok(_) => Health::failed(
+                BackendId::Pkcs11,
+                &self.key_id,
+                true,
+                true,
+                format!("key '{}' is gone or was replaced", self.key_label),
+            ),
             Err(e) => Health::failed(BackendId::Pkcs11, &self.key_id, true, true, e),
         }
     }

@@ -29,7 +29,9 @@ impl SecretSource {
                 })?);
                 Zeroizing::new(
                     std::str::from_utf8(&bytes)
-                        .map_err(|_| SealError::config(setting, format!("{} is not UTF-8", path.display())))?
+                        .map_err(|_| {
+                            SealError::config(setting, format!("{} is not UTF-8", path.display()))
+                        })?
                         .to_owned(),
                 )
             }

@@ -31,7 +31,9 @@ pub struct SoftSealer {
 
 impl std::fmt::Debug for SoftSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftSealer").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("SoftSealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,8 +70,14 @@ impl SoftSealer {
         Hkdf::<Sha256>::new(None, key.as_ref())
             .expand(b"keyrack soft sealer key id", &mut fingerprint)
             .map_err(|e| SealError::backend(BackendId::Soft, "key derivation", e))?;
-        let key_id = format!("soft:argon2id-m{M_COST_KIB}-t{T_COST}-p{P_COST}:{}", hex::encode(fingerprint));
-        Ok(SoftSealer { key: DataKey::from_bytes(*key), key_id })
+        let key_id = format!(
+            "soft:argon2id-m{M_COST_KIB}-t{T_COST}-p{P_COST}:{}",
+            hex::encode(fingerprint)
+        );
+        Ok(SoftSealer {
+            key: DataKey::from_bytes(*key),
+            key_id,
+        })
     }
 }
 
@@ -88,12 +96,18 @@ impl Backend for SoftSealer {
 
     fn open_blob(&self, backend_header: &[u8]) -> Result<BlobCipher<'_>, SealError> {
         if !backend_header.is_empty() {
-            return Err(SealError::Malformed("soft blobs carry no backend header".into()));
+            return Err(SealError::Malformed(
+                "soft blobs carry no backend header".into(),
+            ));
         }
         Ok(BlobCipher::Software(self.key.clone()))
     }
 
     fn health(&self) -> Health {
-        Health::healthy(BackendId::Soft, &self.key_id, "software key derived (DEVELOPMENT ONLY)")
+        Health::healthy(
+            BackendId::Soft,
+            &self.key_id,
+            "software key derived (DEVELOPMENT ONLY)",
+        )
     }
 }

@@ -17,18 +17,18 @@ use std::sync::Mutex;
 
 use rand_core::{OsRng, RngCore};
 use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::CapabilityType;
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::CapabilityData;
 use tss_esapi::structures::{
     Auth, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
     PublicKeyedHashParameters, SensitiveData, SymmetricDefinitionObject,
 };
-use tss_esapi::constants::CapabilityType;
-use tss_esapi::structures::CapabilityData;
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
@@ -49,7 +49,9 @@ pub struct TpmSealer {
 
 impl std::fmt::Debug for TpmSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TpmSealer").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("TpmSealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,16 +110,26 @@ impl TpmSealer {
             value: config.tcti.clone(),
             detail,
         };
-        let tcti = TctiNameConf::from_str(&config.tcti)
-            .map_err(|e| SealError::config("hsm.tpm.tcti", format!("'{}' is not a TCTI string: {e}", config.tcti)))?;
-        let mut context = Context::new(tcti).map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+        let tcti = TctiNameConf::from_str(&config.tcti).map_err(|e| {
+            SealError::config(
+                "hsm.tpm.tcti",
+                format!("'{}' is not a TCTI string: {e}", config.tcti),
+            )
+        })?;
+        let mut context =
+            Context::new(tcti).map_err(|e| unreachable(format!("cannot connect: {e}")))?;
         // A cheap round trip: a TCTI can "open" without a TPM behind it.
-        context.get_random(8).map_err(|e| unreachable(format!("TPM does not answer: {e}")))?;
+        context
+            .get_random(8)
+            .map_err(|e| unreachable(format!("TPM does not answer: {e}")))?;
 
         let persistent = PersistentTpmHandle::new(config.storage_key_handle).map_err(|_| {
             SealError::config(
                 "hsm.tpm.storage_key_handle",
-                format!("{:#x} is not a persistent handle (0x81000000..=0x81FFFFFF)", config.storage_key_handle),
+                format!(
+                    "{:#x} is not a persistent handle (0x81000000..=0x81FFFFFF)",
+                    config.storage_key_handle
+                ),
             )
         })?;
         let key_id = format!("tpm:{:#010x}", config.storage_key_handle);
@@ -133,24 +145,33 @@ impl TpmSealer {
                     Some(source) => {
                         let secret = source.read(base_dir, "hsm.tpm.owner_auth")?;
                         Some(Auth::try_from(secret.as_bytes().to_vec()).map_err(|e| {
-                            SealError::config("hsm.tpm.owner_auth", format!("not a valid TPM auth value: {e}"))
+                            SealError::config(
+                                "hsm.tpm.owner_auth",
+                                format!("not a valid TPM auth value: {e}"),
+                            )
                         })?)
                     }
                     None => None,
                 };
                 create_storage_key(&mut context, persistent, owner_auth)?
             }
-            false => {
-                return Err(SealError::NotFound {
-                    backend: BackendId::Tpm,
-                    what: format!("storage key at {:#x} (hsm.tpm.storage_key_handle)", config.storage_key_handle),
-                    hint: "it is created by `keyrack init`; a missing key means another or a cleared TPM".into(),
-                })
-            }
+            false => return Err(SealError::NotFound {
+                backend: BackendId::Tpm,
+                what: format!(
+                    "storage key at {:#x} (hsm.tpm.storage_key_handle)",
+                    config.storage_key_handle
+                ),
+                hint:
+                    "it is created by `keyrack init`; a missing key means another or a cleared TPM"
+                        .into(),
+            }),
         };
         // The handle must hold a key we can seal under.
-        let (public, _, _) = context.read_public(storage_key).map_err(tpm_err("read storage key"))?;
-        let restricted_decrypt = public.object_attributes().restricted() && public.object_attributes().decrypt();
+        let (public, _, _) = context
+            .read_public(storage_key)
+            .map_err(tpm_err("read storage key"))?;
+        let restricted_decrypt =
+            public.object_attributes().restricted() && public.object_attributes().decrypt();
         if !restricted_decrypt {
             return Err(SealError::UnsafeKey {
                 backend: BackendId::Tpm,
@@ -175,7 +196,10 @@ impl TpmSealer {
 }
 
 /// Whether a persistent object sits at `handle` (asked without provoking an error).
-fn persistent_handle_exists(context: &mut Context, handle: PersistentTpmHandle) -> Result<bool, SealError> {
+fn persistent_handle_exists(
+    context: &mut Context,
+    handle: PersistentTpmHandle,
+) -> Result<bool, SealError> {
     let wanted = u32::from(handle);
     let (data, _) = context
         .get_capability(CapabilityType::Handles, wanted, 1)
@@ -198,7 +222,14 @@ fn create_storage_key(
     }
     let created = context
         .execute_with_session(Some(AuthSession::Password), |ctx| {
-            ctx.create_primary(Hierarchy::Owner, storage_key_template()?, None, None, None, None)
+            ctx.create_primary(
+                Hierarchy::Owner,
+                storage_key_template()?,
+                None,
+                None,
+                None,
+                None,
+            )
         })
         .map_err(|e| SealError::Login {
             backend: BackendId::Tpm,
@@ -206,7 +237,11 @@ fn create_storage_key(
             detail: format!("creating the storage key under the owner hierarchy failed: {e}"),
         })?;
     let result = context.execute_with_session(Some(AuthSession::Password), |ctx| {
-        ctx.evict_control(Provision::Owner, created.key_handle.into(), Persistent::Persistent(persistent))
+        ctx.evict_control(
+            Provision::Owner,
+            created.key_handle.into(),
+            Persistent::Persistent(persistent),
+        )
     });
     context
         .flush_context(created.key_handle.into())
@@ -218,7 +253,10 @@ fn create_storage_key(
             .tr_from_tpm_public(TpmHandle::Persistent(persistent))
             .map_err(tpm_err("persist storage key"))?,
     };
-    tracing::info!(handle = format!("{:#x}", u32::from(persistent)), "created TPM storage key");
+    tracing::info!(
+        handle = format!("{:#x}", u32::from(persistent)),
+        "created TPM storage key"
+    );
     Ok(KeyHandle::from(handle))
 }
 
@@ -233,7 +271,9 @@ fn split_header(header: &[u8]) -> Result<(&[u8], &[u8]), SealError> {
     let (public, at) = take(0)?;
     let (private, end) = take(at)?;
     if end != header.len() {
-        return Err(SealError::Malformed("tpm backend header has trailing bytes".into()));
+        return Err(SealError::Malformed(
+            "tpm backend header has trailing bytes".into(),
+        ));
     }
     Ok((public, private))
 }
@@ -250,18 +290,31 @@ impl Backend for TpmSealer {
     fn new_blob(&self) -> Result<(Vec<u8>, BlobCipher<'_>), SealError> {
         let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(bytes.as_mut());
-        let sensitive = SensitiveData::try_from(bytes.to_vec()).map_err(tpm_err("seal data key"))?;
+        let sensitive =
+            SensitiveData::try_from(bytes.to_vec()).map_err(tpm_err("seal data key"))?;
         let mut context = self.context()?;
         let created = context
             .execute_with_session(Some(AuthSession::Password), |ctx| {
-                ctx.create(self.storage_key, sealed_object_template()?, None, Some(sensitive), None, None)
+                ctx.create(
+                    self.storage_key,
+                    sealed_object_template()?,
+                    None,
+                    Some(sensitive),
+                    None,
+                    None,
+                )
             })
             .map_err(tpm_err("seal data key"))?;
-        let public = created.out_public.marshall().map_err(tpm_err("marshal sealed object"))?;
+        let public = created
+            .out_public
+            .marshall()
+            .map_err(tpm_err("marshal sealed object"))?;
         let private = created.out_private.value();
         let mut header = Vec::with_capacity(4 + public.len() + private.len());
         for part in [public.as_slice(), private] {
-            let len = u16::try_from(part.len()).map_err(|_| SealError::backend(BackendId::Tpm, "seal data key", "object too large"))?;
+            let len = u16::try_from(part.len()).map_err(|_| {
+                SealError::backend(BackendId::Tpm, "seal data key", "object too large")
+            })?;
             header.extend_from_slice(&len.to_be_bytes());
             header.extend_from_slice(part);
         }
@@ -278,9 +331,12 @@ impl Backend for TpmSealer {
         // A load failure means the object was not made under this TPM's storage key or was
         // altered (the TPM checks its integrity): either way the blob does not open.
         let object = context
-            .execute_with_session(Some(AuthSession::Password), |ctx| ctx.load(self.storage_key, private, public))
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.load(self.storage_key, private, public)
+            })
             .map_err(|_| SealError::Authentication)?;
-        let unsealed = context.execute_with_session(Some(AuthSession::Password), |ctx| ctx.unseal(object.into()));
+        let unsealed = context
+            .execute_with_session(Some(AuthSession::Password), |ctx| ctx.unseal(object.into()));
         context
             .flush_context(object.into())
             .map_err(tpm_err("flush sealed object"))?;
@@ -298,11 +354,30 @@ impl Backend for TpmSealer {
             Err(e) => return Health::failed(BackendId::Tpm, &self.key_id, false, false, e),
         };
         if let Err(e) = context.get_random(8) {
-            return Health::failed(BackendId::Tpm, &self.key_id, false, true, format!("TPM at '{}' does not answer: {e}", self.tcti));
+            return Health::failed(
+                BackendId::Tpm,
+                &self.key_id,
+                false,
+                true,
+                format!("TPM at '{}' does not answer: {e}", self.tcti),
+            );
         }
         match context.read_public(self.storage_key) {
-            Ok(_) => Health::healthy(BackendId::Tpm, &self.key_id, format!("TPM at '{}' answers; storage key {:#x} present", self.tcti, self.handle)),
-            Err(e) => Health::failed(BackendId::Tpm, &self.key_id, true, true, format!("storage key {:#x} unreadable: {e}", self.handle)),
+            Ok(_) => Health::healthy(
+                BackendId::Tpm,
+                &self.key_id,
+                format!(
+                    "TPM at '{}' answers; storage key {:#x} present",
+                    self.tcti, self.handle
+                ),
+            ),
+            Err(e) => Health::failed(
+                BackendId::Tpm,
+                &self.key_id,
+                true,
+                true,
+                format!("storage key {:#x} unreadable: {e}", self.handle),
+            ),
         }
     }
 }

@@ -34,7 +34,9 @@ pub struct YubihsmSealer {
 
 impl std::fmt::Debug for YubihsmSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("YubihsmSealer").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("YubihsmSealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,29 +51,56 @@ fn connector(spec: &str) -> Result<Connector, SealError> {
         ));
     }
     let bad = || {
-        SealError::config("hsm.yubihsm.connector", format!("'{spec}' is neither 'mock' nor http://HOST:PORT"))
+        SealError::config(
+            "hsm.yubihsm.connector",
+            format!("'{spec}' is neither 'mock' nor http://HOST:PORT"),
+        )
     };
-    let rest = spec.strip_prefix("http://").ok_or_else(bad)?.trim_end_matches('/');
+    let rest = spec
+        .strip_prefix("http://")
+        .ok_or_else(bad)?
+        .trim_end_matches('/');
     let (addr, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse::<u16>().map_err(|_| bad())?;
-    Ok(Connector::http(&HttpConfig { addr: addr.to_owned(), port, timeout_ms: 5000 }))
+    Ok(Connector::http(&HttpConfig {
+        addr: addr.to_owned(),
+        port,
+        timeout_ms: 5000,
+    }))
 }
 
 impl YubihsmSealer {
     /// Connects, authenticates and finds (or, with [`KeyPolicy::CreateIfMissing`], generates)
     /// the HMAC key.
-    pub fn open(config: &YubihsmConfig, base_dir: &Path, policy: KeyPolicy) -> Result<Self, SealError> {
-        let domain = Domain::from_bits(1u16.checked_shl(u32::from(config.domain).wrapping_sub(1)).unwrap_or(0))
-            .filter(|d| (1..=16).contains(&config.domain) && !d.is_empty())
-            .ok_or_else(|| SealError::config("hsm.yubihsm.domain", format!("{} is not a domain (1..=16)", config.domain)))?;
+    pub fn open(
+        config: &YubihsmConfig,
+        base_dir: &Path,
+        policy: KeyPolicy,
+    ) -> Result<Self, SealError> {
+        let domain = Domain::from_bits(
+            1u16.checked_shl(u32::from(config.domain).wrapping_sub(1))
+                .unwrap_or(0),
+        )
+        .filter(|d| (1..=16).contains(&config.domain) && !d.is_empty())
+        .ok_or_else(|| {
+            SealError::config(
+                "hsm.yubihsm.domain",
+                format!("{} is not a domain (1..=16)", config.domain),
+            )
+        })?;
         let password = config.password.read(base_dir, "hsm.yubihsm.password")?;
         let credentials = Credentials::from_password(config.auth_key_id, password.as_bytes());
-        let client = Client::open(connector(&config.connector)?, credentials, true).map_err(|e| {
-            match e.kind() {
+        let client =
+            Client::open(connector(&config.connector)?, credentials, true).map_err(|e| match e
+                .kind()
+            {
                 yubihsm::client::ErrorKind::AuthenticationError => SealError::Login {
                     backend: BackendId::Yubihsm,
                     setting: "hsm.yubihsm.password",
-                    detail: format!("authentication key {} refused the password", config.auth_key_id),
+                    detail: format!(
+                        "authentication key {} refused the password",
+                        config.auth_key_id
+                    ),
                 },
                 _ => SealError::Unreachable {
                     backend: BackendId::Yubihsm,
@@ -79,8 +108,7 @@ impl YubihsmSealer {
                     value: config.connector.clone(),
                     detail: e.to_string(),
                 },
-            }
-        })?;
+            })?;
         let key_id = format!("yubihsm:{:#06x}", config.hmac_key_id);
         let info = match client.get_object_info(config.hmac_key_id, object::Type::HmacKey) {
             Ok(info) => info,
@@ -99,15 +127,21 @@ impl YubihsmSealer {
                     .get_object_info(config.hmac_key_id, object::Type::HmacKey)
                     .map_err(|e| SealError::backend(BackendId::Yubihsm, "read HMAC key", e))?
             }
-            Err(_) => {
-                return Err(SealError::NotFound {
-                    backend: BackendId::Yubihsm,
-                    what: format!("HMAC key {:#06x} (hsm.yubihsm.hmac_key_id)", config.hmac_key_id),
-                    hint: "it is created by `keyrack init`; a missing key means another or a reset device".into(),
-                })
-            }
+            Err(_) => return Err(SealError::NotFound {
+                backend: BackendId::Yubihsm,
+                what: format!(
+                    "HMAC key {:#06x} (hsm.yubihsm.hmac_key_id)",
+                    config.hmac_key_id
+                ),
+                hint:
+                    "it is created by `keyrack init`; a missing key means another or a reset device"
+                        .into(),
+            }),
         };
-        if info.capabilities.contains(Capability::EXPORTABLE_UNDER_WRAP) {
+        if info
+            .capabilities
+            .contains(Capability::EXPORTABLE_UNDER_WRAP)
+        {
             return Err(SealError::UnsafeKey {
                 backend: BackendId::Yubihsm,
                 key_id,
@@ -121,7 +155,12 @@ impl YubihsmSealer {
                 reason: format!("expected an HMAC-SHA256 key, found {:?}", info.algorithm),
             });
         }
-        Ok(YubihsmSealer { client, hmac_key: config.hmac_key_id, key_id, connector: config.connector.clone() })
+        Ok(YubihsmSealer {
+            client,
+            hmac_key: config.hmac_key_id,
+            key_id,
+            connector: config.connector.clone(),
+        })
     }
 
     fn data_key(&self, salt: &[u8]) -> Result<DataKey, SealError> {
@@ -133,10 +172,13 @@ impl YubihsmSealer {
             .sign_hmac(self.hmac_key, msg)
             .map_err(|e| SealError::backend(BackendId::Yubihsm, "derive data key", e))?;
         let mut tag = zeroize::Zeroizing::new(tag.into_vec());
-        let bytes: [u8; 32] = tag
-            .as_slice()
-            .try_into()
-            .map_err(|_| SealError::backend(BackendId::Yubihsm, "derive data key", "HMAC is not 32 bytes"))?;
+        let bytes: [u8; 32] = tag.as_slice().try_into().map_err(|_| {
+            SealError::backend(
+                BackendId::Yubihsm,
+                "derive data key",
+                "HMAC is not 32 bytes",
+            )
+        })?;
         zeroize::Zeroize::zeroize(&mut *tag);
         Ok(DataKey::from_bytes(bytes))
     }
@@ -160,18 +202,42 @@ impl Backend for YubihsmSealer {
 
     fn open_blob(&self, backend_header: &[u8]) -> Result<BlobCipher<'_>, SealError> {
         if backend_header.len() != SALT_LEN {
-            return Err(SealError::Malformed(format!("yubihsm backend header must be a {SALT_LEN}-byte salt")));
+            return Err(SealError::Malformed(format!(
+                "yubihsm backend header must be a {SALT_LEN}-byte salt"
+            )));
         }
         Ok(BlobCipher::Software(self.data_key(backend_header)?))
     }
 
     fn health(&self) -> Health {
         if let Err(e) = self.client.ping() {
-            return Health::failed(BackendId::Yubihsm, &self.key_id, false, false, format!("connector '{}': {e}", self.connector));
+            return Health::failed(
+                BackendId::Yubihsm,
+                &self.key_id,
+                false,
+                false,
+                format!("connector '{}': {e}", self.connector),
+            );
         }
-        match self.client.get_object_info(self.hmac_key, object::Type::HmacKey) {
-            Ok(_) => Health::healthy(BackendId::Yubihsm, &self.key_id, format!("connector '{}' answers; HMAC key {:#06x} present", self.connector, self.hmac_key)),
-            Err(e) => Health::failed(BackendId::Yubihsm, &self.key_id, true, true, format!("HMAC key {:#06x}: {e}", self.hmac_key)),
+        match self
+            .client
+            .get_object_info(self.hmac_key, object::Type::HmacKey)
+        {
+            Ok(_) => Health::healthy(
+                BackendId::Yubihsm,
+                &self.key_id,
+                format!(
+                    "connector '{}' answers; HMAC key {:#06x} present",
+                    self.connector, self.hmac_key
+                ),
+            ),
+            Err(e) => Health::failed(
+                BackendId::Yubihsm,
+                &self.key_id,
+                true,
+                true,
+                format!("HMAC key {:#06x}: {e}", self.hmac_key),
+            ),
         }
     }
 }

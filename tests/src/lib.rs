@@ -31,7 +31,11 @@ pub fn state_dir() -> PathBuf {
 /// The PIN file `softhsm-init.sh` wrote for a token.
 pub fn pin_file(token: &str) -> PathBuf {
     let path = state_dir().join("pins").join(format!("{token}.pin"));
-    assert!(path.exists(), "no SoftHSM token '{token}' ({} missing): {SETUP_HINT}", path.display());
+    assert!(
+        path.exists(),
+        "no SoftHSM token '{token}' ({} missing): {SETUP_HINT}",
+        path.display()
+    );
     path
 }
 
@@ -48,7 +52,11 @@ pub fn softhsm(token: &str, key_label: &str) -> Pkcs11Config {
 
 /// Settings for a storage key on the swtpm started by `services.sh`.
 pub fn swtpm(handle: u32) -> TpmConfig {
-    TpmConfig { tcti: required_env("KEYRACK_TPM_TCTI"), storage_key_handle: handle, owner_auth: None }
+    TpmConfig {
+        tcti: required_env("KEYRACK_TPM_TCTI"),
+        storage_key_handle: handle,
+        owner_auth: None,
+    }
 }
 
 /// Settings for the YubiHSM mock (`mock`, or an HTTP URL) with its factory password.
@@ -78,7 +86,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A child process killed when dropped.
@@ -103,8 +115,13 @@ pub fn spawn_yubihsm_mock(binary: &str) -> (ChildGuard, String) {
     let stdout = child.stdout.take().expect("piped stdout");
     let guard = ChildGuard(child);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read mock's first line");
-    assert!(line.starts_with("listening"), "yubihsm mock did not start: {line:?}");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read mock's first line");
+    assert!(
+        line.starts_with("listening"),
+        "yubihsm mock did not start: {line:?}"
+    );
     (guard, format!("http://127.0.0.1:{port}"))
 }
 
@@ -112,7 +129,10 @@ pub fn spawn_yubihsm_mock(binary: &str) -> (ChildGuard, String) {
 /// `cargo build -p keyrack-node`), found next to the test binary's directory.
 pub fn keyrack_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join("keyrack");
     assert!(
         bin.exists(),

@@ -37,7 +37,13 @@ impl Fixture {
 }
 
 fn config(backend: BackendKind) -> HsmConfig {
-    HsmConfig { backend, pkcs11: None, tpm: None, yubihsm: None, soft: None }
+    HsmConfig {
+        backend,
+        pkcs11: None,
+        tpm: None,
+        yubihsm: None,
+        soft: None,
+    }
 }
 
 fn write_secret(dir: &Path, name: &str, value: &str) -> PathBuf {
@@ -59,7 +65,14 @@ fn soft() -> Fixture {
         c
     };
     let (a, b) = (make("passphrase-a"), make("passphrase-b"));
-    Fixture { a, b, missing: None, persistent: true, dir, _services: vec![] }
+    Fixture {
+        a,
+        b,
+        missing: None,
+        persistent: true,
+        dir,
+        _services: vec![],
+    }
 }
 
 fn pkcs11() -> Fixture {
@@ -71,7 +84,10 @@ fn pkcs11() -> Fixture {
     Fixture {
         a: with_key(keyrack_tests::unique("conf-a")),
         b: with_key(keyrack_tests::unique("conf-b")),
-        missing: Some((with_key(keyrack_tests::unique("never-created")), "hsm.pkcs11.key_label")),
+        missing: Some((
+            with_key(keyrack_tests::unique("never-created")),
+            "hsm.pkcs11.key_label",
+        )),
         persistent: true,
         dir: tempfile::tempdir().unwrap(),
         _services: vec![],
@@ -153,9 +169,15 @@ mod cases {
             let aad = format!("record-{len}");
             let sealed = s.seal(aad.as_bytes(), &plaintext).unwrap();
             let info = blob::inspect(&sealed).unwrap();
-            assert_eq!((info.backend, info.key_id.as_str(), info.plaintext_len), (s.backend(), s.key_id(), len));
+            assert_eq!(
+                (info.backend, info.key_id.as_str(), info.plaintext_len),
+                (s.backend(), s.key_id(), len)
+            );
             if len > 0 {
-                assert!(!contains(&sealed, &plaintext[..32]), "plaintext visible in the blob");
+                assert!(
+                    !contains(&sealed, &plaintext[..32]),
+                    "plaintext visible in the blob"
+                );
             }
             let opened = s.unseal(aad.as_bytes(), &sealed).unwrap();
             assert_eq!(&opened[..], &plaintext[..], "round trip of {len} bytes");
@@ -168,12 +190,24 @@ mod cases {
 
     pub fn wrong_aad_fails(f: Fixture) {
         let s = f.open(&f.a);
-        let sealed = s.seal(b"cluster/c1/node/n0/key/k1/v1", b"share bytes").unwrap();
-        for wrong in [&b"cluster/c1/node/n0/key/k1/v2"[..], b"cluster/c1/node/n1/key/k1/v1", b""] {
-            assert!(matches!(s.unseal(wrong, &sealed), Err(SealError::Authentication)), "opened under {wrong:?}");
+        let sealed = s
+            .seal(b"cluster/c1/node/n0/key/k1/v1", b"share bytes")
+            .unwrap();
+        for wrong in [
+            &b"cluster/c1/node/n0/key/k1/v2"[..],
+            b"cluster/c1/node/n1/key/k1/v1",
+            b"",
+        ] {
+            assert!(
+                matches!(s.unseal(wrong, &sealed), Err(SealError::Authentication)),
+                "opened under {wrong:?}"
+            );
         }
         // Nothing lost: the right AAD still opens it.
-        assert_eq!(&s.unseal(b"cluster/c1/node/n0/key/k1/v1", &sealed).unwrap()[..], b"share bytes");
+        assert_eq!(
+            &s.unseal(b"cluster/c1/node/n0/key/k1/v1", &sealed).unwrap()[..],
+            b"share bytes"
+        );
     }
 
     pub fn any_flipped_byte_fails(f: Fixture) {
@@ -185,7 +219,10 @@ mod cases {
                 let mut bad = sealed.clone();
                 bad[i] ^= mask;
                 if let Ok(opened) = s.unseal(b"rec", &bad) {
-                    panic!("blob with byte {i} ^ {mask:#x} opened ({} bytes)", opened.len());
+                    panic!(
+                        "blob with byte {i} ^ {mask:#x} opened ({} bytes)",
+                        opened.len()
+                    );
                 }
             }
         }
@@ -205,7 +242,10 @@ mod cases {
         }
         // Relabelled to claim key B, it still does not open: the key id is bound, not trusted.
         let forged = relabel(&sealed, b.backend() as u8, b.key_id());
-        assert!(b.unseal(b"rec", &forged).is_err(), "blob of key A opened under key B");
+        assert!(
+            b.unseal(b"rec", &forged).is_err(),
+            "blob of key A opened under key B"
+        );
         assert_eq!(&a.unseal(b"rec", &sealed).unwrap()[..], b"secret for key A");
     }
 
@@ -214,8 +254,15 @@ mod cases {
         // A blob made by the soft backend (or, for the soft fixture, one relabelled as pkcs11).
         let other = soft();
         let foreign = other.open(&other.a).seal(b"rec", b"x").unwrap();
-        let foreign = if s.backend() == keyrack_hsm::BackendId::Soft { relabel(&foreign, 1, "pkcs11:t/k") } else { foreign };
-        assert!(matches!(s.unseal(b"rec", &foreign), Err(SealError::WrongBackend { .. })));
+        let foreign = if s.backend() == keyrack_hsm::BackendId::Soft {
+            relabel(&foreign, 1, "pkcs11:t/k")
+        } else {
+            foreign
+        };
+        assert!(matches!(
+            s.unseal(b"rec", &foreign),
+            Err(SealError::WrongBackend { .. })
+        ));
         // Forged to name this backend and key, it fails authentication.
         let forged = relabel(&foreign, s.backend() as u8, s.key_id());
         assert!(s.unseal(b"rec", &forged).is_err());
@@ -239,8 +286,15 @@ mod cases {
             .arg(&blob_file)
             .output()
             .unwrap();
-        assert!(out.status.success(), "probe failed: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex::encode(Sha256::digest(&plaintext)));
+        assert!(
+            out.status.success(),
+            "probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            hex::encode(Sha256::digest(&plaintext))
+        );
     }
 
     pub fn health_reports_ok(f: Fixture) {
@@ -251,7 +305,9 @@ mod cases {
     }
 
     pub fn missing_key_is_not_created_silently(f: Fixture) {
-        let Some((config, setting)) = &f.missing else { panic!("fixture names no missing key") };
+        let Some((config, setting)) = &f.missing else {
+            panic!("fixture names no missing key")
+        };
         match open(config, f.dir.path(), KeyPolicy::MustExist) {
             Err(e @ SealError::NotFound { .. }) => assert!(e.to_string().contains(setting), "{e}"),
             Err(e) => panic!("expected NotFound, got {e}"),

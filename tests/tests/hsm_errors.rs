@@ -12,7 +12,13 @@ use keyrack_tests::{free_port, spawn_yubihsm_mock};
 const MOCK_BIN: &str = env!("CARGO_BIN_EXE_keyrack-yubihsm-mock");
 
 fn config(backend: BackendKind) -> HsmConfig {
-    HsmConfig { backend, pkcs11: None, tpm: None, yubihsm: None, soft: None }
+    HsmConfig {
+        backend,
+        pkcs11: None,
+        tpm: None,
+        yubihsm: None,
+        soft: None,
+    }
 }
 
 fn open_err(c: &HsmConfig) -> SealError {
@@ -52,7 +58,15 @@ fn pkcs11_missing_token_names_the_label_and_the_setup_script() {
     c.pkcs11.as_mut().unwrap().token_label = "no-such-token".into();
     let e = open_err(&c);
     assert!(matches!(e, SealError::NotFound { .. }), "{e:?}");
-    assert_names(&e, &["no-such-token", "hsm.pkcs11.token_label", "softhsm-setup/softhsm-init.sh", "SOFTHSM2_CONF="]);
+    assert_names(
+        &e,
+        &[
+            "no-such-token",
+            "hsm.pkcs11.token_label",
+            "softhsm-setup/softhsm-init.sh",
+            "SOFTHSM2_CONF=",
+        ],
+    );
 }
 
 #[test]
@@ -78,7 +92,11 @@ fn pkcs11_missing_pin_file_names_the_pin_setting() {
 fn tpm_unreachable_names_the_tcti_setting() {
     let mut c = config(BackendKind::Tpm);
     let tcti = format!("swtpm:host=127.0.0.1,port={}", free_port());
-    c.tpm = Some(keyrack_hsm::config::TpmConfig { tcti: tcti.clone(), storage_key_handle: 0x8100_0100, owner_auth: None });
+    c.tpm = Some(keyrack_hsm::config::TpmConfig {
+        tcti: tcti.clone(),
+        storage_key_handle: 0x8100_0100,
+        owner_auth: None,
+    });
     let e = open_err(&c);
     assert!(matches!(e, SealError::Unreachable { .. }), "{e:?}");
     assert_names(&e, &["hsm.tpm.tcti", &tcti]);
@@ -123,19 +141,35 @@ fn yubihsm_unreachable_connector_names_the_connector_setting() {
 #[test]
 fn soft_missing_passphrase_and_short_salt_name_their_settings() {
     let mut c = config(BackendKind::Soft);
-    c.soft = Some(SoftConfig { passphrase: SecretSource::Env("KEYRACK_TEST_UNSET_VARIABLE".into()), salt: "00".repeat(16) });
-    assert_names(&open_err(&c), &["hsm.soft.passphrase", "KEYRACK_TEST_UNSET_VARIABLE"]);
-    c.soft = Some(SoftConfig { passphrase: SecretSource::Env("PATH".into()), salt: "0011".into() });
+    c.soft = Some(SoftConfig {
+        passphrase: SecretSource::Env("KEYRACK_TEST_UNSET_VARIABLE".into()),
+        salt: "00".repeat(16),
+    });
+    assert_names(
+        &open_err(&c),
+        &["hsm.soft.passphrase", "KEYRACK_TEST_UNSET_VARIABLE"],
+    );
+    c.soft = Some(SoftConfig {
+        passphrase: SecretSource::Env("PATH".into()),
+        salt: "0011".into(),
+    });
     assert_names(&open_err(&c), &["hsm.soft.salt", "at least 16 bytes"]);
 }
 
 #[test]
 fn soft_wrong_passphrase_does_not_open_blobs() {
     let salt = "ab".repeat(16);
-    let right = keyrack_hsm::soft::SoftSealer::from_passphrase(b"right", &hex::decode(&salt).unwrap()).unwrap();
-    let wrong = keyrack_hsm::soft::SoftSealer::from_passphrase(b"wrong", &hex::decode(&salt).unwrap()).unwrap();
+    let right =
+        keyrack_hsm::soft::SoftSealer::from_passphrase(b"right", &hex::decode(&salt).unwrap())
+            .unwrap();
+    let wrong =
+        keyrack_hsm::soft::SoftSealer::from_passphrase(b"wrong", &hex::decode(&salt).unwrap())
+            .unwrap();
     let sealed = keyrack_hsm::Sealer::seal(&right, b"rec", b"secret").unwrap();
-    assert!(matches!(keyrack_hsm::Sealer::unseal(&wrong, b"rec", &sealed), Err(SealError::WrongKey { .. })));
+    assert!(matches!(
+        keyrack_hsm::Sealer::unseal(&wrong, b"rec", &sealed),
+        Err(SealError::WrongKey { .. })
+    ));
 }
 
 /// The sealing key, as opensc's pkcs11-tool sees it: AES-256, sensitive, never extractable.
@@ -148,14 +182,30 @@ fn pkcs11_sealing_key_is_sensitive_and_not_extractable_per_pkcs11_tool() {
 
     let pin = std::fs::read_to_string(keyrack_tests::pin_file("keyrack-test")).unwrap();
     let out = Command::new("pkcs11-tool")
-        .args(["--module", &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE")])
-        .args(["--token-label", "keyrack-test", "--login", "--pin", pin.trim()])
+        .args([
+            "--module",
+            &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
+        ])
+        .args([
+            "--token-label",
+            "keyrack-test",
+            "--login",
+            "--pin",
+            pin.trim(),
+        ])
         .args(["--list-objects", "--type", "secrkey", "--label", &label])
         .output()
         .expect("pkcs11-tool (package opensc) must be installed: softhsm-setup/install-deps.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("Secret Key Object; AES length 32"), "{listing}");
+    assert!(
+        listing.contains("Secret Key Object; AES length 32"),
+        "{listing}"
+    );
     assert!(listing.contains(&label), "{listing}");
     let access: Vec<&str> = listing
         .lines()
@@ -164,7 +214,13 @@ fn pkcs11_sealing_key_is_sensitive_and_not_extractable_per_pkcs11_tool() {
         .split(',')
         .map(str::trim)
         .collect();
-    assert!(access.contains(&"sensitive"), "CKA_SENSITIVE is not true: {access:?}");
+    assert!(
+        access.contains(&"sensitive"),
+        "CKA_SENSITIVE is not true: {access:?}"
+    );
     assert!(access.contains(&"never extractable"), "{access:?}");
-    assert!(!access.contains(&"extractable"), "CKA_EXTRACTABLE is true: {access:?}");
+    assert!(
+        !access.contains(&"extractable"),
+        "CKA_EXTRACTABLE is true: {access:?}"
+    );
 }

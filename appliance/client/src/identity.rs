@@ -36,7 +36,9 @@ pub enum IdentityError {
         found: u32,
     },
     /// The node id is not acceptable.
-    #[error("invalid node id '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit")]
+    #[error(
+        "invalid node id '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+    )]
     NodeId(String),
     /// A key field is not a valid key.
     #[error("public identity field {field} is invalid: {reason}")]
@@ -54,7 +56,9 @@ pub enum IdentityError {
 /// Checks a node id: 1-64 characters of `a-z0-9-_`, not starting with `-` or `_`.
 pub fn validate_node_id(id: &str) -> Result<(), IdentityError> {
     let ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
@@ -95,42 +99,78 @@ fn binding(node_id: &str, signing_key: &VerifyingKey, agreement_key: &[u8; 32]) 
 
 fn hex32(field: &'static str, value: &str) -> Result<[u8; 32], IdentityError> {
     hex::decode(value)
-        .map_err(|e| IdentityError::Key { field, reason: e.to_string() })?
+        .map_err(|e| IdentityError::Key {
+            field,
+            reason: e.to_string(),
+        })?
         .try_into()
-        .map_err(|_| IdentityError::Key { field, reason: "must be 32 bytes".into() })
+        .map_err(|_| IdentityError::Key {
+            field,
+            reason: "must be 32 bytes".into(),
+        })
 }
 
 impl PublicIdentity {
     /// Makes and signs the public identity of the node holding `signing_key`.
-    pub fn sign(node_id: &str, signing_key: &SigningKey, agreement_key: [u8; 32]) -> Result<Self, IdentityError> {
+    pub fn sign(
+        node_id: &str,
+        signing_key: &SigningKey,
+        agreement_key: [u8; 32],
+    ) -> Result<Self, IdentityError> {
         validate_node_id(node_id)?;
         let verifying = signing_key.verifying_key();
         let signature = signing_key.sign(&binding(node_id, &verifying, &agreement_key));
-        Ok(PublicIdentity { node_id: node_id.to_owned(), signing_key: verifying, agreement_key, signature })
+        Ok(PublicIdentity {
+            node_id: node_id.to_owned(),
+            signing_key: verifying,
+            agreement_key,
+            signature,
+        })
     }
 
     /// Parses and verifies a public identity file.
     pub fn from_toml(text: &str) -> Result<Self, IdentityError> {
-        let file: IdentityFile = toml::from_str(text).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        let file: IdentityFile =
+            toml::from_str(text).map_err(|e| IdentityError::Parse(e.to_string()))?;
         if file.format != FORMAT {
             return Err(IdentityError::Format { found: file.format });
         }
         validate_node_id(&file.node_id)?;
         let signing_key = VerifyingKey::from_bytes(&hex32("signing_key", &file.signing_key)?)
-            .map_err(|e| IdentityError::Key { field: "signing_key", reason: e.to_string() })?;
+            .map_err(|e| IdentityError::Key {
+                field: "signing_key",
+                reason: e.to_string(),
+            })?;
         if signing_key.is_weak() {
-            return Err(IdentityError::Key { field: "signing_key", reason: "weak (small-order) key".into() });
+            return Err(IdentityError::Key {
+                field: "signing_key",
+                reason: "weak (small-order) key".into(),
+            });
         }
         let agreement_key = hex32("agreement_key", &file.agreement_key)?;
         let signature: [u8; 64] = hex::decode(&file.signature)
-            .map_err(|e| IdentityError::Key { field: "signature", reason: e.to_string() })?
+            .map_err(|e| IdentityError::Key {
+                field: "signature",
+                reason: e.to_string(),
+            })?
             .try_into()
-            .map_err(|_| IdentityError::Key { field: "signature", reason: "must be 64 bytes".into() })?;
+            .map_err(|_| IdentityError::Key {
+                field: "signature",
+                reason: "must be 64 bytes".into(),
+            })?;
         let signature = Signature::from_bytes(&signature);
         signing_key
-            .verify_strict(&binding(&file.node_id, &signing_key, &agreement_key), &signature)
+            .verify_strict(
+                &binding(&file.node_id, &signing_key, &agreement_key),
+                &signature,
+            )
             .map_err(|_| IdentityError::Signature(file.node_id.clone()))?;
-        Ok(PublicIdentity { node_id: file.node_id, signing_key, agreement_key, signature })
+        Ok(PublicIdentity {
+            node_id: file.node_id,
+            signing_key,
+            agreement_key,
+            signature,
+        })
     }
 
     /// The file form (see the module docs).
@@ -163,7 +203,8 @@ impl PublicIdentity {
 
     /// Checks a signature the node made (strict Ed25519 verification).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        self.signing_key.verify(message, signature).is_ok() && self.signing_key.verify_strict(message, signature).is_ok()
+        self.signing_key.verify(message, signature).is_ok()
+            && self.signing_key.verify_strict(message, signature).is_ok()
     }
 }
 
@@ -193,13 +234,25 @@ mod tests {
         let (_, id) = sample();
         let text = id.to_toml();
         let other_agreement = text.replace(&hex::encode([9u8; 32]), &hex::encode([8u8; 32]));
-        assert!(matches!(PublicIdentity::from_toml(&other_agreement), Err(IdentityError::Signature(_))));
+        assert!(matches!(
+            PublicIdentity::from_toml(&other_agreement),
+            Err(IdentityError::Signature(_))
+        ));
         let renamed = text.replace("node_id = \"node0\"", "node_id = \"node1\"");
-        assert!(matches!(PublicIdentity::from_toml(&renamed), Err(IdentityError::Signature(_))));
+        assert!(matches!(
+            PublicIdentity::from_toml(&renamed),
+            Err(IdentityError::Signature(_))
+        ));
         let future = text.replace("format = 1", "format = 2");
-        assert!(matches!(PublicIdentity::from_toml(&future), Err(IdentityError::Format { found: 2 })));
+        assert!(matches!(
+            PublicIdentity::from_toml(&future),
+            Err(IdentityError::Format { found: 2 })
+        ));
         let extra = format!("{text}comment = \"x\"\n");
-        assert!(matches!(PublicIdentity::from_toml(&extra), Err(IdentityError::Parse(_))));
+        assert!(matches!(
+            PublicIdentity::from_toml(&extra),
+            Err(IdentityError::Parse(_))
+        ));
     }
 
     #[test]

@@ -67,13 +67,21 @@ pub struct LoadedConfig {
 impl LoadedConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let config: NodeConfig = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
         keyrack_client::identity::validate_node_id(&config.node.id)
             .with_context(|| format!("invalid config {}: node.id", path.display()))?;
         let base_dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_owned();
         Ok(LoadedConfig { config, base_dir })
@@ -82,5 +90,35 @@ impl LoadedConfig {
     /// A path from the config, resolved.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in docs/CONFIG.md is a valid config, with the documented defaults.
+    #[test]
+    fn reference_example_parses_with_documented_defaults() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let example = doc
+            .split("## Example")
+            .nth(1)
+            .and_then(|s| s.split("```toml").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("docs/CONFIG.md has a toml example");
+        let c: NodeConfig = toml::from_str(example).unwrap();
+        assert_eq!(c.node.identity, PathBuf::from("identity.sealed"));
+        assert_eq!(c.node.public_identity, PathBuf::from("identity.pub.toml"));
+        assert_eq!(c.hsm.pkcs11.unwrap().key_label, "keyrack-seal");
+    }
+
+    #[test]
+    fn unknown_node_keys_are_errors() {
+        let text = "[node]\nid = \"n\"\nname = \"x\"\n[hsm]\nbackend = \"soft\"\n";
+        assert!(toml::from_str::<NodeConfig>(text)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `name`"));
     }
 }

@@ -21,7 +21,11 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         ));
     }
     let tmp = path.with_extension("tmp-write");
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

@@ -46,7 +46,10 @@ impl std::fmt::Debug for NodeIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeIdentity")
             .field("node_id", &self.node_id)
-            .field("signing_key", &hex::encode(self.signing.verifying_key().as_bytes()))
+            .field(
+                "signing_key",
+                &hex::encode(self.signing.verifying_key().as_bytes()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +78,9 @@ impl NodeIdentity {
     pub fn unseal(node_id: &str, sealer: &dyn Sealer, blob: &[u8]) -> Result<Self, IdentityError> {
         let plaintext = sealer.unseal(&identity_aad(node_id), blob)?;
         if plaintext.len() != PLAINTEXT_LEN || plaintext[0] != PLAINTEXT_VERSION {
-            return Err(IdentityError::Layout(plaintext.first().copied().unwrap_or(0)));
+            return Err(IdentityError::Layout(
+                plaintext.first().copied().unwrap_or(0),
+            ));
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&plaintext[1..33]);
@@ -96,7 +101,11 @@ impl NodeIdentity {
     /// The signed public identity to hand to peers.
     pub fn public(&self) -> Result<PublicIdentity, IdentityError> {
         let agreement = AgreementPublic::from(&self.agreement).to_bytes();
-        Ok(PublicIdentity::sign(&self.node_id, &self.signing, agreement)?)
+        Ok(PublicIdentity::sign(
+            &self.node_id,
+            &self.signing,
+            agreement,
+        )?)
     }
 
     /// Whether `public` is this identity's public half.

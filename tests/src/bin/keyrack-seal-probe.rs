@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: keyrack-seal-probe CONFIG AAD_HEX BLOB_FILE");
     };
     let config_path = Path::new(config);
-    let hsm: HsmConfig = toml::from_str(&std::fs::read_to_string(config_path)?).context("parse config")?;
+    let hsm: HsmConfig =
+        toml::from_str(&std::fs::read_to_string(config_path)?).context("parse config")?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let sealer = keyrack_hsm::open(&hsm, base, KeyPolicy::MustExist)?;
     let plaintext = sealer.unseal(&hex::decode(aad)?, &std::fs::read(blob)?)?;

@@ -11,7 +11,11 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: keyrack-yubihsm-mock PORT"))?
         .parse()?;
-    let config = HttpConfig { addr: "127.0.0.1".into(), port, timeout_ms: 5000 };
+    let config = HttpConfig {
+        addr: "127.0.0.1".into(),
+        port,
+        timeout_ms: 5000,
+    };
     let server = Server::new(&config, Connector::mockhsm())?;
     println!("listening on 127.0.0.1:{port}");
     server.run()?;

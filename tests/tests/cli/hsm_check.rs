@@ -82,8 +82,16 @@ fn forged_public_identity_fails_the_check() {
     let (_parent, dir) = init_node(&t, "node0");
     let public = dir.join("identity.pub.toml");
     let text = std::fs::read_to_string(&public).unwrap();
-    let line = text.lines().find(|l| l.starts_with("agreement_key")).unwrap().to_owned();
-    std::fs::write(&public, text.replace(&line, &format!("agreement_key = \"{}\"", "11".repeat(32)))).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("agreement_key"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &public,
+        text.replace(&line, &format!("agreement_key = \"{}\"", "11".repeat(32))),
+    )
+    .unwrap();
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("bad signature"), "{}", stdout(&out));
@@ -95,10 +103,18 @@ fn unknown_config_keys_are_refused() {
     let (_parent, dir) = init_node(&t, "node0");
     let config = dir.join("keyrack.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("[hsm]\n", "[hsm]\nbakend = \"soft\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[hsm]\n", "[hsm]\nbakend = \"soft\"\n"),
+    )
+    .unwrap();
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown field `bakend`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown field `bakend`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -109,8 +125,16 @@ fn pkcs11_wrong_pin_is_reported_with_the_setting() {
     std::fs::write(&wrong, "000000").unwrap();
     let config = dir.join("keyrack.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let line = text.lines().find(|l| l.starts_with("file = ")).unwrap().to_owned();
-    std::fs::write(&config, text.replace(&line, &format!("file = \"{}\"", wrong.display()))).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("file = "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &config,
+        text.replace(&line, &format!("file = \"{}\"", wrong.display())),
+    )
+    .unwrap();
     // Use another token than the one this process might be logged into: the check runs in
     // its own process, so the token's login state is fresh.
     let out = check(&dir, false);
@@ -130,4 +154,44 @@ fn unreachable_tpm_is_reported_with_the_setting() {
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("hsm.tpm.tcti"), "{}", stderr(&out));
+}
+
+#[test]
+fn soft_backend_warns_on_every_start_and_softhsm_does_not() {
+    let t = target("soft");
+    let (_parent, dir) = init_node(&t, "node0");
+    let config = dir.join("keyrack.toml");
+    for _ in 0..2 {
+        let out = Command::new(keyrack_bin())
+            .args(["hsm", "check", "--config", config.to_str().unwrap()])
+            .env_remove("KEYRACK_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(stderr(&out).contains("WARN"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("for development only"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A hardware backend says nothing of the kind.
+    let t = target("pkcs11");
+    let (_parent, dir) = init_node(&t, "node0");
+    let out = Command::new(keyrack_bin())
+        .args([
+            "hsm",
+            "check",
+            "--config",
+            dir.join("keyrack.toml").to_str().unwrap(),
+        ])
+        .env_remove("KEYRACK_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !stderr(&out).contains("development only"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,7 +12,11 @@ use keyrack_tests::{keyrack_bin, ChildGuard};
 pub const MOCK_BIN: &str = env!("CARGO_BIN_EXE_keyrack-yubihsm-mock");
 
 pub fn keyrack(args: &[&str]) -> Output {
-    Command::new(keyrack_bin()).args(args).env("KEYRACK_LOG", "error").output().expect("run keyrack")
+    Command::new(keyrack_bin())
+        .args(args)
+        .env("KEYRACK_LOG", "error")
+        .output()
+        .expect("run keyrack")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -50,11 +54,16 @@ pub fn target(backend: &str) -> Target {
             let pin = keyrack_tests::pin_file("keyrack-test");
             Target {
                 args: vec![
-                    s("--backend"), s("pkcs11"),
-                    s("--pkcs11-module"), keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
-                    s("--token-label"), s("keyrack-test"),
-                    s("--key-label"), keyrack_tests::unique("cli"),
-                    s("--pin-file"), path(&pin),
+                    s("--backend"),
+                    s("pkcs11"),
+                    s("--pkcs11-module"),
+                    keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
+                    s("--token-label"),
+                    s("keyrack-test"),
+                    s("--key-label"),
+                    keyrack_tests::unique("cli"),
+                    s("--pin-file"),
+                    path(&pin),
                 ],
                 secrets: vec![std::fs::read_to_string(&pin).unwrap().trim().to_owned()],
                 _dir: dir,
@@ -62,7 +71,14 @@ pub fn target(backend: &str) -> Target {
             }
         }
         "tpm" => Target {
-            args: vec![s("--backend"), s("tpm"), s("--tpm-tcti"), keyrack_tests::required_env("KEYRACK_TPM_TCTI"), s("--tpm-handle"), s("0x81000120")],
+            args: vec![
+                s("--backend"),
+                s("tpm"),
+                s("--tpm-tcti"),
+                keyrack_tests::required_env("KEYRACK_TPM_TCTI"),
+                s("--tpm-handle"),
+                s("0x81000120"),
+            ],
             secrets: vec![],
             _dir: dir,
             _services: vec![],
@@ -72,7 +88,14 @@ pub fn target(backend: &str) -> Target {
             let f = dir.path().join("password");
             std::fs::write(&f, "password").unwrap();
             Target {
-                args: vec![s("--backend"), s("yubihsm"), s("--yubihsm-connector"), url, s("--password-file"), path(&f)],
+                args: vec![
+                    s("--backend"),
+                    s("yubihsm"),
+                    s("--yubihsm-connector"),
+                    url,
+                    s("--password-file"),
+                    path(&f),
+                ],
                 secrets: vec![],
                 _dir: dir,
                 _services: vec![guard],
@@ -93,6 +116,11 @@ pub fn init_node(t: &Target, node_id: &str) -> (tempfile::TempDir, PathBuf) {
     let mut args = vec!["init", "--dir", dir.to_str().unwrap(), "--node-id", node_id];
     args.extend(t.args.iter().map(String::as_str));
     let out = keyrack(&args);
-    assert!(out.status.success(), "keyrack init failed:\n{}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "keyrack init failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     (parent, dir)
 }

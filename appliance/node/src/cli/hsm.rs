@@ -50,7 +50,9 @@ pub(super) fn check(loaded: &LoadedConfig) -> anyhow::Result<CheckReport> {
     let public_path = loaded.resolve(&node.public_identity);
     let public = std::fs::read_to_string(&public_path)
         .with_context(|| format!("cannot read {}", public_path.display()))
-        .and_then(|t| PublicIdentity::from_toml(&t).with_context(|| format!("{}", public_path.display())));
+        .and_then(|t| {
+            PublicIdentity::from_toml(&t).with_context(|| format!("{}", public_path.display()))
+        });
     let sealed_path = loaded.resolve(&node.identity);
     let (identity_ok, identity_detail) = match (public, std::fs::read(&sealed_path)) {
         (Err(e), _) => (false, format!("{e:#}")),
@@ -58,13 +60,29 @@ pub(super) fn check(loaded: &LoadedConfig) -> anyhow::Result<CheckReport> {
         (Ok(public), Ok(blob)) => match NodeIdentity::unseal(&node.id, sealer.as_ref(), &blob) {
             Ok(identity) if identity.matches(&public) => (
                 true,
-                format!("{} unseals and matches {}", sealed_path.display(), public_path.display()),
+                format!(
+                    "{} unseals and matches {}",
+                    sealed_path.display(),
+                    public_path.display()
+                ),
             ),
-            Ok(_) => (false, format!("{} does not match {}", sealed_path.display(), public_path.display())),
+            Ok(_) => (
+                false,
+                format!(
+                    "{} does not match {}",
+                    sealed_path.display(),
+                    public_path.display()
+                ),
+            ),
             Err(e) => (false, format!("{}: {e}", sealed_path.display())),
         },
     };
-    Ok(CheckReport { node_id: node.id.clone(), health, identity_ok, identity_detail })
+    Ok(CheckReport {
+        node_id: node.id.clone(),
+        health,
+        identity_ok,
+        identity_detail,
+    })
 }
 
 pub(super) fn run(cmd: HsmCommand) -> anyhow::Result<ExitCode> {
@@ -77,13 +95,24 @@ pub(super) fn run(cmd: HsmCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
                 let h = &report.health;
-                println!("node {}: hsm backend {} (key {})", report.node_id, h.backend, h.key_id);
+                println!(
+                    "node {}: hsm backend {} (key {})",
+                    report.node_id, h.backend, h.key_id
+                );
                 println!("  {} reachable", mark(h.reachable));
                 println!("  {} logged in", mark(h.logged_in));
                 println!("  {} key present — {}", mark(h.key_present), h.detail);
-                println!("  {} identity — {}", mark(report.identity_ok), report.identity_detail);
+                println!(
+                    "  {} identity — {}",
+                    mark(report.identity_ok),
+                    report.identity_detail
+                );
             }
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -37,7 +37,11 @@ pub struct InitArgs {
     backend: Backend,
 
     /// pkcs11: path of the PKCS#11 module.
-    #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so", help_heading = "PKCS#11")]
+    #[arg(
+        long,
+        default_value = "/usr/lib/softhsm/libsofthsm2.so",
+        help_heading = "PKCS#11"
+    )]
     pkcs11_module: PathBuf,
     /// pkcs11: label of the token.
     #[arg(long, help_heading = "PKCS#11")]
@@ -99,7 +103,8 @@ fn parse_u16(s: &str) -> Result<u16, String> {
 fn secret(what: &str, file: Option<PathBuf>, env: Option<String>) -> anyhow::Result<SecretSource> {
     match (file, env) {
         (Some(file), None) => {
-            let file = std::path::absolute(&file).with_context(|| format!("--{what}-file {}", file.display()))?;
+            let file = std::path::absolute(&file)
+                .with_context(|| format!("--{what}-file {}", file.display()))?;
             if !file.is_file() {
                 bail!("--{what}-file {}: no such file", file.display());
             }
@@ -117,13 +122,22 @@ fn secret(what: &str, file: Option<PathBuf>, env: Option<String>) -> anyhow::Res
 }
 
 fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
-    let mut c = HsmConfig { backend: BackendKind::Soft, pkcs11: None, tpm: None, yubihsm: None, soft: None };
+    let mut c = HsmConfig {
+        backend: BackendKind::Soft,
+        pkcs11: None,
+        tpm: None,
+        yubihsm: None,
+        soft: None,
+    };
     match args.backend {
         Backend::Pkcs11 => {
             c.backend = BackendKind::Pkcs11;
             c.pkcs11 = Some(Pkcs11Config {
                 module: args.pkcs11_module.clone(),
-                token_label: args.token_label.clone().context("--backend pkcs11 needs --token-label")?,
+                token_label: args
+                    .token_label
+                    .clone()
+                    .context("--backend pkcs11 needs --token-label")?,
                 key_label: args.key_label.clone(),
                 pin: secret("pin", args.pin_file.take(), args.pin_env.take())?,
             });
@@ -131,7 +145,10 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
         Backend::Tpm => {
             c.backend = BackendKind::Tpm;
             c.tpm = Some(TpmConfig {
-                tcti: args.tpm_tcti.clone().context("--backend tpm needs --tpm-tcti")?,
+                tcti: args
+                    .tpm_tcti
+                    .clone()
+                    .context("--backend tpm needs --tpm-tcti")?,
                 storage_key_handle: args.tpm_handle,
                 owner_auth: None,
             });
@@ -139,9 +156,16 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
         Backend::Yubihsm => {
             c.backend = BackendKind::Yubihsm;
             c.yubihsm = Some(YubihsmConfig {
-                connector: args.yubihsm_connector.clone().context("--backend yubihsm needs --yubihsm-connector")?,
+                connector: args
+                    .yubihsm_connector
+                    .clone()
+                    .context("--backend yubihsm needs --yubihsm-connector")?,
                 auth_key_id: args.yubihsm_auth_key,
-                password: secret("password", args.password_file.take(), args.password_env.take())?,
+                password: secret(
+                    "password",
+                    args.password_file.take(),
+                    args.password_env.take(),
+                )?,
                 hmac_key_id: args.yubihsm_hmac_key,
                 domain: 1,
             });
@@ -151,7 +175,11 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
             c.soft = Some(SoftConfig {
-                passphrase: secret("passphrase", args.passphrase_file.take(), args.passphrase_env.take())?,
+                passphrase: secret(
+                    "passphrase",
+                    args.passphrase_file.take(),
+                    args.passphrase_env.take(),
+                )?,
                 salt: hex::encode(salt),
             });
         }
@@ -167,7 +195,11 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         identity: "identity.sealed".into(),
         public_identity: "identity.pub.toml".into(),
     };
-    for existing in [CONFIG_FILE.as_ref(), node.identity.as_path(), node.public_identity.as_path()] {
+    for existing in [
+        CONFIG_FILE.as_ref(),
+        node.identity.as_path(),
+        node.public_identity.as_path(),
+    ] {
         let path = dir.join(existing);
         if path.exists() {
             bail!(
@@ -192,7 +224,10 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         toml::to_string(&config).context("serialise config")?
     );
     write_new_file(&dir.join(&config.node.identity), &sealed)?;
-    write_new_file(&dir.join(&config.node.public_identity), public.to_toml().as_bytes())?;
+    write_new_file(
+        &dir.join(&config.node.public_identity),
+        public.to_toml().as_bytes(),
+    )?;
     write_new_file(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
     drop(sealer);
 
@@ -200,13 +235,28 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
     let loaded = LoadedConfig::load(&dir.join(CONFIG_FILE))?;
     let report = super::hsm::check(&loaded)?;
     if !report.ok() {
-        bail!("the new node does not pass its own check: {}", report.identity_detail);
+        bail!(
+            "the new node does not pass its own check: {}",
+            report.identity_detail
+        );
     }
     println!("node '{}' created in {}", config.node.id, dir.display());
-    println!("  backend        {} ({})", report.health.backend, report.health.key_id);
-    println!("  signing key    ed25519:{}", hex::encode(public.signing_key().as_bytes()));
-    println!("  agreement key  x25519:{}", hex::encode(public.agreement_key()));
+    println!(
+        "  backend        {} ({})",
+        report.health.backend, report.health.key_id
+    );
+    println!(
+        "  signing key    ed25519:{}",
+        hex::encode(public.signing_key().as_bytes())
+    );
+    println!(
+        "  agreement key  x25519:{}",
+        hex::encode(public.agreement_key())
+    );
     println!("  config         {}", dir.join(CONFIG_FILE).display());
-    println!("  public identity (give to the cluster's administrators): {}", dir.join(&config.node.public_identity).display());
+    println!(
+        "  public identity (give to the cluster's administrators): {}",
+        dir.join(&config.node.public_identity).display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a node: its identity keys, sealed by an HSM backend, and its config file.
-    Init(init::InitArgs),
+    Init(Box<init::InitArgs>),
     /// Inspect the node's HSM backend.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
@@ -35,7 +35,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Init(args) => init::run(args),
+        Command::Init(args) => init::run(*args),
         Command::Hsm(cmd) => hsm::run(cmd),
     };
     match result {

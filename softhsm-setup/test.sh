@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole keyrack test suite on this machine, as root on Debian 12:
+#   installs missing system packages, re-creates the test SoftHSM tokens, starts swtpm and
+#   nats-server on free loopback ports, checks formatting and lints, runs every test with
+#   cargo-nextest, and stops the services again. Extra arguments go to `cargo nextest run`.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$KEYRACK_REPO"
+# The suite's own state, apart from the demo's.
+export KEYRACK_STATE_DIR="$KEYRACK_REPO/.state/test"
+export SOFTHSM2_CONF="$KEYRACK_STATE_DIR/softhsm2.conf"
+mkdir -p "$KEYRACK_STATE_DIR"
+
+bash softhsm-setup/install-deps.sh
+bash softhsm-setup/softhsm-init.sh --fresh keyrack-test keyrack-badpin
+bash softhsm-setup/services.sh start
+trap 'bash softhsm-setup/services.sh stop' EXIT
+source "$KEYRACK_STATE_DIR/services.env"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo nextest run --workspace"
+profile=default
+[[ -n ${CI:-} ]] && profile=ci
+cargo nextest run --workspace --locked --profile "$profile" "$@"
