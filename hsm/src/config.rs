@@ -69,6 +69,17 @@ pub struct HsmConfig {
 }
 
 impl HsmConfig {
+    /// A config for `backend` with no backend section yet (set the one `backend` names).
+    pub fn new(backend: BackendKind) -> Self {
+        HsmConfig {
+            backend,
+            pkcs11: None,
+            tpm: None,
+            yubihsm: None,
+            soft: None,
+        }
+    }
+
     #[allow(dead_code)] // unused when every backend feature is off
     pub(crate) fn section<'a, T>(
         &self,

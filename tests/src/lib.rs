@@ -5,10 +5,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use keyrack_hsm::config::{Pkcs11Config, TpmConfig, YubihsmConfig};
 use keyrack_hsm::SecretSource;
@@ -93,51 +91,20 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A child process killed when dropped.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `keyrack-yubihsm-mock` (path from `env!("CARGO_BIN_EXE_keyrack-yubihsm-mock")`) on a
-/// free port; returns the guard and the connector URL once it listens.
-pub fn spawn_yubihsm_mock(binary: &str) -> (ChildGuard, String) {
+/// The yubihsm crate's mock HSM behind its HTTP connector protocol, served from a thread of
+/// this process, so that other processes (`keyrack`, the seal probe) share one device. Returns
+/// the connector URL; the device lives until this process exits.
+pub fn start_yubihsm_mock() -> String {
+    use yubihsm::connector::http::Server;
+    use yubihsm::{Connector, HttpConfig};
     let port = free_port();
-    let mut child = Command::new(binary)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = ChildGuard(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read mock's first line");
-    assert!(
-        line.starts_with("listening"),
-        "yubihsm mock did not start: {line:?}"
-    );
-    (guard, format!("http://127.0.0.1:{port}"))
-}
-
-/// The `keyrack` binary of this build (built by `cargo nextest run --workspace` or
-/// `cargo build -p keyrack-node`), found next to the test binary's directory.
-pub fn keyrack_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile_dir.join("keyrack");
-    assert!(
-        bin.exists(),
-        "{} not built: run the suite with softhsm-setup/test.sh (or cargo build -p keyrack-node first)",
-        bin.display()
-    );
-    bin
+    let config = HttpConfig {
+        addr: "127.0.0.1".into(),
+        port,
+        timeout_ms: 5000,
+    };
+    // Binding happens here, before the URL is handed out: no waiting for the server.
+    let server = Server::new(&config, Connector::mockhsm()).expect("start the YubiHSM mock server");
+    std::thread::spawn(move || server.run());
+    format!("http://127.0.0.1:{port}")
 }

@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keyrack_hsm::{blob, open, BackendKind, HsmConfig, KeyPolicy, SealError, Sealer};
-use keyrack_tests::{spawn_yubihsm_mock, ChildGuard};
+use keyrack_tests::start_yubihsm_mock;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-const MOCK_BIN: &str = env!("CARGO_BIN_EXE_keyrack-yubihsm-mock");
 const PROBE_BIN: &str = env!("CARGO_BIN_EXE_keyrack-seal-probe");
 
-/// Two keys of one backend, and whatever must live as long as they are used.
+/// Two keys of one backend, and the directory their secret files live in.
 struct Fixture {
     a: HsmConfig,
     b: HsmConfig,
@@ -26,23 +25,12 @@ struct Fixture {
     /// lives and dies with the process).
     persistent: bool,
     dir: tempfile::TempDir,
-    _services: Vec<ChildGuard>,
 }
 
 impl Fixture {
     fn open(&self, config: &HsmConfig) -> Box<dyn Sealer> {
         open(config, self.dir.path(), KeyPolicy::CreateIfMissing)
             .unwrap_or_else(|e| panic!("open backend: {e}\n({})", keyrack_tests::SETUP_HINT))
-    }
-}
-
-fn config(backend: BackendKind) -> HsmConfig {
-    HsmConfig {
-        backend,
-        pkcs11: None,
-        tpm: None,
-        yubihsm: None,
-        soft: None,
     }
 }
 
@@ -57,7 +45,7 @@ fn soft() -> Fixture {
     let make = |name: &str| {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
-        let mut c = config(BackendKind::Soft);
+        let mut c = HsmConfig::new(BackendKind::Soft);
         c.soft = Some(keyrack_hsm::config::SoftConfig {
             passphrase: keyrack_hsm::SecretSource::File(write_secret(dir.path(), name, name)),
             salt: hex::encode(salt),
@@ -71,13 +59,12 @@ fn soft() -> Fixture {
         missing: None,
         persistent: true,
         dir,
-        _services: vec![],
     }
 }
 
 fn pkcs11() -> Fixture {
     let with_key = |label: String| {
-        let mut c = config(BackendKind::Pkcs11);
+        let mut c = HsmConfig::new(BackendKind::Pkcs11);
         c.pkcs11 = Some(keyrack_tests::softhsm("keyrack-test", &label));
         c
     };
@@ -90,13 +77,12 @@ fn pkcs11() -> Fixture {
         )),
         persistent: true,
         dir: tempfile::tempdir().unwrap(),
-        _services: vec![],
     }
 }
 
 fn tpm() -> Fixture {
     let with_handle = |handle: u32| {
-        let mut c = config(BackendKind::Tpm);
+        let mut c = HsmConfig::new(BackendKind::Tpm);
         c.tpm = Some(keyrack_tests::swtpm(handle));
         c
     };
@@ -107,15 +93,14 @@ fn tpm() -> Fixture {
         missing: Some((with_handle(0x81FF_FFF0), "hsm.tpm.storage_key_handle")),
         persistent: true,
         dir: tempfile::tempdir().unwrap(),
-        _services: vec![],
     }
 }
 
-fn yubihsm_with(connector: &str, services: Vec<ChildGuard>, persistent: bool) -> Fixture {
+fn yubihsm_with(connector: &str, persistent: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let password = write_secret(dir.path(), "yubihsm.password", "password");
     let with_key = |id: u16| {
-        let mut c = config(BackendKind::Yubihsm);
+        let mut c = HsmConfig::new(BackendKind::Yubihsm);
         c.yubihsm = Some(keyrack_tests::yubihsm(connector, &password, id));
         c
     };
@@ -125,17 +110,15 @@ fn yubihsm_with(connector: &str, services: Vec<ChildGuard>, persistent: bool) ->
         missing: Some((with_key(0x0300), "hsm.yubihsm.hmac_key_id")),
         persistent,
         dir,
-        _services: services,
     }
 }
 
 fn yubihsm_mock() -> Fixture {
-    yubihsm_with("mock", vec![], false)
+    yubihsm_with("mock", false)
 }
 
 fn yubihsm_http() -> Fixture {
-    let (guard, url) = spawn_yubihsm_mock(MOCK_BIN);
-    yubihsm_with(&url, vec![guard], true)
+    yubihsm_with(&start_yubihsm_mock(), true)
 }
 
 fn random(len: usize) -> Vec<u8> {

@@ -7,19 +7,7 @@ use std::process::Command;
 
 use keyrack_hsm::config::SoftConfig;
 use keyrack_hsm::{open, BackendKind, HsmConfig, KeyPolicy, SealError, SecretSource};
-use keyrack_tests::{free_port, spawn_yubihsm_mock};
-
-const MOCK_BIN: &str = env!("CARGO_BIN_EXE_keyrack-yubihsm-mock");
-
-fn config(backend: BackendKind) -> HsmConfig {
-    HsmConfig {
-        backend,
-        pkcs11: None,
-        tpm: None,
-        yubihsm: None,
-        soft: None,
-    }
-}
+use keyrack_tests::{free_port, start_yubihsm_mock};
 
 fn open_err(c: &HsmConfig) -> SealError {
     match open(c, Path::new("/"), KeyPolicy::CreateIfMissing) {
@@ -42,7 +30,7 @@ fn pkcs11_wrong_pin_names_the_pin_setting() {
     std::fs::write(&wrong, "not-the-pin\n").unwrap();
     // A token that no test ever logs into correctly, so no session of this process is
     // already authenticated.
-    let mut c = config(BackendKind::Pkcs11);
+    let mut c = HsmConfig::new(BackendKind::Pkcs11);
     let mut p = keyrack_tests::softhsm("keyrack-badpin", "keyrack-seal");
     p.pin = SecretSource::File(wrong);
     c.pkcs11 = Some(p);
@@ -53,7 +41,7 @@ fn pkcs11_wrong_pin_names_the_pin_setting() {
 
 #[test]
 fn pkcs11_missing_token_names_the_label_and_the_setup_script() {
-    let mut c = config(BackendKind::Pkcs11);
+    let mut c = HsmConfig::new(BackendKind::Pkcs11);
     c.pkcs11 = Some(keyrack_tests::softhsm("keyrack-test", "keyrack-seal"));
     c.pkcs11.as_mut().unwrap().token_label = "no-such-token".into();
     let e = open_err(&c);
@@ -71,7 +59,7 @@ fn pkcs11_missing_token_names_the_label_and_the_setup_script() {
 
 #[test]
 fn pkcs11_missing_module_names_the_module_setting() {
-    let mut c = config(BackendKind::Pkcs11);
+    let mut c = HsmConfig::new(BackendKind::Pkcs11);
     c.pkcs11 = Some(keyrack_tests::softhsm("keyrack-test", "keyrack-seal"));
     c.pkcs11.as_mut().unwrap().module = "/nonexistent/libpkcs11.so".into();
     let e = open_err(&c);
@@ -81,7 +69,7 @@ fn pkcs11_missing_module_names_the_module_setting() {
 
 #[test]
 fn pkcs11_missing_pin_file_names_the_pin_setting() {
-    let mut c = config(BackendKind::Pkcs11);
+    let mut c = HsmConfig::new(BackendKind::Pkcs11);
     c.pkcs11 = Some(keyrack_tests::softhsm("keyrack-test", "keyrack-seal"));
     c.pkcs11.as_mut().unwrap().pin = SecretSource::File("/nonexistent/pin".into());
     let e = open_err(&c);
@@ -90,7 +78,7 @@ fn pkcs11_missing_pin_file_names_the_pin_setting() {
 
 #[test]
 fn tpm_unreachable_names_the_tcti_setting() {
-    let mut c = config(BackendKind::Tpm);
+    let mut c = HsmConfig::new(BackendKind::Tpm);
     let tcti = format!("swtpm:host=127.0.0.1,port={}", free_port());
     c.tpm = Some(keyrack_hsm::config::TpmConfig {
         tcti: tcti.clone(),
@@ -104,7 +92,7 @@ fn tpm_unreachable_names_the_tcti_setting() {
 
 #[test]
 fn tpm_bad_handle_names_the_handle_setting() {
-    let mut c = config(BackendKind::Tpm);
+    let mut c = HsmConfig::new(BackendKind::Tpm);
     c.tpm = Some(keyrack_tests::swtpm(0x0100_0000));
     let e = open_err(&c);
     assert_names(&e, &["hsm.tpm.storage_key_handle"]);
@@ -115,9 +103,9 @@ fn yubihsm_wrong_password_names_the_password_setting() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("pw");
     std::fs::write(&wrong, "not-the-password").unwrap();
-    let (_mock, url) = spawn_yubihsm_mock(MOCK_BIN);
+    let url = start_yubihsm_mock();
     for connector in ["mock", url.as_str()] {
-        let mut c = config(BackendKind::Yubihsm);
+        let mut c = HsmConfig::new(BackendKind::Yubihsm);
         c.yubihsm = Some(keyrack_tests::yubihsm(connector, &wrong, 0x0100));
         let e = open_err(&c);
         assert!(matches!(e, SealError::Login { .. }), "{connector}: {e:?}");
@@ -131,7 +119,7 @@ fn yubihsm_unreachable_connector_names_the_connector_setting() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "password").unwrap();
     let url = format!("http://127.0.0.1:{}", free_port());
-    let mut c = config(BackendKind::Yubihsm);
+    let mut c = HsmConfig::new(BackendKind::Yubihsm);
     c.yubihsm = Some(keyrack_tests::yubihsm(&url, &pw, 0x0100));
     let e = open_err(&c);
     assert!(matches!(e, SealError::Unreachable { .. }), "{e:?}");
@@ -140,7 +128,7 @@ fn yubihsm_unreachable_connector_names_the_connector_setting() {
 
 #[test]
 fn soft_missing_passphrase_and_short_salt_name_their_settings() {
-    let mut c = config(BackendKind::Soft);
+    let mut c = HsmConfig::new(BackendKind::Soft);
     c.soft = Some(SoftConfig {
         passphrase: SecretSource::Env("KEYRACK_TEST_UNSET_VARIABLE".into()),
         salt: "00".repeat(16),
@@ -176,7 +164,7 @@ fn soft_wrong_passphrase_does_not_open_blobs() {
 #[test]
 fn pkcs11_sealing_key_is_sensitive_and_not_extractable_per_pkcs11_tool() {
     let label = keyrack_tests::unique("attr-check");
-    let mut c = config(BackendKind::Pkcs11);
+    let mut c = HsmConfig::new(BackendKind::Pkcs11);
     c.pkcs11 = Some(keyrack_tests::softhsm("keyrack-test", &label));
     drop(open(&c, Path::new("/"), KeyPolicy::CreateIfMissing).expect("create the key"));
 

@@ -122,16 +122,14 @@ fn secret(what: &str, file: Option<PathBuf>, env: Option<String>) -> anyhow::Res
 }
 
 fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
-    let mut c = HsmConfig {
-        backend: BackendKind::Soft,
-        pkcs11: None,
-        tpm: None,
-        yubihsm: None,
-        soft: None,
-    };
+    let mut c = HsmConfig::new(match args.backend {
+        Backend::Pkcs11 => BackendKind::Pkcs11,
+        Backend::Tpm => BackendKind::Tpm,
+        Backend::Yubihsm => BackendKind::Yubihsm,
+        Backend::Soft => BackendKind::Soft,
+    });
     match args.backend {
         Backend::Pkcs11 => {
-            c.backend = BackendKind::Pkcs11;
             c.pkcs11 = Some(Pkcs11Config {
                 module: args.pkcs11_module.clone(),
                 token_label: args
@@ -143,7 +141,6 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
             });
         }
         Backend::Tpm => {
-            c.backend = BackendKind::Tpm;
             c.tpm = Some(TpmConfig {
                 tcti: args
                     .tpm_tcti
@@ -154,7 +151,6 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
             });
         }
         Backend::Yubihsm => {
-            c.backend = BackendKind::Yubihsm;
             c.yubihsm = Some(YubihsmConfig {
                 connector: args
                     .yubihsm_connector
@@ -171,7 +167,6 @@ fn hsm_config(args: &mut InitArgs) -> anyhow::Result<HsmConfig> {
             });
         }
         Backend::Soft => {
-            c.backend = BackendKind::Soft;
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
             c.soft = Some(SoftConfig {

@@ -80,18 +80,8 @@ fn another_nodes_identity_blob_fails_the_check() {
 fn forged_public_identity_fails_the_check() {
     let t = target("soft");
     let (_parent, dir) = init_node(&t, "node0");
-    let public = dir.join("identity.pub.toml");
-    let text = std::fs::read_to_string(&public).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("agreement_key"))
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        &public,
-        text.replace(&line, &format!("agreement_key = \"{}\"", "11".repeat(32))),
-    )
-    .unwrap();
+    let agreement = format!("agreement_key = \"{}\"", "11".repeat(32));
+    replace_line(&dir.join("identity.pub.toml"), "agreement_key", &agreement);
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("bad signature"), "{}", stdout(&out));
@@ -101,13 +91,11 @@ fn forged_public_identity_fails_the_check() {
 fn unknown_config_keys_are_refused() {
     let t = target("soft");
     let (_parent, dir) = init_node(&t, "node0");
-    let config = dir.join("keyrack.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[hsm]\n", "[hsm]\nbakend = \"soft\"\n"),
-    )
-    .unwrap();
+    replace_line(
+        &dir.join("keyrack.toml"),
+        "[hsm]",
+        "[hsm]\nbakend = \"soft\"",
+    );
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -123,20 +111,8 @@ fn pkcs11_wrong_pin_is_reported_with_the_setting() {
     let (_parent, dir) = init_node(&t, "node0");
     let wrong = dir.parent().unwrap().join("wrong.pin");
     std::fs::write(&wrong, "000000").unwrap();
-    let config = dir.join("keyrack.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("file = "))
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        &config,
-        text.replace(&line, &format!("file = \"{}\"", wrong.display())),
-    )
-    .unwrap();
-    // Use another token than the one this process might be logged into: the check runs in
-    // its own process, so the token's login state is fresh.
+    let pin_line = format!("file = \"{}\"", wrong.display());
+    replace_line(&dir.join("keyrack.toml"), "file = ", &pin_line);
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("hsm.pkcs11.pin"), "{}", stderr(&out));
@@ -146,11 +122,11 @@ fn pkcs11_wrong_pin_is_reported_with_the_setting() {
 fn unreachable_tpm_is_reported_with_the_setting() {
     let t = target("tpm");
     let (_parent, dir) = init_node(&t, "node0");
-    let config = dir.join("keyrack.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let tcti = keyrack_tests::required_env("KEYRACK_TPM_TCTI");
-    let dead = format!("swtpm:host=127.0.0.1,port={}", keyrack_tests::free_port());
-    std::fs::write(&config, text.replace(&tcti, &dead)).unwrap();
+    let dead = format!(
+        "tcti = \"swtpm:host=127.0.0.1,port={}\"",
+        keyrack_tests::free_port()
+    );
+    replace_line(&dir.join("keyrack.toml"), "tcti = ", &dead);
     let out = check(&dir, false);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("hsm.tpm.tcti"), "{}", stderr(&out));
@@ -162,7 +138,7 @@ fn soft_backend_warns_on_every_start_and_softhsm_does_not() {
     let (_parent, dir) = init_node(&t, "node0");
     let config = dir.join("keyrack.toml");
     for _ in 0..2 {
-        let out = Command::new(keyrack_bin())
+        let out = Command::new(KEYRACK)
             .args(["hsm", "check", "--config", config.to_str().unwrap()])
             .env_remove("KEYRACK_LOG")
             .output()
@@ -178,7 +154,7 @@ fn soft_backend_warns_on_every_start_and_softhsm_does_not() {
     // A hardware backend says nothing of the kind.
     let t = target("pkcs11");
     let (_parent, dir) = init_node(&t, "node0");
-    let out = Command::new(keyrack_bin())
+    let out = Command::new(KEYRACK)
         .args([
             "hsm",
             "check",

@@ -7,12 +7,11 @@ mod init;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use keyrack_tests::{keyrack_bin, ChildGuard};
-
-pub const MOCK_BIN: &str = env!("CARGO_BIN_EXE_keyrack-yubihsm-mock");
+/// The binary under test, built by cargo for these tests.
+pub const KEYRACK: &str = env!("CARGO_BIN_EXE_keyrack");
 
 pub fn keyrack(args: &[&str]) -> Output {
-    Command::new(keyrack_bin())
+    Command::new(KEYRACK)
         .args(args)
         .env("KEYRACK_LOG", "error")
         .output()
@@ -33,7 +32,6 @@ pub struct Target {
     pub args: Vec<String>,
     pub secrets: Vec<String>,
     pub _dir: tempfile::TempDir,
-    pub _services: Vec<ChildGuard>,
 }
 
 pub fn target(backend: &str) -> Target {
@@ -47,7 +45,6 @@ pub fn target(backend: &str) -> Target {
                 args: vec![s("--backend"), s("soft"), s("--passphrase-file"), path(&f)],
                 secrets: vec![s("correct horse battery staple")],
                 _dir: dir,
-                _services: vec![],
             }
         }
         "pkcs11" => {
@@ -67,7 +64,6 @@ pub fn target(backend: &str) -> Target {
                 ],
                 secrets: vec![std::fs::read_to_string(&pin).unwrap().trim().to_owned()],
                 _dir: dir,
-                _services: vec![],
             }
         }
         "tpm" => Target {
@@ -81,10 +77,9 @@ pub fn target(backend: &str) -> Target {
             ],
             secrets: vec![],
             _dir: dir,
-            _services: vec![],
         },
         "yubihsm" => {
-            let (guard, url) = keyrack_tests::spawn_yubihsm_mock(MOCK_BIN);
+            let url = keyrack_tests::start_yubihsm_mock();
             let f = dir.path().join("password");
             std::fs::write(&f, "password").unwrap();
             Target {
@@ -98,7 +93,6 @@ pub fn target(backend: &str) -> Target {
                 ],
                 secrets: vec![],
                 _dir: dir,
-                _services: vec![guard],
             }
         }
         other => panic!("no target {other}"),
@@ -123,4 +117,15 @@ pub fn init_node(t: &Target, node_id: &str) -> (tempfile::TempDir, PathBuf) {
         stderr(&out)
     );
     (parent, dir)
+}
+
+/// Rewrites a file of a node directory: replaces the first line starting with `prefix`.
+pub fn replace_line(path: &Path, prefix: &str, new_line: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {}", path.display()))
+        .to_owned();
+    std::fs::write(path, text.replacen(&line, new_line, 1)).unwrap();
 }
