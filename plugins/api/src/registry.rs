@@ -1,0 +1,34 @@
+//! Maps scheme ids to plugins. The node builds one from its configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::scheme::SchemePlugin;
+
+/// The schemes a node offers, by id.
+#[derive(Default, Clone)]
+pub struct Registry {
+    schemes: BTreeMap<&'static str, Arc<dyn SchemePlugin>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a scheme; a second plugin with the same id replaces the first.
+    pub fn register(&mut self, plugin: Arc<dyn SchemePlugin>) {
+        self.schemes.insert(plugin.id().0, plugin);
+    }
+
+    /// The plugin for an id.
+    pub fn scheme(&self, id: &str) -> Option<Arc<dyn SchemePlugin>> {
+        self.schemes.get(id).cloned()
+    }
+
+    /// Registered ids, sorted.
+    pub fn ids(&self) -> Vec<&'static str> {
+        self.schemes.keys().copied().collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! The threshold signature scheme plugin trait and the values it takes and returns.
+//!
+//! Indices: a key's parties are numbered `0..n` at keygen ("key indices"). A session numbers
+//! its own parties `0..m` ("session indices"); for signing, session party `i` is key party
+//! `signers[i]`, and every party must use the same order.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::channel::{Channel, PartyIndex};
+use crate::ProtocolError;
+
+/// A scheme's registry id: `ecdsa-secp256k1`, `ed25519` or `schnorr-secp256k1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SchemeId(pub &'static str);
+
+impl std::fmt::Display for SchemeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// One protocol run, as every party agrees on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Execution id: unique per run, never reused (binds every message to this run).
+    pub id: [u8; 32],
+    /// This party's session index.
+    pub me: PartyIndex,
+    /// Number of parties in the session.
+    pub parties: u16,
+}
+
+/// Distributed key generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeygenParams {
+    /// How many parties sign: any `threshold` of the session's parties. keyrack requires
+    /// `threshold > parties / 2`.
+    pub threshold: u16,
+}
+
+/// A party's share of a threshold key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeyShare {
+    /// Scheme id.
+    pub scheme: String,
+    /// Group public key in the scheme's usual encoding (SEC1 compressed for secp256k1 ECDSA,
+    /// 32 bytes for Ed25519, 32-byte x-only for BIP-340).
+    pub public_key: Vec<u8>,
+    /// HD chain code, agreed at keygen.
+    pub chain_code: [u8; 32],
+    /// Signers needed.
+    pub threshold: u16,
+    /// Parties holding shares.
+    pub parties: u16,
+    /// This party's key index.
+    pub index: PartyIndex,
+    /// The scheme's versioned share encoding. Secret: seal before it leaves memory.
+    pub secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeyShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyShare")
+            .field("scheme", &self.scheme)
+            .field("public_key", &hex(&self.public_key))
+            .field("threshold", &self.threshold)
+            .field("parties", &self.parties)
+            .field("index", &self.index)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Material prepared ahead of a signature (ECDSA presignature, FROST nonces with every
+/// signer's commitments) so that online signing is one message exchange. Use once: it is
+/// consumed by [`SchemePlugin::sign_presigned`], and the node records its use durably before
+/// any partial signature leaves.
+#[derive(Serialize, Deserialize)]
+pub struct Presignature {
+    /// Scheme id.
+    pub scheme: String,
+    /// Public key of the share it was made with.
+    pub public_key: Vec<u8>,
+    /// Key indices of the signers, in session order.
+    pub signers: Vec<PartyIndex>,
+    /// The scheme's encoding. Secret.
+    pub secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Presignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presignature")
+            .field("scheme", &self.scheme)
+            .field("signers", &self.signers)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignRequest {
+    /// Key indices of the signers, in session order; exactly `threshold` of them.
+    pub signers: Vec<PartyIndex>,
+    /// The message: a 32-byte digest for ECDSA and BIP-340, the message itself for Ed25519.
+    pub message: Vec<u8>,
+    /// Non-hardened derivation path (empty: the key itself).
+    pub derivation_path: Vec<u32>,
+}
+
+/// A threshold signature and the key it verifies under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureOutput {
+    /// ECDSA: `r ‖ s ‖ v` (65 bytes, low-s, v = recovery id 0/1); Ed25519 and BIP-340: 64 bytes.
+    pub signature: Vec<u8>,
+    /// The (derived) public key the signature verifies under, encoded as in [`KeyShare`].
+    pub public_key: Vec<u8>,
+}
+
+/// One party of a reshare: its index in the old committee, the new one, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReshareMember {
+    /// Key index in the old committee (a dealer), if any.
+    pub old: Option<PartyIndex>,
+    /// Key index in the new committee (a receiver), if any.
+    pub new: Option<PartyIndex>,
+}
+
+/// Move a key to a new committee and/or threshold; with the same committee and threshold, a
+/// refresh (new shares, old ones useless).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReshareParams {
+    /// Session parties, in session order.
+    pub members: Vec<ReshareMember>,
+    /// Threshold of the old committee.
+    pub old_threshold: u16,
+    /// Number of parties in the new committee.
+    pub new_parties: u16,
+    /// Threshold of the new committee.
+    pub new_threshold: u16,
+    /// The key's public key (receivers check the result against it).
+    pub public_key: Vec<u8>,
+    /// The key's chain code (kept).
+    pub chain_code: [u8; 32],
+}
+
+/// A threshold signature scheme. Every method blocks for the whole protocol run: call them
+/// through [`crate::runtime::spawn_protocol`], never on an async runtime's thread.
+pub trait SchemePlugin: Send + Sync + 'static {
+    /// Registry id.
+    fn id(&self) -> SchemeId;
+
+    /// Distributed key generation among all the session's parties.
+    fn keygen(
+        &self,
+        session: &Session,
+        channel: &mut dyn Channel,
+        params: &KeygenParams,
+    ) -> Result<KeyShare, ProtocolError>;
+
+    /// Prepares one signature by the given signers (the session's parties).
+    fn presign(
+        &self,
+        session: &Session,
+        channel: &mut dyn Channel,
+        share: &KeyShare,
+        signers: &[PartyIndex],
+    ) -> Result<Presignature, ProtocolError>;
+
+    /// Signs with a presignature: one message exchange.
+    fn sign_presigned(
+        &self,
+        session: &Session,
+        channel: &mut dyn Channel,
+        share: &KeyShare,
+        presignature: Presignature,
+        message: &[u8],
+        derivation_path: &[u32],
+    ) -> Result<SignatureOutput, ProtocolError>;
+
+    /// Signs without a presignature.
+    fn sign(
+        &self,
+        session: &Session,
+        channel: &mut dyn Channel,
+        share: &KeyShare,
+        request: &SignRequest,
+    ) -> Result<SignatureOutput, ProtocolError> {
+        let presignature = self.presign(session, channel, share, &request.signers)?;
+        self.sign_presigned(
+            session,
+            channel,
+            share,
+            presignature,
+            &request.message,
+            &request.derivation_path,
+        )
+    }
+
+    /// Reshares (or, with the same committee, refreshes) a key. Dealers pass their share;
+    /// receivers get their new share, parties leaving get `None`.
+    fn reshare(
+        &self,
+        session: &Session,
+        channel: &mut dyn Channel,
+        share: Option<&KeyShare>,
+        params: &ReshareParams,
+    ) -> Result<Option<KeyShare>, ProtocolError>;
+
+    /// The public key at a non-hardened derivation path.
+    fn derive_public_key(
+        &self,
+        public_key: &[u8],
+        chain_code: &[u8; 32],
+        path: &[u32],
+    ) -> Result<Vec<u8>, ProtocolError>;
+}
+
+/// Checks a threshold against keyrack's rule `n/2 < t <= n`.
+pub fn check_threshold(threshold: u16, parties: u16) -> Result<(), ProtocolError> {
+    if parties < 2 || threshold > parties || u32::from(threshold) * 2 <= u32::from(parties) {
+        return Err(ProtocolError::InvalidRequest(format!(
+            "threshold {threshold} of {parties}: keyrack needs n >= 2 and n/2 < t <= n"
+        )));
+    }
+    Ok(())
+}
