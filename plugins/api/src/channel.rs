@@ -63,6 +63,10 @@ pub enum ChannelError {
 pub trait Channel: Send {
     /// Sends a message.
     fn send(&mut self, msg: Outgoing) -> Result<(), ChannelError>;
-    /// Waits for the next message, until the session's deadline.
+    /// Waits for the next message, until the session's deadline. Stashed messages come
+    /// first, in the order they were stashed.
     fn recv(&mut self) -> Result<Incoming, ChannelError>;
+    /// Puts back a message that arrived before its round, for a later `recv` (possibly by the
+    /// next step of the same session: a fast peer may already be a protocol ahead).
+    fn stash(&mut self, msg: Incoming);
 }

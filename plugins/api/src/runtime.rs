@@ -50,6 +50,7 @@ impl<T> Future for ProtocolHandle<T> {
 
 /// A [`Channel`] over in-process queues, with a per-message deadline.
 pub struct QueueChannel {
+    stashed: std::collections::VecDeque<Incoming>,
     incoming: mpsc::Receiver<Incoming>,
     outgoing: Box<dyn FnMut(Outgoing) -> bool + Send>,
     timeout: Duration,
@@ -64,6 +65,7 @@ impl QueueChannel {
         timeout: Duration,
     ) -> Self {
         QueueChannel {
+            stashed: Default::default(),
             incoming,
             outgoing,
             timeout,
@@ -83,12 +85,19 @@ impl Channel for QueueChannel {
     }
 
     fn recv(&mut self) -> Result<Incoming, ChannelError> {
+        if let Some(m) = self.stashed.pop_front() {
+            return Ok(m);
+        }
         self.incoming
             .recv_timeout(self.timeout)
             .map_err(|e| match e {
                 mpsc::RecvTimeoutError::Timeout => ChannelError::Timeout(self.timeout),
                 mpsc::RecvTimeoutError::Disconnected => ChannelError::Cancelled,
             })
+    }
+
+    fn stash(&mut self, msg: Incoming) {
+        self.stashed.push_back(msg);
     }
 }
 
