@@ -24,3 +24,5 @@ say "cargo nextest run --workspace"
 profile=default
 [[ -n ${CI:-} ]] && profile=ci
 cargo nextest run --workspace --locked --profile "$profile" "$@"
+say "doc tests"
+cargo test --workspace --locked --doc

@@ -80,6 +80,16 @@ fn hex(bytes: &[u8]) -> String {
 /// signer's commitments) so that online signing is one message exchange. Use once: it is
 /// consumed by [`SchemePlugin::sign_presigned`], and the node records its use durably before
 /// any partial signature leaves.
+///
+/// Reusing one would leak the key (two signatures with one nonce), so it is neither `Clone`
+/// nor `Copy`: the only way to sign twice with it is to serialise it, which only the node's
+/// store does, under its own used-once rule. This must not compile:
+///
+/// ```compile_fail
+/// fn copy(p: &keyrack_plugin::Presignature) -> keyrack_plugin::Presignature {
+///     p.clone()
+/// }
+/// ```
 #[derive(Serialize, Deserialize)]
 pub struct Presignature {
     /// Scheme id.

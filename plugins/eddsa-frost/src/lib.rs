@@ -56,6 +56,8 @@
 
 mod dkg;
 mod hd;
+#[cfg(feature = "import")]
+pub mod import;
 mod plugin;
 mod reshare;
 mod share;
