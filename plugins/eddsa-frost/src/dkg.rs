@@ -57,16 +57,24 @@ pub(crate) fn transcript(messages: &BTreeMap<PartyIndex, Vec<u8>>) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Checks that every party echoed our view of a broadcast round.
-pub(crate) fn check_echoes(
-    echoes: &BTreeMap<PartyIndex, Echo>,
-    ours: &[u8; 32],
+/// The echo round: sends our digest of a broadcast round (if `send_own`), collects the
+/// digests of `from`, and fails if any differs from ours: some sender equivocated.
+pub(crate) fn echo_round(
+    rounds: &mut RoundCollector,
+    channel: &mut dyn Channel,
     round: u16,
+    digest: [u8; 32],
+    from: &[PartyIndex],
+    send_own: bool,
 ) -> Result<(), ProtocolError> {
+    if send_own {
+        send(channel, Recipient::Broadcast, round, &Echo { digest })?;
+    }
+    let echoes: BTreeMap<_, Echo> = collect(rounds, channel, round, true, from)?;
     for (p, echo) in echoes {
-        if echo.digest != *ours {
+        if echo.digest != digest {
             return Err(ProtocolError::Aborted(format!(
-                "party {p} received different broadcasts in round {round} than this party: a sender equivocated"
+                "party {p} received different broadcasts than this party (echo round {round}): a sender equivocated"
             )));
         }
     }
@@ -122,15 +130,14 @@ pub(crate) fn keygen<S: FrostSuite>(
     let chain_code: [u8; 32] = chain_code.finalize().into();
 
     // Round 2: echo what we received, so equivocation is caught before secrets move.
-    let digest = transcript(&raw);
-    send(
+    echo_round(
+        &mut rounds,
         channel,
-        Recipient::Broadcast,
         round::DKG_ECHO,
-        &Echo { digest },
+        transcript(&raw),
+        &peers,
+        true,
     )?;
-    let echoes: BTreeMap<_, Echo> = collect(&mut rounds, channel, round::DKG_ECHO, true, &peers)?;
-    check_echoes(&echoes, &digest, round::DKG_ECHO)?;
 
     // Round 3: secret shares, point to point.
     let (secret2, outgoing) = dkg::part2(secret1, &packages).map_err(|e| blame(e, to_party))?;

@@ -9,14 +9,14 @@ use keyrack_plugin::scheme::{check_threshold, ReshareParams};
 use keyrack_plugin::{Channel, KeyShare, PartyIndex, ProtocolError, Recipient, Session};
 use rand_core::OsRng;
 
-use crate::dkg::{check_echoes, identifier, transcript};
+use crate::dkg::{echo_round, identifier, transcript};
 use crate::share::{decode_share, encode_share};
 use crate::suite::{
     element_bytes, element_from_bytes, element_of_share, generator, identity, internal, key_of,
     lagrange_at_zero, scalar_bytes, scalar_from_bytes, scalar_from_u16, scalar_of, share_of,
     verifying_share_of, FrostSuite,
 };
-use crate::wire::{collect, encode, round, send, Bytes, Commitments, Echo};
+use crate::wire::{collect, encode, round, send, Bytes, Commitments};
 
 type F<C> = <<C as frost_core::Ciphersuite>::Group as Group>::Field;
 
@@ -208,14 +208,14 @@ pub(crate) fn reshare<S: FrostSuite>(
     let other_receivers: Vec<PartyIndex> = receivers.iter().copied().filter(|r| *r != me).collect();
 
     let Some(new_index) = mine.new else {
-        let echoes: BTreeMap<_, Echo> = collect(
+        echo_round(
             &mut rounds,
             channel,
             round::RESHARE_ECHO,
-            true,
+            digest,
             &other_receivers,
+            false,
         )?;
-        check_echoes(&echoes, &digest, round::RESHARE_ECHO)?;
         return Ok(None);
     };
 
@@ -247,20 +247,14 @@ pub(crate) fn reshare<S: FrostSuite>(
             });
         }
     }
-    send(
-        channel,
-        Recipient::Broadcast,
-        round::RESHARE_ECHO,
-        &Echo { digest },
-    )?;
-    let echoes: BTreeMap<_, Echo> = collect(
+    echo_round(
         &mut rounds,
         channel,
         round::RESHARE_ECHO,
-        true,
+        digest,
         &other_receivers,
+        true,
     )?;
-    check_echoes(&echoes, &digest, round::RESHARE_ECHO)?;
 
     let secret = values.values().fold(F::<C<S>>::zero(), |acc, v| acc + *v);
     let mut verifying_shares = BTreeMap::new();
