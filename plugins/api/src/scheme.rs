@@ -161,6 +161,10 @@ pub struct ReshareParams {
 
 /// A threshold signature scheme. Every method blocks for the whole protocol run: call them
 /// through [`crate::runtime::spawn_protocol`], never on an async runtime's thread.
+///
+/// Each call is one session: give it its own [`Session::id`] and channel. (The default
+/// [`SchemePlugin::sign`] runs presign and sign_presigned on one channel; a plugin whose two
+/// steps could mistake each other's messages overrides it.)
 pub trait SchemePlugin: Send + Sync + 'static {
     /// Registry id.
     fn id(&self) -> SchemeId;
