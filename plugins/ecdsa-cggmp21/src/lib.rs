@@ -58,6 +58,8 @@
 mod aux;
 mod driver;
 mod envelope;
+#[cfg(feature = "import")]
+pub mod import;
 pub mod reshare;
 mod share;
 mod sign;
