@@ -16,6 +16,20 @@ use futures_channel::{mpsc as amp, oneshot};
 use crate::channel::{Channel, ChannelError, Incoming, Outgoing};
 use crate::ProtocolError;
 
+thread_local! {
+    static PROTOCOL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as one that may block on a protocol (a dedicated thread).
+pub(crate) fn mark_protocol_thread() {
+    PROTOCOL_THREAD.with(|f| f.set(true));
+}
+
+/// Whether this thread was started for a protocol, by [`spawn_protocol`] or the simulator.
+pub fn on_protocol_thread() -> bool {
+    PROTOCOL_THREAD.with(|f| f.get())
+}
+
 /// The async side of a running protocol.
 pub struct ProtocolPort {
     incoming: mpsc::Sender<Incoming>,
@@ -73,8 +87,19 @@ impl QueueChannel {
     }
 }
 
+fn refuse_off_protocol_thread() -> Result<(), ChannelError> {
+    if on_protocol_thread() {
+        Ok(())
+    } else {
+        Err(ChannelError::Closed(
+            "a protocol ran on a thread not made for it (an async runtime's, perhaps): run plugins through keyrack_plugin::runtime::spawn_protocol".into(),
+        ))
+    }
+}
+
 impl Channel for QueueChannel {
     fn send(&mut self, msg: Outgoing) -> Result<(), ChannelError> {
+        refuse_off_protocol_thread()?;
         if (self.outgoing)(msg) {
             Ok(())
         } else {
@@ -85,6 +110,7 @@ impl Channel for QueueChannel {
     }
 
     fn recv(&mut self) -> Result<Incoming, ChannelError> {
+        refuse_off_protocol_thread()?;
         if let Some(m) = self.stashed.pop_front() {
             return Ok(m);
         }
@@ -123,6 +149,7 @@ where
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            mark_protocol_thread();
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol(&mut channel)))
                     .unwrap_or_else(|panic| {
@@ -172,6 +199,21 @@ mod tests {
         let mut out = port.outgoing;
         let echoed = out.try_recv().unwrap();
         assert_eq!((echoed.round, echoed.payload.as_slice()), (1, &b"hi"[..]));
+    }
+
+    #[test]
+    fn a_protocol_channel_refuses_to_block_a_thread_not_made_for_it() {
+        let (_tx, rx) = mpsc::channel();
+        let mut ch = QueueChannel::new(rx, Box::new(|_| true), Duration::from_secs(5));
+        assert!(!on_protocol_thread());
+        assert!(matches!(ch.recv(), Err(ChannelError::Closed(e)) if e.contains("spawn_protocol")));
+        assert!(ch
+            .send(Outgoing {
+                to: Recipient::Broadcast,
+                round: 0,
+                payload: vec![]
+            })
+            .is_err());
     }
 
     #[test]

@@ -77,6 +77,7 @@ where
                 };
                 let protocol = &protocol;
                 Some(scope.spawn(move || {
+                    crate::runtime::mark_protocol_thread();
                     let mut channel = QueueChannel::new(rx, Box::new(send), timeout);
                     protocol(me, &mut channel)
                 }))
