@@ -1,0 +1,336 @@
+//! The NATS connection of a node.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+
+use super::subjects;
+
+/// How long requests stay in the request stream if some node never acknowledges them.
+const REQUEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long results stay for clients to read.
+const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Window in which a re-published message with the same `Nats-Msg-Id` is dropped.
+const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+/// How long a node may hold a request before NATS redelivers it.
+const ACK_WAIT: Duration = Duration::from_secs(120);
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No NATS server answered.
+    #[error("cannot connect to NATS at {urls}: {detail}")]
+    Connect {
+        /// The configured URLs.
+        urls: String,
+        /// What the client said.
+        detail: String,
+    },
+    /// A JetStream operation failed.
+    #[error("NATS JetStream {operation}: {detail}")]
+    JetStream {
+        /// What was being done.
+        operation: &'static str,
+        /// What the server said.
+        detail: String,
+    },
+    /// A core NATS publish or subscribe failed.
+    #[error("NATS {operation}: {detail}")]
+    Core {
+        /// What was being done.
+        operation: &'static str,
+        /// What the client said.
+        detail: String,
+    },
+}
+
+fn js_err(operation: &'static str) -> impl Fn(&dyn std::fmt::Display) -> TransportError {
+    move |e| TransportError::JetStream {
+        operation,
+        detail: e.to_string(),
+    }
+}
+
+/// A node's (or client's) connection to the cluster's NATS.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    cluster: String,
+}
+
+/// A request taken from the node's durable consumer. Acknowledge it once handled; `delay` it
+/// (NAK with a delay) to push back when the node is busy — a request is never dropped.
+pub struct RequestDelivery {
+    /// The request's raw bytes (untrusted).
+    pub payload: Vec<u8>,
+    /// The subject it arrived on.
+    pub subject: String,
+    /// How many times it was delivered (1 the first time).
+    pub delivered: i64,
+    message: jetstream::Message,
+}
+
+impl RequestDelivery {
+    /// Marks the request handled: it is not delivered to this node again.
+    pub async fn ack(&self) -> Result<(), TransportError> {
+        self.message.ack().await.map_err(|e| js_err("ack")(&e))
+    }
+
+    /// Hands the request back, to be redelivered after `delay`.
+    pub async fn delay(&self, delay: Duration) -> Result<(), TransportError> {
+        self.message
+            .ack_with(jetstream::AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| js_err("nak")(&e))
+    }
+}
+
+impl Bus {
+    /// Connects to any of `urls` (a cluster's URL list). Returns at once: if no server is up
+    /// yet, the client keeps trying in the background (a node may start before NATS), and it
+    /// reconnects by itself after losing the server; [`Bus::is_connected`] tells the state.
+    pub async fn connect(
+        urls: &[String],
+        name: &str,
+        cluster: &str,
+    ) -> Result<Self, TransportError> {
+        let joined = urls.join(",");
+        let addrs: Vec<async_nats::ServerAddr> = urls
+            .iter()
+            .map(|u| u.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: std::io::Error| TransportError::Connect {
+                urls: joined.clone(),
+                detail: e.to_string(),
+            })?;
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(addrs)
+            .await
+            .map_err(|e| TransportError::Connect {
+                urls: joined,
+                detail: e.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        Ok(Bus {
+            client,
+            js,
+            cluster: cluster.to_owned(),
+        })
+    }
+
+    /// Whether the client is connected now (it reconnects by itself when not).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The cluster id.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The core NATS client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Creates the request and result streams if they are missing (idempotent; every node
+    /// calls it at start).
+    pub async fn ensure_streams(&self) -> Result<(), TransportError> {
+        let requests = stream::Config {
+            name: subjects::request_stream(&self.cluster),
+            subjects: vec![subjects::request(&self.cluster, ">")],
+            // Every node has its own consumer; a request goes once all of them acknowledged it.
+            retention: stream::RetentionPolicy::Interest,
+            storage: stream::StorageType::File,
+            max_age: REQUEST_MAX_AGE,
+            duplicate_window: DEDUP_WINDOW,
+            ..Default::default()
+        };
+        let results = stream::Config {
+            name: subjects::result_stream(&self.cluster),
+            subjects: vec![format!("keyrack.{}.res.>", self.cluster)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: RESULT_MAX_AGE,
+            duplicate_window: DEDUP_WINDOW,
+            ..Default::default()
+        };
+        for config in [requests, results] {
+            self.js
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| js_err("create stream")(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The node's durable consumer on the request stream: every node sees every request.
+    /// At most `max_in_flight` requests are unacknowledged at once.
+    pub async fn request_consumer(
+        &self,
+        node_id: &str,
+        max_in_flight: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, TransportError> {
+        let stream = self
+            .js
+            .get_stream(subjects::request_stream(&self.cluster))
+            .await
+            .map_err(|e| js_err("open request stream")(&e))?;
+        let name = subjects::consumer(node_id);
+        stream
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: max_in_flight,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| js_err("create consumer")(&e))
+    }
+
+    /// The next request for this node, waiting at most `wait`.
+    pub async fn next_request(
+        consumer: &consumer::Consumer<consumer::pull::Config>,
+        wait: Duration,
+    ) -> Result<Option<RequestDelivery>, TransportError> {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| js_err("fetch")(&e))?;
+        match batch.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(js_err("fetch")(&e)),
+            Some(Ok(message)) => {
+                let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                Ok(Some(RequestDelivery {
+                    payload: message.payload.to_vec(),
+                    subject: message.subject.to_string(),
+                    delivered,
+                    message,
+                }))
+            }
+        }
+    }
+
+    /// Publishes a request (as the client SDK does), de-duplicated by `request_id`.
+    pub async fn publish_request(
+        &self,
+        kind: &str,
+        request_id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", request_id);
+        self.js
+            .publish_with_headers(subjects::request(&self.cluster, kind), headers, body.into())
+            .await
+            .map_err(|e| js_err("publish request")(&e))?
+            .await
+            .map_err(|e| js_err("publish request ack")(&e))?;
+        Ok(())
+    }
+
+    /// Publishes a node's result; a second publish of the same (request, node) within the
+    /// dedup window is dropped by the server.
+    pub async fn publish_result(
+        &self,
+        client_id: &str,
+        request_id: &str,
+        node_id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{request_id}.{node_id}").as_str());
+        self.js
+            .publish_with_headers(
+                subjects::result(&self.cluster, client_id, request_id),
+                headers,
+                body.into(),
+            )
+            .await
+            .map_err(|e| js_err("publish result")(&e))?
+            .await
+            .map_err(|e| js_err("publish result ack")(&e))?;
+        Ok(())
+    }
+
+    /// Every result for `client_id` from now on (and those still in the stream), in order.
+    pub async fn results(
+        &self,
+        client_id: &str,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
+        let stream = self
+            .js
+            .get_stream(subjects::result_stream(&self.cluster))
+            .await
+            .map_err(|e| js_err("open result stream")(&e))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::results_for(&self.cluster, client_id),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("create result consumer")(&e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_err("read results")(&e))?;
+        Ok(messages.map(|m| {
+            m.map(|m| m.payload.to_vec())
+                .map_err(|e| js_err("read result")(&e))
+        }))
+    }
+
+    /// Publishes on a core NATS subject (session rounds, control, heartbeats).
+    pub async fn publish(&self, subject: String, payload: Vec<u8>) -> Result<(), TransportError> {
+        self.client
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| TransportError::Core {
+                operation: "publish",
+                detail: e.to_string(),
+            })
+    }
+
+    /// Subscribes to a core NATS subject. Subscribe before peers may send: core NATS does
+    /// not keep messages for late subscribers.
+    pub async fn subscribe(
+        &self,
+        subject: String,
+    ) -> Result<async_nats::Subscriber, TransportError> {
+        let sub = self
+            .client
+            .subscribe(subject)
+            .await
+            .map_err(|e| TransportError::Core {
+                operation: "subscribe",
+                detail: e.to_string(),
+            })?;
+        // The server must know of the subscription before anyone relies on it.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| TransportError::Core {
+                operation: "flush",
+                detail: e.to_string(),
+            })?;
+        Ok(sub)
+    }
+}

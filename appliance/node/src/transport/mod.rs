@@ -1,0 +1,13 @@
+//! The node's NATS transport: JetStream for requests and results, core NATS for session
+//! rounds and heartbeats (shared/DESIGN.md §2, docs/PROTOCOL.md for the subjects).
+//!
+//! This module moves bytes and keeps NATS state right (streams, durable consumers, dedup
+//! headers, reconnects). It never interprets or trusts what it carries: signatures and
+//! encryption are checked by the layers above, with `keyrack_client`'s formats.
+
+mod bus;
+mod presence;
+pub mod subjects;
+
+pub use bus::{Bus, RequestDelivery, TransportError};
+pub use presence::Presence;
