@@ -37,7 +37,7 @@ pub enum IdentityError {
     },
     /// The node id is not acceptable.
     #[error(
-        "invalid node id '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        "invalid node id '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit (not 'all')"
     )]
     NodeId(String),
     /// A key field is not a valid key.
@@ -53,14 +53,10 @@ pub enum IdentityError {
     Signature(String),
 }
 
-/// Checks a node id: 1-64 characters of `a-z0-9-_`, not starting with `-` or `_`.
+/// Checks a node id: a subject token (1-64 characters of `a-z0-9-_`, not starting with `-`
+/// or `_`, see [`crate::subjects`]), and not `all`, which names a session's broadcast subject.
 pub fn validate_node_id(id: &str) -> Result<(), IdentityError> {
-    let ok = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
+    if crate::subjects::is_token(id) && id != crate::subjects::BROADCAST {
         Ok(())
     } else {
         Err(IdentityError::NodeId(id.to_owned()))
@@ -135,18 +131,7 @@ impl PublicIdentity {
         if file.format != FORMAT {
             return Err(IdentityError::Format { found: file.format });
         }
-        validate_node_id(&file.node_id)?;
-        let signing_key = VerifyingKey::from_bytes(&hex32("signing_key", &file.signing_key)?)
-            .map_err(|e| IdentityError::Key {
-                field: "signing_key",
-                reason: e.to_string(),
-            })?;
-        if signing_key.is_weak() {
-            return Err(IdentityError::Key {
-                field: "signing_key",
-                reason: "weak (small-order) key".into(),
-            });
-        }
+        let signing_key = hex32("signing_key", &file.signing_key)?;
         let agreement_key = hex32("agreement_key", &file.agreement_key)?;
         let signature: [u8; 64] = hex::decode(&file.signature)
             .map_err(|e| IdentityError::Key {
@@ -158,17 +143,37 @@ impl PublicIdentity {
                 field: "signature",
                 reason: "must be 64 bytes".into(),
             })?;
-        let signature = Signature::from_bytes(&signature);
+        Self::from_parts(&file.node_id, &signing_key, &agreement_key, &signature)
+    }
+
+    /// Checks and assembles a public identity from its parts (as listed in a cluster
+    /// manifest): the node id, the Ed25519 key, the X25519 key and the binding signature.
+    pub fn from_parts(
+        node_id: &str,
+        signing_key: &[u8; 32],
+        agreement_key: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<Self, IdentityError> {
+        validate_node_id(node_id)?;
+        let signing_key =
+            VerifyingKey::from_bytes(signing_key).map_err(|e| IdentityError::Key {
+                field: "signing_key",
+                reason: e.to_string(),
+            })?;
+        if signing_key.is_weak() {
+            return Err(IdentityError::Key {
+                field: "signing_key",
+                reason: "weak (small-order) key".into(),
+            });
+        }
+        let signature = Signature::from_bytes(signature);
         signing_key
-            .verify_strict(
-                &binding(&file.node_id, &signing_key, &agreement_key),
-                &signature,
-            )
-            .map_err(|_| IdentityError::Signature(file.node_id.clone()))?;
+            .verify_strict(&binding(node_id, &signing_key, agreement_key), &signature)
+            .map_err(|_| IdentityError::Signature(node_id.to_owned()))?;
         Ok(PublicIdentity {
-            node_id: file.node_id,
+            node_id: node_id.to_owned(),
             signing_key,
-            agreement_key,
+            agreement_key: *agreement_key,
             signature,
         })
     }
@@ -199,6 +204,11 @@ impl PublicIdentity {
     /// The node's X25519 public key, for encrypting point-to-point messages to it.
     pub fn agreement_key(&self) -> &[u8; 32] {
         &self.agreement_key
+    }
+
+    /// The binding signature (see the module docs).
+    pub fn binding_signature(&self) -> &Signature {
+        &self.signature
     }
 
     /// Checks a signature the node made (strict Ed25519 verification).
@@ -260,7 +270,16 @@ mod tests {
         for good in ["node0", "a", "rack-1_b"] {
             validate_node_id(good).unwrap();
         }
-        for bad in ["", "-x", "_x", "Node0", "n/0", "n 0", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "all",
+            "-x",
+            "_x",
+            "Node0",
+            "n/0",
+            "n 0",
+            &"x".repeat(65),
+        ] {
             assert!(validate_node_id(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -1,10 +1,27 @@
 //! The keyrack client SDK: the types that cross the wire or a trust boundary between nodes,
 //! clients and administrators, and how to check them.
 //!
-//! So far: [`identity::PublicIdentity`], the public half of a node's identity, which peers
-//! and clients use to authenticate what a node signs and to encrypt to it. This crate knows
-//! nothing of HSMs, SQLite or the node's internals, and never holds a node's secret keys.
+//! - [`identity::PublicIdentity`]: the public half of a node's identity.
+//! - [`manifest`]: the admin-signed cluster manifest (members, initiators, admins).
+//! - [`request`]: initiator-signed requests; [`result`]: node-signed results;
+//!   [`codes::ErrorCode`]: why something was refused.
+//! - [`envelope`]: signed (and, point-to-point, encrypted) node-to-node session messages.
+//! - [`subjects`]: the NATS streams, consumers and subjects.
+//!
+//! docs/PROTOCOL.md describes every format byte by byte. This crate knows nothing of HSMs,
+//! SQLite, NATS connections or the node's internals, and never holds a node's secret keys
+//! beyond the call that uses them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod codes;
+pub mod envelope;
 pub mod identity;
+pub mod manifest;
+pub mod request;
+pub mod result;
+pub mod scheme;
+pub mod subjects;
+mod wire;
+
+pub use wire::now_ms;

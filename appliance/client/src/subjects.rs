@@ -1,0 +1,215 @@
+//! NATS names: the JetStream streams, consumers and subjects the cluster uses, and the
+//! token rule that keeps ids safe to put in a subject.
+//!
+//! Every id that becomes part of a subject (cluster id, node id, client id, request id) must
+//! be a *token*: 1-64 of `a-z 0-9 - _`, starting with a letter or digit. A token can never
+//! contain `.`, `*`, `>` or whitespace, so it can never change a subject's shape. Every
+//! function here checks its inputs and refuses anything else. The node id `all` is reserved
+//! (it names the broadcast subject of a session).
+//!
+//! This module only names things; it never talks to NATS.
+
+/// The node id reserved for the broadcast subject of a session.
+pub const BROADCAST: &str = "all";
+
+/// An id that is not a token (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid {what} '{value}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+)]
+pub struct InvalidToken {
+    /// What the value was meant to be ("cluster id", "client id", …).
+    pub what: &'static str,
+    /// The value refused.
+    pub value: String,
+}
+
+/// Whether `s` is a token: 1-64 of `a-z 0-9 - _`, starting with a letter or digit.
+pub fn is_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// Checks that `value` is a token; `what` names it in the error.
+pub fn check_token(what: &'static str, value: &str) -> Result<(), InvalidToken> {
+    if is_token(value) {
+        Ok(())
+    } else {
+        Err(InvalidToken {
+            what,
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn check_request_id(request_id: &str) -> Result<(), InvalidToken> {
+    let ok = request_id.len() == 32
+        && request_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidToken {
+            what: "request id (32 lowercase hex)",
+            value: request_id.to_owned(),
+        })
+    }
+}
+
+/// The JetStream stream holding a cluster's requests: `KEYRACK_REQ_<cluster>`.
+pub fn request_stream(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("KEYRACK_REQ_{cluster}"))
+}
+
+/// The subjects the request stream captures: `keyrack.<cluster>.req.*`.
+pub fn request_stream_subjects(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.req.*"))
+}
+
+/// Where a client publishes a request of `kind` (`RequestKind::as_str`):
+/// `keyrack.<cluster>.req.<kind>`.
+pub fn request_subject(cluster: &str, kind: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("request kind", kind)?;
+    Ok(format!("keyrack.{cluster}.req.{kind}"))
+}
+
+/// The durable pull consumer of one node on the request stream: `node-<node_id>`
+/// (explicit ack; every node has its own, so every node sees every request).
+pub fn node_consumer(node_id: &str) -> Result<String, InvalidToken> {
+    check_token("node id", node_id)?;
+    Ok(format!("node-{node_id}"))
+}
+
+/// The JetStream stream holding a cluster's results: `KEYRACK_RES_<cluster>`.
+pub fn result_stream(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("KEYRACK_RES_{cluster}"))
+}
+
+/// The subjects the result stream captures: `keyrack.<cluster>.res.>`.
+pub fn result_stream_subjects(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.res.>"))
+}
+
+/// Where a node publishes its result for a request:
+/// `keyrack.<cluster>.res.<client_id>.<request_id>`.
+pub fn result_subject(
+    cluster: &str,
+    client_id: &str,
+    request_id: &str,
+) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("client id", client_id)?;
+    check_request_id(request_id)?;
+    Ok(format!("keyrack.{cluster}.res.{client_id}.{request_id}"))
+}
+
+/// What a client subscribes to (or filters its consumer on) to get all its results:
+/// `keyrack.<cluster>.res.<client_id>.*`.
+pub fn result_filter(cluster: &str, client_id: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("client id", client_id)?;
+    Ok(format!("keyrack.{cluster}.res.{client_id}.*"))
+}
+
+/// The `Nats-Msg-Id` header of a node's *outcome* for a request it accepted (verified, in
+/// time, not a replay): `<request_id>.<node_id>`. JetStream de-duplicates on it, so a node
+/// that answers the same request twice (redelivery after a crash) publishes it once.
+pub fn result_msg_id(request_id: &str, node_id: &str) -> Result<String, InvalidToken> {
+    check_request_id(request_id)?;
+    check_token("node id", node_id)?;
+    Ok(format!("{request_id}.{node_id}"))
+}
+
+/// The `Nats-Msg-Id` header of a refusal made *before* a request was accepted (malformed,
+/// bad signature, unknown initiator, out of time, replayed…): `<request_id>.<node_id>.<code>`.
+///
+/// Such a refusal may answer a forged or replayed copy of a genuine request; a distinct id
+/// keeps it from de-duplicating away the node's outcome for the genuine one.
+pub fn refusal_msg_id(
+    request_id: &str,
+    node_id: &str,
+    code: crate::codes::ErrorCode,
+) -> Result<String, InvalidToken> {
+    Ok(format!(
+        "{}.{}",
+        result_msg_id(request_id, node_id)?,
+        code.as_str()
+    ))
+}
+
+/// The core NATS subject of a session envelope: `keyrack.<cluster>.sess.<session hex>.<to>`,
+/// with `to` = the recipient node id, or `all` for a broadcast (`None`).
+pub fn session_subject(
+    cluster: &str,
+    session: &[u8; 32],
+    to: Option<&str>,
+) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    let to = match to {
+        Some(node) => {
+            check_token("node id", node)?;
+            if node == BROADCAST {
+                return Err(InvalidToken {
+                    what: "node id (reserved)",
+                    value: node.to_owned(),
+                });
+            }
+            node
+        }
+        None => BROADCAST,
+    };
+    Ok(format!(
+        "keyrack.{cluster}.sess.{}.{to}",
+        hex::encode(session)
+    ))
+}
+
+/// What a node subscribes to for its point-to-point session messages, all sessions:
+/// `keyrack.<cluster>.sess.*.<node_id>`.
+pub fn session_inbox(cluster: &str, node_id: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("node id", node_id)?;
+    Ok(format!("keyrack.{cluster}.sess.*.{node_id}"))
+}
+
+/// What a node subscribes to for session broadcasts, all sessions:
+/// `keyrack.<cluster>.sess.*.all`.
+pub fn session_broadcasts(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.sess.*.{BROADCAST}"))
+}
+
+/// The coordinator's control subject for one request (prepare / ready / start envelopes,
+/// kind `control`): `keyrack.<cluster>.ctl.<request_id>`.
+pub fn control_subject(cluster: &str, request_id: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_request_id(request_id)?;
+    Ok(format!("keyrack.{cluster}.ctl.{request_id}"))
+}
+
+/// All control subjects of a cluster: `keyrack.<cluster>.ctl.*`.
+pub fn control_filter(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.ctl.*"))
+}
+
+/// Where a node publishes its heartbeats: `keyrack.<cluster>.hb.<node_id>`.
+pub fn heartbeat_subject(cluster: &str, node_id: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("node id", node_id)?;
+    Ok(format!("keyrack.{cluster}.hb.{node_id}"))
+}
+
+/// All heartbeats of a cluster: `keyrack.<cluster>.hb.*`.
+pub fn heartbeat_filter(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.hb.*"))
+}
