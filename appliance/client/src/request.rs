@@ -18,7 +18,6 @@ use crate::manifest::VerifiedManifest;
 use crate::scheme::Scheme;
 use crate::subjects::is_token;
 use crate::wire;
-use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -456,14 +455,7 @@ impl RequestBody {
     /// Parses body bytes: version first (so a newer body says `unsupported_version`, not
     /// `malformed`), then every field, then [`RequestBody::validate`].
     pub fn parse(bytes: &[u8]) -> Result<Self, RequestError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
-        let version = value
-            .as_object()
-            .ok_or_else(|| RequestError::Malformed("body is not a JSON object".into()))?
-            .get("version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| RequestError::Malformed("body has no numeric version".into()))?;
+        let version = wire::json_body_version(bytes).map_err(RequestError::Malformed)?;
         if version != u64::from(VERSION) {
             return Err(RequestError::UnsupportedVersion(version));
         }
@@ -515,11 +507,8 @@ impl SignedRequest {
                 w.initiator
             )));
         }
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&w.body)
-            .map_err(|e| RequestError::Malformed(format!("body: {e}")))?;
-        let signature = wire::signature(&w.signature)
-            .map_err(|e| RequestError::Malformed(format!("signature: {e}")))?;
+        let (body, signature) =
+            wire::decode_signed(&w.body, &w.signature).map_err(RequestError::Malformed)?;
         Ok(SignedRequest {
             initiator: w.initiator,
             body,
@@ -529,10 +518,11 @@ impl SignedRequest {
 
     /// The wire form.
     pub fn to_json(&self) -> Vec<u8> {
+        let (body, signature) = wire::encode_signed(&self.body, &self.signature);
         let w = RequestWire {
             initiator: self.initiator.clone(),
-            body: base64::engine::general_purpose::STANDARD.encode(&self.body),
-            signature: hex::encode(self.signature.to_bytes()),
+            body,
+            signature,
         };
         serde_json::to_vec(&w).unwrap_or_default()
     }

@@ -17,7 +17,6 @@ use crate::manifest::VerifiedManifest;
 use crate::scheme::Scheme;
 use crate::subjects::is_token;
 use crate::wire;
-use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
 
@@ -237,14 +236,7 @@ impl ResultBody {
 
     /// Parses body bytes: version first, then fields, then [`ResultBody::validate`].
     pub fn parse(bytes: &[u8]) -> Result<Self, ResultError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-        let version = value
-            .as_object()
-            .ok_or_else(|| malformed("body is not a JSON object"))?
-            .get("version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| malformed("body has no numeric version"))?;
+        let version = wire::json_body_version(bytes).map_err(ResultError::Malformed)?;
         if version != u64::from(VERSION) {
             return Err(ResultError::UnsupportedVersion(version));
         }
@@ -294,11 +286,8 @@ impl SignedResult {
         }
         let w: ResultWire = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         validate_node_id(&w.node_id).map_err(|e| malformed(e.to_string()))?;
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&w.body)
-            .map_err(|e| malformed(format!("body: {e}")))?;
-        let signature =
-            wire::signature(&w.signature).map_err(|e| malformed(format!("signature: {e}")))?;
+        let (body, signature) =
+            wire::decode_signed(&w.body, &w.signature).map_err(ResultError::Malformed)?;
         Ok(SignedResult {
             node_id: w.node_id,
             body,
@@ -308,10 +297,11 @@ impl SignedResult {
 
     /// The wire form.
     pub fn to_json(&self) -> Vec<u8> {
+        let (body, signature) = wire::encode_signed(&self.body, &self.signature);
         let w = ResultWire {
             node_id: self.node_id.clone(),
-            body: base64::engine::general_purpose::STANDARD.encode(&self.body),
-            signature: hex::encode(self.signature.to_bytes()),
+            body,
+            signature,
         };
         serde_json::to_vec(&w).unwrap_or_default()
     }

@@ -117,3 +117,34 @@ pub(crate) mod hex_opt {
         Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
     }
 }
+
+/// The `version` member of a JSON body, read before anything else, so that a newer body is
+/// refused as an unsupported version rather than as malformed.
+pub(crate) fn json_body_version(bytes: &[u8]) -> Result<u64, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    value
+        .as_object()
+        .ok_or("body is not a JSON object")?
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| "body has no numeric version".into())
+}
+
+/// Decodes the `body` (base64) and `signature` (hex) members of a signed JSON wire form.
+pub(crate) fn decode_signed(body: &str, signature: &str) -> Result<(Vec<u8>, Signature), String> {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| format!("body: {e}"))?;
+    let signature = self::signature(signature).map_err(|e| format!("signature: {e}"))?;
+    Ok((body, signature))
+}
+
+/// Encodes body bytes (base64) and a signature (hex) for a signed JSON wire form.
+pub(crate) fn encode_signed(body: &[u8], signature: &Signature) -> (String, String) {
+    use base64::Engine as _;
+    (
+        base64::engine::general_purpose::STANDARD.encode(body),
+        hex::encode(signature.to_bytes()),
+    )
+}
