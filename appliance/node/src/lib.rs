@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod identity;
+pub mod store;
 pub mod transport;
