@@ -99,6 +99,13 @@ fn presignature(share: &KeyShare, signers: &[u16], n: usize) -> Presignature {
     }
 }
 
+/// Adds one presignature for version 1 of a READY key made from `s`.
+fn add_presignature(store: &Store, key_id: &str, s: &KeyShare, signers: &[u16], n: usize) {
+    store
+        .add_presignature(key_id, &s.scheme, 1, &presignature(s, signers, n), sealer())
+        .unwrap();
+}
+
 fn make_ready(store: &Store, key_id: &str, scheme: &str) -> KeyShare {
     let s = share(key_id, scheme);
     assert!(matches!(
@@ -532,25 +539,9 @@ fn each_presignature_is_taken_once_under_concurrency_and_stays_used() {
     let s = make_ready(&store, "wallet-1", ECDSA);
     const N: usize = 24;
     for n in 0..N {
-        store
-            .add_presignature(
-                "wallet-1",
-                ECDSA,
-                1,
-                &presignature(&s, &[0, 2], n),
-                sealer(),
-            )
-            .unwrap();
+        add_presignature(&store, "wallet-1", &s, &[0, 2], n);
     }
-    store
-        .add_presignature(
-            "wallet-1",
-            ECDSA,
-            1,
-            &presignature(&s, &[0, 1], 99),
-            sealer(),
-        )
-        .unwrap();
+    add_presignature(&store, "wallet-1", &s, &[0, 1], 99);
     let stores = [Arc::new(store), Arc::new(open(&path))];
     let barrier = Arc::new(Barrier::new(8));
     let handles: Vec<_> = (0..8)
@@ -622,15 +613,7 @@ fn each_presignature_is_taken_once_under_concurrency_and_stays_used() {
 fn deleting_a_key_leaves_a_tombstone_and_no_blob_bytes() {
     let (_dir, store) = fresh();
     let s = make_ready(&store, "wallet-1", ECDSA);
-    store
-        .add_presignature(
-            "wallet-1",
-            ECDSA,
-            1,
-            &presignature(&s, &[0, 1], 0),
-            sealer(),
-        )
-        .unwrap();
+    add_presignature(&store, "wallet-1", &s, &[0, 1], 0);
     let conn = raw(&store);
     let share_blob: Vec<u8> = conn
         .query_row("SELECT sealed FROM key_shares", [], |r| r.get(0))
@@ -714,15 +697,7 @@ fn no_secret_reaches_the_database_files_unsealed() {
 fn a_rotated_share_replaces_the_old_one_and_its_pools() {
     let (_dir, store) = fresh();
     let s = make_ready(&store, "wallet-1", ECDSA);
-    store
-        .add_presignature(
-            "wallet-1",
-            ECDSA,
-            1,
-            &presignature(&s, &[0, 1], 0),
-            sealer(),
-        )
-        .unwrap();
+    add_presignature(&store, "wallet-1", &s, &[0, 1], 0);
     let refreshed = KeyShare {
         secret: Zeroizing::new(marker("refreshed", 96)),
         ..s.clone()
@@ -816,15 +791,7 @@ fn write_golden_fixture() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let store = Store::open(&path, FIXTURE_CLUSTER, FIXTURE_NODE).unwrap();
     let s = make_ready(&store, "golden-wallet", ECDSA);
-    store
-        .add_presignature(
-            "golden-wallet",
-            ECDSA,
-            1,
-            &presignature(&s, &[0, 1], 0),
-            sealer(),
-        )
-        .unwrap();
+    add_presignature(&store, "golden-wallet", &s, &[0, 1], 0);
     store.checkpoint().unwrap();
     drop(store);
     // Leave one self-contained file: the WAL is merged and removed when the last

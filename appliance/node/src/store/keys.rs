@@ -1,5 +1,5 @@
-//! Keys and their sealed shares: the keygen state machine, loading a share, rotating it
-//! (refresh/reshare) and deleting it.
+//! Key records and their sealed shares: the types the coordinator sees and the row helpers
+//! the lifecycle (`lifecycle`) is built from.
 //!
 //! A key record is identified by (key id, scheme): one wallet id may hold an ECDSA and an
 //! EdDSA key. Status moves PENDING → READY or ERROR; ERROR may be retried; DELETED is a
@@ -8,12 +8,10 @@
 
 use std::time::SystemTime;
 
-use keyrack_hsm::Sealer;
-use keyrack_plugin::KeyShare;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::error::{Result, StoreError};
-use super::{from_json, from_ms, key_name, now_ms, pools, sealed, to_json, Store};
+use super::{from_json, from_ms, key_name, now_ms, sealed};
 
 /// A key's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,7 +115,7 @@ pub enum KeygenStart {
     AlreadyReady(KeyRecord),
 }
 
-const KEY_COLUMNS: &str = "key_id, scheme, status, threshold, parties, participants, \
+pub(super) const KEY_COLUMNS: &str = "key_id, scheme, status, threshold, parties, participants, \
      public_key, chain_code, version, created_at, updated_at, error";
 
 type RawKey = (
@@ -141,7 +139,7 @@ fn corrupt_int(what: &str, value: i64) -> StoreError {
     }
 }
 
-fn key_from_raw(raw: RawKey) -> Result<KeyRecord> {
+pub(super) fn key_from_raw(raw: RawKey) -> Result<KeyRecord> {
     let (key_id, scheme, status, threshold, parties, participants, pk, cc, version, c, u, e) = raw;
     let chain_code = match cc {
         None => None,
@@ -169,7 +167,7 @@ fn key_from_raw(raw: RawKey) -> Result<KeyRecord> {
     })
 }
 
-fn raw_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawKey> {
+pub(super) fn raw_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawKey> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -197,7 +195,7 @@ pub(super) fn read_key(conn: &Connection, key_id: &str, scheme: &str) -> Result<
     .transpose()
 }
 
-fn require_key(conn: &Connection, key_id: &str, scheme: &str) -> Result<KeyRecord> {
+pub(super) fn require_key(conn: &Connection, key_id: &str, scheme: &str) -> Result<KeyRecord> {
     read_key(conn, key_id, scheme)?.ok_or_else(|| StoreError::NotFound {
         what: key_name(key_id, scheme),
     })
@@ -216,7 +214,12 @@ pub(super) fn require_ready(conn: &Connection, key_id: &str, scheme: &str) -> Re
     }
 }
 
-fn wrong_state(key_id: &str, scheme: &str, state: KeyStatus, expected: &'static str) -> StoreError {
+pub(super) fn wrong_state(
+    key_id: &str,
+    scheme: &str,
+    state: KeyStatus,
+    expected: &'static str,
+) -> StoreError {
     StoreError::WrongState {
         what: key_name(key_id, scheme),
         state: state.as_str().to_owned(),
@@ -231,7 +234,7 @@ pub(super) fn check_key_ids(key_id: &str, scheme: &str) -> Result<()> {
 
 /// Overwrites share blobs with zeros of the same length, then deletes them. `version: None`
 /// erases every version.
-fn erase_shares(
+pub(super) fn erase_shares(
     conn: &Connection,
     key_id: &str,
     scheme: &str,
@@ -248,406 +251,42 @@ fn erase_shares(
     )?)
 }
 
-impl Store {
-    fn share_aad(&self, key_id: &str, scheme: &str, version: u32) -> Vec<u8> {
-        sealed::share_aad(&self.cluster_id, &self.node_id, key_id, scheme, version)
+/// The record must be READY at `version` (the key version an operation started from or was
+/// made for); a refresh or reshare in between makes the operation stale.
+pub(super) fn require_ready_at(
+    conn: &Connection,
+    key_id: &str,
+    scheme: &str,
+    version: u32,
+) -> Result<KeyRecord> {
+    let record = require_ready(conn, key_id, scheme)?;
+    if record.version != version {
+        return Err(StoreError::WrongState {
+            what: key_name(key_id, scheme),
+            state: format!("at version {}", record.version),
+            expected: "the key version the operation started from",
+        });
     }
-
-    /// Checks a committee: threshold rule, one distinct valid node id per party, this node
-    /// among them. Returns this node's key index.
-    fn check_committee(
-        &self,
-        threshold: u16,
-        parties: u16,
-        participants: &[String],
-    ) -> Result<u16> {
-        keyrack_plugin::scheme::check_threshold(threshold, parties)
-            .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
-        if participants.len() != usize::from(parties) {
-            return Err(StoreError::InvalidRequest(format!(
-                "{} participants for {parties} parties",
-                participants.len()
-            )));
-        }
-        for (i, p) in participants.iter().enumerate() {
-            keyrack_client::identity::validate_node_id(p)
-                .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
-            if participants[..i].contains(p) {
-                return Err(StoreError::InvalidRequest(format!(
-                    "participant '{p}' is listed twice"
-                )));
-            }
-        }
-        let index = participants
-            .iter()
-            .position(|p| p == &self.node_id)
-            .ok_or_else(|| {
-                StoreError::InvalidRequest(format!(
-                    "this node '{}' is not among the participants",
-                    self.node_id
-                ))
-            })?;
-        u16::try_from(index).map_err(|_| StoreError::InvalidRequest("too many parties".into()))
-    }
-
-    /// Checks that `share` is this node's share of a key with the given committee.
-    fn check_share(&self, scheme: &str, share: &KeyShare, record: &KeyRecord) -> Result<()> {
-        let my_index =
-            self.check_committee(record.threshold, record.parties, &record.participants)?;
-        let mismatch = if share.scheme != scheme {
-            Some(format!("scheme '{}'", share.scheme))
-        } else if share.threshold != record.threshold || share.parties != record.parties {
-            Some(format!("{} of {}", share.threshold, share.parties))
-        } else if share.index != my_index {
-            Some(format!(
-                "key index {} (this node is {my_index})",
-                share.index
-            ))
-        } else if share.public_key.is_empty() || share.secret.is_empty() {
-            Some("an empty public key or secret".to_owned())
-        } else {
-            None
-        };
-        match mismatch {
-            Some(what) => Err(StoreError::InvalidRequest(format!(
-                "share for {} has {what}, which does not match the key record",
-                key_name(&record.key_id, scheme)
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    fn seal_share(
-        &self,
-        key_id: &str,
-        scheme: &str,
-        version: u32,
-        share: &KeyShare,
-        sealer: &dyn Sealer,
-    ) -> Result<Vec<u8>> {
-        let plaintext = sealed::encode_share(share)?;
-        sealer
-            .seal(&self.share_aad(key_id, scheme, version), &plaintext)
-            .map_err(|source| StoreError::Seal {
-                record: share_name(key_id, scheme, version),
-                source,
-            })
-    }
-
-    /// Starts a keygen for (`key_id`, `scheme`), following the key's status:
-    /// none → PENDING, [`KeygenStart::Started`]; READY → [`KeygenStart::AlreadyReady`];
-    /// PENDING → [`StoreError::InProgress`]; ERROR → PENDING again (a retry), `Started`;
-    /// DELETED → [`StoreError::Tombstoned`], unless [`NewKey::allow_reuse_of_deleted_id`].
-    pub fn begin_keygen(&self, key_id: &str, scheme: &str, new: &NewKey) -> Result<KeygenStart> {
-        check_key_ids(key_id, scheme)?;
-        self.check_committee(new.threshold, new.parties, &new.participants)?;
-        let participants = to_json(&new.participants)?;
-        self.write(|tx| {
-            let now = now_ms();
-            let reset = |version: u32| -> Result<KeygenStart> {
-                tx.execute(
-                    "UPDATE keys SET status = 'PENDING', threshold = ?3, parties = ?4,
-                         participants = ?5, public_key = NULL, chain_code = NULL,
-                         version = ?6, updated_at = ?7, error = NULL
-                     WHERE key_id = ?1 AND scheme = ?2",
-                    (
-                        key_id,
-                        scheme,
-                        new.threshold,
-                        new.parties,
-                        &participants,
-                        version,
-                        now,
-                    ),
-                )?;
-                Ok(KeygenStart::Started { version })
-            };
-            match read_key(tx, key_id, scheme)? {
-                None => {
-                    tx.execute(
-                        "INSERT INTO keys (key_id, scheme, status, threshold, parties,
-                             participants, version, created_at, updated_at)
-                         VALUES (?1, ?2, 'PENDING', ?3, ?4, ?5, 1, ?6, ?6)",
-                        (
-                            key_id,
-                            scheme,
-                            new.threshold,
-                            new.parties,
-                            &participants,
-                            now,
-                        ),
-                    )?;
-                    Ok(KeygenStart::Started { version: 1 })
-                }
-                Some(record) => match record.status {
-                    KeyStatus::Ready => Ok(KeygenStart::AlreadyReady(record)),
-                    KeyStatus::Pending => Err(StoreError::InProgress {
-                        key_id: key_id.to_owned(),
-                        scheme: scheme.to_owned(),
-                    }),
-                    KeyStatus::Error => reset(record.version),
-                    KeyStatus::Deleted if new.allow_reuse_of_deleted_id => {
-                        let version = record.version.checked_add(1).ok_or_else(|| {
-                            StoreError::InvalidRequest("key version overflow".into())
-                        })?;
-                        reset(version)
-                    }
-                    KeyStatus::Deleted => Err(StoreError::Tombstoned {
-                        key_id: key_id.to_owned(),
-                        scheme: scheme.to_owned(),
-                    }),
-                },
-            }
-        })
-    }
-
-    /// Seals this node's share of a PENDING key and, in one transaction, stores the sealed
-    /// share and sets the key READY. If sealing or the transaction fails, the key stays
-    /// PENDING and no share is stored.
-    pub fn complete_keygen(
-        &self,
-        key_id: &str,
-        scheme: &str,
-        share: &KeyShare,
-        sealer: &dyn Sealer,
-    ) -> Result<KeyRecord> {
-        check_key_ids(key_id, scheme)?;
-        let record = require_key(&self.conn(), key_id, scheme)?;
-        if record.status != KeyStatus::Pending {
-            return Err(wrong_state(key_id, scheme, record.status, "PENDING"));
-        }
-        self.check_share(scheme, share, &record)?;
-        // Seal outside the database lock: the HSM may be slow.
-        let blob = self.seal_share(key_id, scheme, record.version, share, sealer)?;
-        self.write(|tx| {
-            let now = require_key(tx, key_id, scheme)?;
-            if now.status != KeyStatus::Pending || now.version != record.version {
-                return Err(wrong_state(key_id, scheme, now.status, "PENDING"));
-            }
-            erase_shares(tx, key_id, scheme, Some(record.version))?;
-            tx.execute(
-                "INSERT INTO key_shares (key_id, scheme, version, sealed, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                (key_id, scheme, record.version, &blob, now_ms()),
-            )?;
-            tx.execute(
-                "UPDATE keys SET status = 'READY', public_key = ?3, chain_code = ?4,
-                     updated_at = ?5, error = NULL
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (
-                    key_id,
-                    scheme,
-                    &share.public_key,
-                    &share.chain_code[..],
-                    now_ms(),
-                ),
-            )?;
-            require_key(tx, key_id, scheme)
-        })
-    }
-
-    /// Marks a PENDING keygen failed (status ERROR, with `reason`) and erases any share stored
-    /// for it. A READY key is never failed by this: a late failure report leaves it alone
-    /// ([`StoreError::WrongState`]).
-    pub fn fail_keygen(&self, key_id: &str, scheme: &str, reason: &str) -> Result<()> {
-        check_key_ids(key_id, scheme)?;
-        self.write(|tx| {
-            let record = require_key(tx, key_id, scheme)?;
-            if !matches!(record.status, KeyStatus::Pending | KeyStatus::Error) {
-                return Err(wrong_state(key_id, scheme, record.status, "PENDING"));
-            }
-            tx.execute(
-                "UPDATE keys SET status = 'ERROR', error = ?3, updated_at = ?4
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (key_id, scheme, reason, now_ms()),
-            )?;
-            erase_shares(tx, key_id, scheme, None)?;
-            pools::erase_pool(tx, key_id, scheme)?;
-            Ok(())
-        })
-    }
-
-    /// Unseals this node's share of a READY key. A blob that fails to unseal (altered, moved
-    /// from another record, sealed by another node or backend key) is [`StoreError::Seal`];
-    /// one whose contents do not match the key record is [`StoreError::Corrupt`]. Nothing is
-    /// deleted in either case.
-    pub fn load_share(&self, key_id: &str, scheme: &str, sealer: &dyn Sealer) -> Result<KeyShare> {
-        check_key_ids(key_id, scheme)?;
-        let (record, blob) = {
-            let conn = self.conn();
-            let record = require_ready(&conn, key_id, scheme)?;
-            let blob: Option<Vec<u8>> = conn
-                .query_row(
-                    "SELECT sealed FROM key_shares
-                     WHERE key_id = ?1 AND scheme = ?2 AND version = ?3",
-                    (key_id, scheme, record.version),
-                    |r| r.get(0),
-                )
-                .optional()?;
-            (record, blob)
-        };
-        let name = share_name(key_id, scheme, record.version);
-        let blob = blob.ok_or_else(|| StoreError::Corrupt {
-            what: format!("{name} is missing"),
-        })?;
-        let plaintext = sealer
-            .unseal(&self.share_aad(key_id, scheme, record.version), &blob)
-            .map_err(|source| StoreError::Seal {
-                record: name.clone(),
-                source,
-            })?;
-        let share = sealed::decode_share(&plaintext)?;
-        let matches = share.scheme == scheme
-            && Some(&share.public_key) == record.public_key.as_ref()
-            && Some(share.chain_code) == record.chain_code
-            && share.threshold == record.threshold
-            && share.parties == record.parties;
-        if !matches {
-            return Err(StoreError::Corrupt {
-                what: format!("{name} does not match its key record"),
-            });
-        }
-        Ok(share)
-    }
-
-    /// Replaces the share of a READY key at `expected_version` with a new one (a refresh, or a
-    /// reshare this node receives a share from), sealed as version `expected_version + 1`.
-    /// One transaction stores the new share, moves the key to the new version and committee,
-    /// erases the old share and destroys the key's presignature pools. The public key and
-    /// chain code must not change.
-    pub fn rotate_share(
-        &self,
-        key_id: &str,
-        scheme: &str,
-        expected_version: u32,
-        participants: &[String],
-        share: &KeyShare,
-        sealer: &dyn Sealer,
-    ) -> Result<KeyRecord> {
-        check_key_ids(key_id, scheme)?;
-        let current = require_ready(&self.conn(), key_id, scheme)?;
-        if current.version != expected_version {
-            return Err(StoreError::WrongState {
-                what: key_name(key_id, scheme),
-                state: format!("at version {}", current.version),
-                expected: "the version the rotation started from",
-            });
-        }
-        if Some(&share.public_key) != current.public_key.as_ref()
-            || Some(share.chain_code) != current.chain_code
-        {
-            return Err(StoreError::InvalidRequest(format!(
-                "new share of {} has another public key or chain code",
-                key_name(key_id, scheme)
-            )));
-        }
-        let next = KeyRecord {
-            threshold: share.threshold,
-            parties: share.parties,
-            participants: participants.to_vec(),
-            version: expected_version
-                .checked_add(1)
-                .ok_or_else(|| StoreError::InvalidRequest("key version overflow".into()))?,
-            ..current
-        };
-        self.check_share(scheme, share, &next)?;
-        let participants_json = to_json(&next.participants)?;
-        let blob = self.seal_share(key_id, scheme, next.version, share, sealer)?;
-        let record = self.write(|tx| {
-            let now = require_ready(tx, key_id, scheme)?;
-            if now.version != expected_version {
-                return Err(wrong_state(
-                    key_id,
-                    scheme,
-                    now.status,
-                    "READY at the expected version",
-                ));
-            }
-            erase_shares(tx, key_id, scheme, Some(next.version))?;
-            tx.execute(
-                "INSERT INTO key_shares (key_id, scheme, version, sealed, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                (key_id, scheme, next.version, &blob, now_ms()),
-            )?;
-            tx.execute(
-                "UPDATE keys SET version = ?3, threshold = ?4, parties = ?5, participants = ?6,
-                     updated_at = ?7
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (
-                    key_id,
-                    scheme,
-                    next.version,
-                    next.threshold,
-                    next.parties,
-                    &participants_json,
-                    now_ms(),
-                ),
-            )?;
-            erase_shares(tx, key_id, scheme, Some(expected_version))?;
-            pools::erase_pool(tx, key_id, scheme)?;
-            require_key(tx, key_id, scheme)
-        })?;
-        self.checkpoint_after_erase();
-        Ok(record)
-    }
-
-    /// Deletes a key: overwrites every sealed share and presignature blob of it with zeros,
-    /// deletes them, and leaves a DELETED tombstone (public fields kept, the id stays taken).
-    /// Then checkpoints the WAL so no old copy of a blob stays in the `-wal` file. Deleting a
-    /// tombstone again is a no-op. Returns the tombstone.
-    pub fn delete_key(&self, key_id: &str, scheme: &str) -> Result<KeyRecord> {
-        check_key_ids(key_id, scheme)?;
-        let record = self.write(|tx| {
-            let record = require_key(tx, key_id, scheme)?;
-            if record.status == KeyStatus::Deleted {
-                return Ok(record);
-            }
-            tx.execute(
-                "UPDATE keys SET status = 'DELETED', error = NULL, updated_at = ?3
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (key_id, scheme, now_ms()),
-            )?;
-            erase_shares(tx, key_id, scheme, None)?;
-            pools::erase_pool(tx, key_id, scheme)?;
-            require_key(tx, key_id, scheme)
-        })?;
-        self.checkpoint_after_erase();
-        Ok(record)
-    }
-
-    /// One key record.
-    pub fn key(&self, key_id: &str, scheme: &str) -> Result<Option<KeyRecord>> {
-        read_key(&self.conn(), key_id, scheme)
-    }
-
-    /// Every key record (tombstones included), ordered by key id and scheme.
-    pub fn keys(&self) -> Result<Vec<KeyRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys ORDER BY key_id, scheme"
-        ))?;
-        let raws = stmt
-            .query_map([], raw_key)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(key_from_raw).collect()
-    }
-
-    /// Checkpoints after an erase. The erase is committed whatever happens here; a checkpoint
-    /// that another process's readers block is retried by SQLite's next checkpoint.
-    pub(super) fn checkpoint_after_erase(&self) {
-        match self.checkpoint() {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                store = %self.path.display(),
-                "WAL checkpoint after an erase was blocked by readers; erased blobs may stay in the -wal file until the next checkpoint"
-            ),
-            Err(e) => {
-                tracing::warn!(store = %self.path.display(), error = %e, "WAL checkpoint after an erase failed")
-            }
-        }
-    }
+    Ok(record)
 }
 
-fn share_name(key_id: &str, scheme: &str, version: u32) -> String {
+/// Stores a sealed share at `version`, replacing any leftover blob of that version.
+pub(super) fn insert_share(
+    conn: &Connection,
+    key_id: &str,
+    scheme: &str,
+    version: u32,
+    blob: &[u8],
+) -> Result<()> {
+    erase_shares(conn, key_id, scheme, Some(version))?;
+    conn.execute(
+        "INSERT INTO key_shares (key_id, scheme, version, sealed, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        (key_id, scheme, version, blob, now_ms()),
+    )?;
+    Ok(())
+}
+
+pub(super) fn share_name(key_id: &str, scheme: &str, version: u32) -> String {
     format!("share of {} version {version}", key_name(key_id, scheme))
 }

@@ -21,6 +21,7 @@
 
 mod error;
 mod keys;
+mod lifecycle;
 mod pools;
 mod replay;
 mod schema;

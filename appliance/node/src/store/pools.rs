@@ -13,7 +13,7 @@ use rand_core::{OsRng, RngCore};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::error::{Result, StoreError};
-use super::keys::{check_key_ids, require_ready};
+use super::keys::{check_key_ids, require_ready, require_ready_at};
 use super::{from_json, key_name, now_ms, sealed, to_json, Store};
 
 /// A presignature taken from a pool: already marked USED on disk.
@@ -90,14 +90,7 @@ impl Store {
         sealer: &dyn Sealer,
     ) -> Result<String> {
         check_key_ids(key_id, scheme)?;
-        let record = require_ready(&self.conn(), key_id, scheme)?;
-        if record.version != key_version {
-            return Err(StoreError::WrongState {
-                what: key_name(key_id, scheme),
-                state: format!("at version {}", record.version),
-                expected: "the version the presignature was made for",
-            });
-        }
+        let record = require_ready_at(&self.conn(), key_id, scheme, key_version)?;
         if presignature.scheme != scheme
             || Some(&presignature.public_key) != record.public_key.as_ref()
         {
@@ -132,14 +125,7 @@ impl Store {
             })?;
         let signers_json = signers_json(signers)?;
         self.write(|tx| {
-            let now = require_ready(tx, key_id, scheme)?;
-            if now.version != key_version {
-                return Err(StoreError::WrongState {
-                    what: key_name(key_id, scheme),
-                    state: format!("at version {}", now.version),
-                    expected: "the version the presignature was made for",
-                });
-            }
+            require_ready_at(tx, key_id, scheme, key_version)?;
             tx.execute(
                 "INSERT INTO presignatures
                      (id, key_id, scheme, key_version, signers, sealed, state, created_at)
