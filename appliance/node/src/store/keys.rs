@@ -102,11 +102,11 @@ pub struct NewKey {
     pub allow_reuse_of_deleted_id: bool,
 }
 
-/// What [`Store::begin_keygen`] decided.
+/// What [`Store::begin_keygen`](super::Store::begin_keygen) decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeygenStart {
     /// The key is now PENDING at this version: run the keygen session, then call
-    /// [`Store::complete_keygen`] or [`Store::fail_keygen`].
+    /// [`Store::complete_keygen`](super::Store::complete_keygen) or [`Store::fail_keygen`](super::Store::fail_keygen).
     Started {
         /// The version the new share will be sealed under.
         version: u32,
