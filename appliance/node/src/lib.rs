@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod fsutil;
 pub mod identity;
 pub mod store;

@@ -3,13 +3,19 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use keyrack_node::transport::{subjects, Bus};
+use keyrack_client::subjects;
+use keyrack_node::transport::Bus;
 use keyrack_tests::NatsServer;
 
 const CLUSTER: &str = "c1";
 
+/// A request id of the protocol's form (32 lowercase hex digits).
+fn rid(n: u8) -> String {
+    format!("{n:032x}")
+}
+
 async fn bus(server: &NatsServer, name: &str) -> Bus {
-    let bus = Bus::connect(&[server.url.clone()], name, CLUSTER)
+    let bus = Bus::connect(std::slice::from_ref(&server.url), name, CLUSTER)
         .await
         .expect("connect");
     bus.ensure_streams().await.expect("streams");
@@ -23,10 +29,10 @@ async fn every_node_sees_every_request_and_streams_are_idempotent() {
     let b = bus(&server, "node1").await; // ensure_streams again: no error, same streams
     let ca = a.request_consumer("node0", 16).await.unwrap();
     let cb = b.request_consumer("node1", 16).await.unwrap();
-    a.publish_request("sign", "r1", b"first".to_vec())
+    a.publish_request("sign", &rid(1), b"first".to_vec())
         .await
         .unwrap();
-    a.publish_request("sign", "r2", b"second".to_vec())
+    a.publish_request("sign", &rid(2), b"second".to_vec())
         .await
         .unwrap();
     for consumer in [&ca, &cb] {
@@ -36,7 +42,10 @@ async fn every_node_sees_every_request_and_streams_are_idempotent() {
                 .unwrap()
                 .expect("a request");
             assert_eq!(d.payload, expected);
-            assert_eq!(d.subject, subjects::request(CLUSTER, "sign"));
+            assert_eq!(
+                d.subject,
+                subjects::request_subject(CLUSTER, "sign").unwrap()
+            );
             d.ack().await.unwrap();
         }
         assert!(Bus::next_request(consumer, Duration::from_millis(200))
@@ -52,7 +61,7 @@ async fn a_republished_request_is_delivered_once() {
     let a = bus(&server, "node0").await;
     let c = a.request_consumer("node0", 16).await.unwrap();
     for _ in 0..3 {
-        a.publish_request("keygen", "same-id", b"body".to_vec())
+        a.publish_request("keygen", &rid(3), b"body".to_vec())
             .await
             .unwrap();
     }
@@ -72,7 +81,7 @@ async fn a_delayed_request_comes_back_never_dropped() {
     let server = NatsServer::start();
     let a = bus(&server, "node0").await;
     let c = a.request_consumer("node0", 16).await.unwrap();
-    a.publish_request("sign", "r1", b"busy".to_vec())
+    a.publish_request("sign", &rid(1), b"busy".to_vec())
         .await
         .unwrap();
     let first = Bus::next_request(&c, Duration::from_secs(5))
@@ -98,7 +107,7 @@ async fn the_consumer_survives_a_node_restart() {
     {
         let a = bus(&server, "node0").await;
         let _ = a.request_consumer("node0", 16).await.unwrap();
-        a.publish_request("sign", "while-away", b"queued".to_vec())
+        a.publish_request("sign", &rid(4), b"queued".to_vec())
             .await
             .unwrap();
     }
@@ -118,32 +127,38 @@ async fn results_are_routed_by_client_and_deduplicated_per_node() {
     let node = bus(&server, "node0").await;
     let client = bus(&server, "client").await;
     let mut mine = client.results("alice").await.unwrap();
-    node.publish_result("alice", "r1", "node0", b"from node0".to_vec())
+    node.publish_result("alice", &rid(1), "node0", b"from node0".to_vec())
         .await
         .unwrap();
-    node.publish_result("alice", "r1", "node0", b"from node0".to_vec())
+    node.publish_result("alice", &rid(1), "node0", b"from node0".to_vec())
         .await
         .unwrap(); // retry
-    node.publish_result("bob", "r2", "node0", b"for bob".to_vec())
+    node.publish_result("bob", &rid(2), "node0", b"for bob".to_vec())
         .await
         .unwrap();
-    node.publish_result("alice", "r1", "node1", b"from node1".to_vec())
+    node.publish_result("alice", &rid(1), "node1", b"from node1".to_vec())
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), mine.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(5), mine.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (first.as_slice(), second.as_slice()),
-        (&b"from node0"[..], &b"from node1"[..])
-    );
+    // A refusal (of a forged copy, say) neither shadows the genuine outcome nor is shadowed.
+    node.publish_refusal(
+        "alice",
+        &rid(1),
+        "node0",
+        keyrack_client::codes::ErrorCode::BadSignature,
+        b"refused copy".to_vec(),
+    )
+    .await
+    .unwrap();
+    let mut got = vec![];
+    for _ in 0..3 {
+        let m = tokio::time::timeout(Duration::from_secs(5), mine.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(m);
+    }
+    assert_eq!(got, [&b"from node0"[..], b"from node1", b"refused copy"]);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), mine.next())
             .await
@@ -156,13 +171,19 @@ async fn results_are_routed_by_client_and_deduplicated_per_node() {
 async fn the_bus_reconnects_after_the_server_restarts() {
     let mut server = NatsServer::start();
     let a = bus(&server, "node0").await;
-    let mut sub = a.subscribe(subjects::heartbeats(CLUSTER)).await.unwrap();
+    let mut sub = a
+        .subscribe(subjects::heartbeat_filter(CLUSTER).unwrap())
+        .await
+        .unwrap();
     server.restart();
     // Publishing resumes once the client has reconnected by itself.
     let got = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             let _ = a
-                .publish(subjects::heartbeat(CLUSTER, "node0"), b"hb".to_vec())
+                .publish(
+                    subjects::heartbeat_subject(CLUSTER, "node0").unwrap(),
+                    b"hb".to_vec(),
+                )
                 .await;
             if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await
             {
@@ -175,7 +196,7 @@ async fn the_bus_reconnects_after_the_server_restarts() {
     assert_eq!(got, b"hb");
     // JetStream state survived too.
     let c = a.request_consumer("node0", 4).await.unwrap();
-    a.publish_request("sign", "after-restart", b"x".to_vec())
+    a.publish_request("sign", &rid(5), b"x".to_vec())
         .await
         .unwrap();
     assert!(Bus::next_request(&c, Duration::from_secs(5))

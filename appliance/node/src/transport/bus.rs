@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
-use super::subjects;
+use keyrack_client::subjects::{self, InvalidToken};
 
 /// How long requests stay in the request stream if some node never acknowledges them.
 const REQUEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -37,6 +37,9 @@ pub enum TransportError {
         /// What the server said.
         detail: String,
     },
+    /// A cluster, node, client or request id is not a valid subject token.
+    #[error(transparent)]
+    Name(#[from] InvalidToken),
     /// A core NATS publish or subscribe failed.
     #[error("NATS {operation}: {detail}")]
     Core {
@@ -145,8 +148,8 @@ impl Bus {
     /// calls it at start).
     pub async fn ensure_streams(&self) -> Result<(), TransportError> {
         let requests = stream::Config {
-            name: subjects::request_stream(&self.cluster),
-            subjects: vec![subjects::request(&self.cluster, ">")],
+            name: subjects::request_stream(&self.cluster)?,
+            subjects: vec![subjects::request_stream_subjects(&self.cluster)?],
             // Every node has its own consumer; a request goes once all of them acknowledged it.
             retention: stream::RetentionPolicy::Interest,
             storage: stream::StorageType::File,
@@ -155,8 +158,8 @@ impl Bus {
             ..Default::default()
         };
         let results = stream::Config {
-            name: subjects::result_stream(&self.cluster),
-            subjects: vec![format!("keyrack.{}.res.>", self.cluster)],
+            name: subjects::result_stream(&self.cluster)?,
+            subjects: vec![subjects::result_stream_subjects(&self.cluster)?],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age: RESULT_MAX_AGE,
@@ -181,10 +184,10 @@ impl Bus {
     ) -> Result<consumer::Consumer<consumer::pull::Config>, TransportError> {
         let stream = self
             .js
-            .get_stream(subjects::request_stream(&self.cluster))
+            .get_stream(subjects::request_stream(&self.cluster)?)
             .await
             .map_err(|e| js_err("open request stream")(&e))?;
-        let name = subjects::consumer(node_id);
+        let name = subjects::node_consumer(node_id)?;
         stream
             .get_or_create_consumer(
                 &name,
@@ -238,7 +241,11 @@ impl Bus {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", request_id);
         self.js
-            .publish_with_headers(subjects::request(&self.cluster, kind), headers, body.into())
+            .publish_with_headers(
+                subjects::request_subject(&self.cluster, kind)?,
+                headers,
+                body.into(),
+            )
             .await
             .map_err(|e| js_err("publish request")(&e))?
             .await
@@ -246,8 +253,8 @@ impl Bus {
         Ok(())
     }
 
-    /// Publishes a node's result; a second publish of the same (request, node) within the
-    /// dedup window is dropped by the server.
+    /// Publishes a node's outcome for a request it accepted; a second publish of the same
+    /// (request, node) within the dedup window is dropped by the server.
     pub async fn publish_result(
         &self,
         client_id: &str,
@@ -255,11 +262,39 @@ impl Bus {
         node_id: &str,
         body: Vec<u8>,
     ) -> Result<(), TransportError> {
+        let msg_id = subjects::result_msg_id(request_id, node_id)?;
+        self.publish_answer(client_id, request_id, msg_id, body)
+            .await
+    }
+
+    /// Publishes a refusal made before the request was accepted (bad signature, replay…),
+    /// under its own de-duplication id, so that a refusal of a forged copy can never shadow
+    /// the outcome of the genuine request.
+    pub async fn publish_refusal(
+        &self,
+        client_id: &str,
+        request_id: &str,
+        node_id: &str,
+        code: keyrack_client::codes::ErrorCode,
+        body: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let msg_id = subjects::refusal_msg_id(request_id, node_id, code)?;
+        self.publish_answer(client_id, request_id, msg_id, body)
+            .await
+    }
+
+    async fn publish_answer(
+        &self,
+        client_id: &str,
+        request_id: &str,
+        msg_id: String,
+        body: Vec<u8>,
+    ) -> Result<(), TransportError> {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{request_id}.{node_id}").as_str());
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
         self.js
             .publish_with_headers(
-                subjects::result(&self.cluster, client_id, request_id),
+                subjects::result_subject(&self.cluster, client_id, request_id)?,
                 headers,
                 body.into(),
             )
@@ -277,12 +312,12 @@ impl Bus {
     ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
         let stream = self
             .js
-            .get_stream(subjects::result_stream(&self.cluster))
+            .get_stream(subjects::result_stream(&self.cluster)?)
             .await
             .map_err(|e| js_err("open result stream")(&e))?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::results_for(&self.cluster, client_id),
+                filter_subject: subjects::result_filter(&self.cluster, client_id)?,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             })

@@ -1,5 +1,6 @@
 //! The node's NATS transport: JetStream for requests and results, core NATS for session
-//! rounds and heartbeats (shared/DESIGN.md §2, docs/PROTOCOL.md for the subjects).
+//! rounds and heartbeats (shared/DESIGN.md §2; subjects and streams are
+//! `keyrack_client::subjects`, documented in docs/PROTOCOL.md).
 //!
 //! This module moves bytes and keeps NATS state right (streams, durable consumers, dedup
 //! headers, reconnects). It never interprets or trusts what it carries: signatures and
@@ -7,7 +8,6 @@
 
 mod bus;
 mod presence;
-pub mod subjects;
 
 pub use bus::{Bus, RequestDelivery, TransportError};
 pub use presence::Presence;
