@@ -286,6 +286,13 @@ impl Manifest {
         Sha256::digest(self.canonical_bytes()).into()
     }
 
+    /// Whether `signature` is `admin`'s signature of this manifest (the same check the
+    /// quorum count makes; `admin` may come from another manifest, e.g. the current one when
+    /// this is its successor). For reports that list which signatures are valid.
+    pub fn admin_signature_valid(&self, admin: &Admin, signature: &Signature) -> bool {
+        signature_verifies(admin, &self.canonical_bytes(), signature)
+    }
+
     /// Checks consistency: ids valid and unique, keys unique, `previous` present exactly
     /// when `version > 1`, `1 <= admin_threshold <= admins`, at least one node.
     pub fn validate(&self) -> Result<(), ManifestError> {
@@ -359,11 +366,16 @@ fn count_signers(admins: &[Admin], message: &[u8], signatures: &[AdminSignature]
     admins
         .iter()
         .filter(|a| {
-            signatures.iter().any(|s| {
-                s.admin == a.id && wire::verify(&a.public_key, DOMAIN, &[message], &s.signature)
-            })
+            signatures
+                .iter()
+                .any(|s| s.admin == a.id && signature_verifies(a, message, &s.signature))
         })
         .count()
+}
+
+/// Whether `signature` is `admin`'s over the canonical bytes `message` (strict Ed25519).
+fn signature_verifies(admin: &Admin, message: &[u8], signature: &Signature) -> bool {
+    wire::verify(&admin.public_key, DOMAIN, &[message], signature)
 }
 
 impl SignedManifest {

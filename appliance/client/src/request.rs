@@ -764,6 +764,13 @@ impl InitiatorKey {
         self.key.verifying_key()
     }
 
+    /// The Ed25519 key itself, for the one other use of the same key file format: an
+    /// administrator's key signs manifests ([`crate::manifest::SignedManifest::sign_as`]).
+    /// Never print or store it elsewhere.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// Validates `body`, writes it as JSON (fields in declaration order) and signs the bytes.
     pub fn sign_request(&self, body: &RequestBody) -> Result<SignedRequest, RequestError> {
         body.validate()?;

@@ -255,3 +255,21 @@ fn golden_manifest() {
             .unwrap();
     loaded2.verify_successor(&current).unwrap();
 }
+
+#[test]
+fn single_signatures_and_admin_key_files() {
+    // An admin key loaded as a key file (the initiator key format) signs as that admin.
+    let alice_file =
+        keyrack_client::request::InitiatorKey::from_seed("alice", &seed(0x30, 0)).unwrap();
+    assert_eq!(alice_file.signing_key(), &admin_key(0));
+    let mut m = SignedManifest::new(manifest_v1()).unwrap();
+    m.sign_as("alice", alice_file.signing_key());
+    let (alice, bob) = (&m.manifest.admins[0], &m.manifest.admins[1]);
+    let sig = m.signatures[0].signature;
+    assert!(m.manifest.admin_signature_valid(alice, &sig));
+    assert!(!m.manifest.admin_signature_valid(bob, &sig));
+    // Over other content, the same signature is not valid.
+    let mut other = m.manifest.clone();
+    other.admin_threshold = 1;
+    assert!(!other.admin_signature_valid(alice, &sig));
+}
