@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod hsm;
 mod init;
+mod keys;
+mod manifest;
 
 /// keyrack: hardware-backed threshold signing appliance.
 #[derive(Debug, Parser)]
@@ -22,6 +24,12 @@ enum Command {
     /// Inspect the node's HSM backend.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
+    /// Write, sign and check the cluster manifest (nodes, initiators, admins).
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
+    /// Ed25519 key files for initiators and administrators.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -37,6 +45,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(*args),
         Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Manifest(cmd) => manifest::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
     };
     match result {
         Ok(code) => code,

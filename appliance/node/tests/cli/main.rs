@@ -3,6 +3,8 @@
 
 mod hsm_check;
 mod init;
+mod keys;
+mod manifest;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
