@@ -33,8 +33,45 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let linked = fs::hard_link(&tmp, path);
     fs::remove_file(&tmp)?;
     linked?;
-    if let Some(parent) = path.parent() {
-        fs::File::open(parent)?.sync_all()?;
-    }
+    // A bare file name has an empty parent: the current directory.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_once_private_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_new_file(&path, b"one").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            write_new_file(&path, b"two").unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+    }
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("keyrack-fsutil-{}", std::process::id());
+        let previous = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let result = write_new_file(Path::new(&name), b"x");
+        std::env::set_current_dir(previous).unwrap();
+        result.unwrap();
+        assert_eq!(fs::read(dir.path().join(&name)).unwrap(), b"x");
+    }
 }

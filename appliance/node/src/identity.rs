@@ -115,6 +115,16 @@ impl NodeIdentity {
             && public.agreement_key() == AgreementPublic::from(&self.agreement).as_bytes()
     }
 
+    /// The Ed25519 key that signs everything the node says. Secret: never log or store it.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The X25519 key that point-to-point messages to this node are encrypted to. Secret.
+    pub fn agreement_secret(&self) -> &StaticSecret {
+        &self.agreement
+    }
+
     /// The secret key bytes, for tests that scan storage for leaks. Handle with care.
     #[doc(hidden)]
     pub fn secret_bytes_for_leak_tests(&self) -> Zeroizing<Vec<u8>> {

@@ -10,5 +10,6 @@ pub mod config;
 pub mod coordinator;
 pub mod fsutil;
 pub mod identity;
+pub mod session;
 pub mod store;
 pub mod transport;

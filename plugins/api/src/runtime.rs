@@ -42,6 +42,22 @@ impl ProtocolPort {
     pub fn deliver(&self, msg: Incoming) -> bool {
         self.incoming.send(msg).is_ok()
     }
+
+    /// Splits the port into its two directions, to drive them from one event loop.
+    pub fn into_parts(self) -> (Inbox, amp::UnboundedReceiver<Outgoing>) {
+        (Inbox(self.incoming), self.outgoing)
+    }
+}
+
+/// The incoming direction of a [`ProtocolPort`]. Dropping it cancels the protocol at its next
+/// receive.
+pub struct Inbox(mpsc::Sender<Incoming>);
+
+impl Inbox {
+    /// Delivers a message to the protocol (never blocks). Returns false once it has ended.
+    pub fn deliver(&self, msg: Incoming) -> bool {
+        self.0.send(msg).is_ok()
+    }
 }
 
 /// The result of a protocol running on its thread.

@@ -1,0 +1,292 @@
+//! A protocol session over NATS: a scheme plugin's [`keyrack_plugin::Channel`], carried in
+//! signed (and, point to point, encrypted) envelopes on the session's core NATS subjects.
+//!
+//! [`run_session`] subscribes to the session's subjects, then joins: it broadcasts a signed
+//! `join` control envelope (again whenever it sees a new peer's join, and every
+//! [`JOIN_RESEND`]) and holds the protocol's outgoing messages until every participant has
+//! joined. Core NATS keeps nothing for late subscribers, so this is what guarantees that no
+//! protocol message is sent before every peer listens. The protocol runs on its own thread
+//! ([`keyrack_plugin::runtime::spawn_protocol`]); what it sends is sealed, what arrives is
+//! opened: envelopes from non-participants, with bad signatures, for another cluster or
+//! session, undecryptable, or repeated (same sender and sequence number) are dropped and
+//! counted, never delivered. The session's participants are given in session order: party
+//! `i` of the protocol is `participants[i]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use keyrack_client::envelope::{self, EnvelopeError, Header, MessageKind};
+use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::subjects;
+use keyrack_plugin::runtime::spawn_protocol;
+use keyrack_plugin::{Channel, Incoming, PartyIndex, ProtocolError, Recipient};
+
+use crate::identity::NodeIdentity;
+use crate::transport::{Bus, TransportError};
+
+/// How often a node repeats its `join` while peers are missing.
+pub const JOIN_RESEND: Duration = Duration::from_millis(250);
+const JOIN: &[u8] = b"join";
+
+/// Why a session could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session is inconsistent (this node not a participant, unknown participant…).
+    #[error("invalid session: {0}")]
+    Invalid(String),
+    /// NATS failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The protocol failed (names the culprit where the plugin could).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+/// What was dropped on the way in, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Envelopes delivered to the protocol.
+    pub delivered: u64,
+    /// Exact repeats (same sender and sequence number).
+    pub duplicates: u64,
+    /// Dropped envelopes by reason (`bad_signature`, `unknown_sender`, …).
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+fn reason(e: &EnvelopeError) -> &'static str {
+    match e {
+        EnvelopeError::Malformed(_) => "malformed",
+        EnvelopeError::WrongCluster { .. } => "wrong_cluster",
+        EnvelopeError::UnknownSender(_) => "unknown_sender",
+        EnvelopeError::BadSignature(_) => "bad_signature",
+        EnvelopeError::NotForMe { .. } => "not_for_me",
+        EnvelopeError::Decrypt { .. } => "decrypt",
+        _ => "other",
+    }
+}
+
+/// One session, as this node takes part in it.
+#[derive(Clone, Debug)]
+pub struct SessionRoute {
+    /// The session's execution id (also the plugin's `Session::id`).
+    pub session: [u8; 32],
+    /// Participants' node ids, in session order.
+    pub participants: Vec<String>,
+}
+
+/// Runs `protocol` as this node's part of a session; `timeout` bounds every wait for a
+/// message. Returns the protocol's output and what was dropped on the way.
+pub async fn run_session<T, F>(
+    bus: &Bus,
+    identity: Arc<NodeIdentity>,
+    manifest: Arc<VerifiedManifest>,
+    route: &SessionRoute,
+    timeout: Duration,
+    protocol: F,
+) -> Result<(T, SessionStats), SessionError>
+where
+    T: Send + 'static,
+    F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
+{
+    let me = identity.node_id().to_owned();
+    let cluster = manifest.cluster_id().to_owned();
+    let my_index = route
+        .participants
+        .iter()
+        .position(|p| *p == me)
+        .ok_or_else(|| SessionError::Invalid(format!("{me} is not a participant")))?;
+    let my_index = PartyIndex::try_from(my_index)
+        .map_err(|_| SessionError::Invalid("too many participants".into()))?;
+    let unique: BTreeSet<&String> = route.participants.iter().collect();
+    if unique.len() != route.participants.len() {
+        return Err(SessionError::Invalid(
+            "a participant is listed twice".into(),
+        ));
+    }
+    for p in &route.participants {
+        if manifest.node(p).is_none() {
+            return Err(SessionError::Invalid(format!(
+                "participant {p} is not in the cluster manifest"
+            )));
+        }
+    }
+    let session_hex = hex::encode(route.session);
+    let inbox = subjects::session_subject(&cluster, &route.session, Some(&me))
+        .map_err(TransportError::from)?;
+    let broadcast =
+        subjects::session_subject(&cluster, &route.session, None).map_err(TransportError::from)?;
+    let mut incoming =
+        futures::stream::select(bus.subscribe(inbox).await?, bus.subscribe(broadcast).await?);
+
+    let name = format!("session-{}", &session_hex[..12]);
+    let (port, result) = spawn_protocol(&name, timeout, move |channel| protocol(my_index, channel))
+        .map_err(|e| SessionError::Invalid(format!("cannot start the protocol thread: {e}")))?;
+    let (inbox, mut outgoing) = port.into_parts();
+    let mut result = std::pin::pin!(result);
+    let mut stats = SessionStats::default();
+    let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+    let lookup = |id: &str| {
+        manifest
+            .node(id)
+            .filter(|_| route.participants.iter().any(|p| p == id))
+    };
+    let mut sender = Sender {
+        bus,
+        identity: &identity,
+        manifest: &manifest,
+        cluster: &cluster,
+        route,
+        me: &me,
+        seq: 0,
+    };
+    let mut joined: BTreeSet<String> = BTreeSet::from([me.clone()]);
+    let mut held: Vec<keyrack_plugin::Outgoing> = Vec::new();
+    let mut resend = tokio::time::interval(JOIN_RESEND);
+
+    loop {
+        let all_joined = joined.len() == route.participants.len();
+        tokio::select! {
+            biased;
+            out = result.as_mut() => {
+                // The protocol's last messages (its final share, say) may still be queued:
+                // peers need them even though this node is done.
+                while let Ok(msg) = outgoing.try_recv() {
+                    if joined.len() == route.participants.len() {
+                        sender.send_protocol(msg).await?;
+                    }
+                }
+                bus.client().flush().await.map_err(|e| TransportError::Core { operation: "flush", detail: e.to_string() })?;
+                return Ok((out?, stats));
+            }
+            _ = resend.tick(), if !all_joined => sender.send(MessageKind::Control, None, 0, JOIN).await?,
+            Some(msg) = outgoing.next() => {
+                if all_joined {
+                    sender.send_protocol(msg).await?;
+                } else {
+                    held.push(msg);
+                }
+            }
+            Some(message) = incoming.next() => {
+                let opened = envelope::open(&message.payload, lookup, (&me, identity.agreement_secret()), &cluster);
+                let (header, payload) = match opened {
+                    Ok(v) => v,
+                    Err(e) => {
+                        *stats.dropped.entry(reason(&e)).or_default() += 1;
+                        tracing::debug!(error = %e, "dropped a session envelope");
+                        continue;
+                    }
+                };
+                if header.from == me {
+                    continue; // our own broadcast, echoed by NATS
+                }
+                if header.session != route.session {
+                    *stats.dropped.entry("wrong_session").or_default() += 1;
+                    continue;
+                }
+                if !seen.insert((header.from.clone(), header.seq)) {
+                    stats.duplicates += 1;
+                    continue;
+                }
+                let Some(from) = route.participants.iter().position(|p| *p == header.from) else {
+                    *stats.dropped.entry("not_a_participant").or_default() += 1;
+                    continue;
+                };
+                if header.kind == MessageKind::Control {
+                    if &payload[..] == JOIN && joined.insert(header.from.clone()) {
+                        // Answer a newcomer, who may have subscribed after our last join.
+                        sender.send(MessageKind::Control, None, 0, JOIN).await?;
+                        if joined.len() == route.participants.len() {
+                            for msg in held.drain(..) {
+                                sender.send_protocol(msg).await?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                // A peer sends protocol messages only once it saw every join: it has joined.
+                if joined.insert(header.from.clone()) && joined.len() == route.participants.len() {
+                    for msg in held.drain(..) {
+                        sender.send_protocol(msg).await?;
+                    }
+                }
+                stats.delivered += 1;
+                // The protocol thread may have finished; its result arrives on the next turn.
+                let _ = inbox.deliver(Incoming {
+                    from: from as PartyIndex,
+                    broadcast: header.to.is_none(),
+                    round: header.round,
+                    payload: payload.to_vec(),
+                });
+            }
+        }
+    }
+}
+
+/// Seals and publishes this node's envelopes of one session, numbering them.
+struct Sender<'a> {
+    bus: &'a Bus,
+    identity: &'a NodeIdentity,
+    manifest: &'a VerifiedManifest,
+    cluster: &'a str,
+    route: &'a SessionRoute,
+    me: &'a str,
+    seq: u64,
+}
+
+impl Sender<'_> {
+    async fn send_protocol(&mut self, msg: keyrack_plugin::Outgoing) -> Result<(), SessionError> {
+        let to = match msg.to {
+            Recipient::Broadcast => None,
+            Recipient::Party(i) => Some(
+                self.route
+                    .participants
+                    .get(usize::from(i))
+                    .cloned()
+                    .ok_or_else(|| {
+                        SessionError::Invalid(format!(
+                            "the protocol addressed party {i} of {}",
+                            self.route.participants.len()
+                        ))
+                    })?,
+            ),
+        };
+        self.send(MessageKind::Protocol, to, msg.round, &msg.payload)
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        kind: MessageKind,
+        to: Option<String>,
+        round: u16,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        let header = Header {
+            version: 1,
+            cluster: self.cluster.to_owned(),
+            session: self.route.session,
+            kind,
+            round,
+            from: self.me.to_owned(),
+            to: to.clone(),
+            seq: self.seq,
+        };
+        self.seq += 1;
+        let peer = to.as_deref().and_then(|t| self.manifest.node(t));
+        let sealed = envelope::seal(
+            self.identity.signing_key(),
+            self.identity.agreement_secret(),
+            peer,
+            &header,
+            payload,
+        )
+        .map_err(|e| SessionError::Invalid(format!("cannot seal a message: {e}")))?;
+        let subject = subjects::session_subject(self.cluster, &self.route.session, to.as_deref())
+            .map_err(TransportError::from)?;
+        self.bus.publish(subject, sealed).await?;
+        Ok(())
+    }
+}
