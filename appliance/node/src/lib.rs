@@ -10,6 +10,7 @@ pub mod config;
 pub mod coordinator;
 pub mod fsutil;
 pub mod identity;
+pub mod intake;
 pub mod session;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,184 @@
+//! Intake: what a node does with a request's bytes before anything else, and the refusal it
+//! answers with when the request does not pass.
+//!
+//! In order: the signed wrapper parses; the initiator is in the cluster manifest and its
+//! Ed25519 signature covers the exact body bytes; the body is for this cluster and arrived on
+//! its kind's subject; it is in time (clock skew, expiry, lifetime); and its request id and
+//! nonce were never seen (recorded atomically in the store — only *after* the signature
+//! check, so nobody can poison the replay store with forged ids). Every refusal carries a
+//! stable [`ErrorCode`]. A refusal is routed to the client only if the request names a
+//! client id and request id that are valid tokens; a request too broken for that is only
+//! logged.
+//!
+//! A replay of a request this node already handled is refused as `replayed` and nothing is
+//! signed again; telling a JetStream redelivery of a request still in hand from a replay is
+//! the daemon's job (it knows its sessions).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::request::{request_hash, SignedRequest, VerifiedRequest};
+use keyrack_client::result::{ResultBody, SignedResult, Status};
+use keyrack_client::subjects;
+
+use crate::identity::NodeIdentity;
+use crate::store::{ReplayEntry, Store, StoreError};
+
+/// Time rules for requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntakeLimits {
+    /// How far in the future a request's creation time may be.
+    pub max_clock_skew_ms: u64,
+    /// The longest a request may live (expires − created).
+    pub max_lifetime_ms: u64,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        IntakeLimits {
+            max_clock_skew_ms: 30_000,
+            max_lifetime_ms: 600_000,
+        }
+    }
+}
+
+/// Where a refusal goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The request id the refusal answers.
+    pub request_id: String,
+    /// The client whose result subject it goes to.
+    pub client_id: String,
+    /// Hash of the body bytes it answers (lets the client drop answers to forged copies).
+    pub request_hash: [u8; 32],
+}
+
+/// A request refused at intake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why, as a stable code.
+    pub code: ErrorCode,
+    /// Why, for people.
+    pub message: String,
+    /// Where to answer, if the request says.
+    pub route: Option<Route>,
+}
+
+/// The outcome of intake.
+#[derive(Debug)]
+pub enum Intake {
+    /// Verified, in time, never seen: on to policy and the coordinator.
+    Accepted(Box<VerifiedRequest>),
+    /// Refused; nothing is done for it.
+    Refused(Refusal),
+}
+
+/// Reads the routing fields of a body without trusting it (for refusals only).
+fn route_of(body_bytes: &[u8]) -> Option<Route> {
+    let value: serde_json::Value = serde_json::from_slice(body_bytes).ok()?;
+    let request_id = value.get("request_id")?.as_str()?.to_owned();
+    let client_id = value.get("client_id")?.as_str()?.to_owned();
+    // Only ids that make valid subjects and message ids.
+    subjects::result_subject("x", &client_id, &request_id).ok()?;
+    Some(Route {
+        request_id,
+        client_id,
+        request_hash: request_hash(body_bytes),
+    })
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks a request that arrived on `subject` (see the module docs).
+pub fn intake(
+    bytes: &[u8],
+    subject: &str,
+    manifest: &VerifiedManifest,
+    store: &Store,
+    now: SystemTime,
+    limits: IntakeLimits,
+) -> Intake {
+    let refuse = |code: ErrorCode, message: String, route: Option<Route>| {
+        Intake::Refused(Refusal {
+            code,
+            message,
+            route,
+        })
+    };
+    let signed = match SignedRequest::parse(bytes) {
+        Ok(s) => s,
+        Err(e) => return refuse(e.code(), e.to_string(), None),
+    };
+    let route = route_of(signed.body_bytes());
+    let request = match signed.verify_with(manifest) {
+        Ok(r) => r,
+        Err(e) => return refuse(e.code(), e.to_string(), route),
+    };
+    let expected = subjects::request_subject(manifest.cluster_id(), request.body.kind.as_str());
+    if expected.as_deref() != Ok(subject) {
+        return refuse(
+            ErrorCode::InvalidRequest,
+            format!(
+                "a {} request arrived on {subject}",
+                request.body.kind.as_str()
+            ),
+            route,
+        );
+    }
+    let now_ms = millis(now);
+    if let Err(e) = request.check_time(now_ms, limits.max_clock_skew_ms, limits.max_lifetime_ms) {
+        return refuse(e.code(), e.to_string(), route);
+    }
+    let entry = ReplayEntry {
+        request_id: &request.body.request_id,
+        nonce: request.body.nonce.as_bytes(),
+        initiator: &request.initiator,
+        expires_at: UNIX_EPOCH + Duration::from_millis(request.body.expires_at_ms),
+    };
+    match store.check_and_record(&entry, now) {
+        Ok(()) => Intake::Accepted(Box::new(request)),
+        Err(StoreError::Replay { .. }) => refuse(
+            ErrorCode::Replayed,
+            "this request was already received".into(),
+            route,
+        ),
+        Err(StoreError::Expired { .. }) => {
+            refuse(ErrorCode::Expired, "the request expired".into(), route)
+        }
+        Err(e) => refuse(ErrorCode::Internal, format!("replay store: {e}"), route),
+    }
+}
+
+/// The signed refusal result for `refusal`, if it can be routed.
+pub fn refusal_result(
+    refusal: &Refusal,
+    node: &NodeIdentity,
+    now: SystemTime,
+) -> Option<SignedResult> {
+    let route = refusal.route.as_ref()?;
+    let body = ResultBody {
+        version: 1,
+        request_id: route.request_id.clone(),
+        request_hash: route.request_hash,
+        node_id: node.node_id().to_owned(),
+        client_id: route.client_id.clone(),
+        status: Status::Refused,
+        code: Some(refusal.code),
+        message: refusal.message.clone(),
+        keys: vec![],
+        signature: None,
+        at_ms: millis(now),
+    };
+    match body.sign(node.signing_key()) {
+        Ok(signed) => Some(signed),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign a refusal");
+            None
+        }
+    }
+}
