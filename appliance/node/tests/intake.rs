@@ -63,6 +63,24 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    fn intake(&self, bytes: &[u8], subject: &str) -> Intake {
+        intake(
+            bytes,
+            subject,
+            &self.manifest,
+            &self.store,
+            SystemTime::now(),
+            IntakeLimits::default(),
+        )
+    }
+
+    /// The refusal of `bytes` arriving on the keygen subject.
+    fn refusal(&self, bytes: &[u8]) -> keyrack_node::intake::Refusal {
+        refused(self.intake(bytes, &subject()))
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -104,28 +122,14 @@ fn a_good_request_is_accepted_once_and_its_replay_refused() {
         .unwrap()
         .to_json();
     let now = SystemTime::now();
-    match intake(
-        &bytes,
-        &subject(),
-        &f.manifest,
-        &f.store,
-        now,
-        IntakeLimits::default(),
-    ) {
+    match f.intake(&bytes, &subject()) {
         Intake::Accepted(r) => assert_eq!(
             (r.initiator.as_str(), r.body.key_id.as_str()),
             ("alice", "wallet-1")
         ),
         Intake::Refused(r) => panic!("refused: {r:?}"),
     }
-    let again = refused(intake(
-        &bytes,
-        &subject(),
-        &f.manifest,
-        &f.store,
-        now,
-        IntakeLimits::default(),
-    ));
+    let again = f.refusal(&bytes);
     assert_eq!(again.code, ErrorCode::Replayed);
     // The refusal is signed by the node and answers exactly this request.
     let result = refusal_result(&again, &f.node, now).expect("routable");
@@ -140,62 +144,27 @@ fn a_good_request_is_accepted_once_and_its_replay_refused() {
 #[test]
 fn expired_early_and_long_lived_requests_are_refused() {
     let f = fixture();
-    let now = SystemTime::now();
     let old = f
         .alice
         .sign_request(&keygen_body(now_ms() - 120_000))
         .unwrap()
         .to_json();
-    assert_eq!(
-        refused(intake(
-            &old,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
-        ErrorCode::Expired
-    );
+    assert_eq!(f.refusal(&old).code, ErrorCode::Expired);
     let future = f
         .alice
         .sign_request(&keygen_body(now_ms() + 300_000))
         .unwrap()
         .to_json();
-    assert_eq!(
-        refused(intake(
-            &future,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
-        ErrorCode::NotYetValid
-    );
+    assert_eq!(f.refusal(&future).code, ErrorCode::NotYetValid);
     let mut long = keygen_body(now_ms());
     long.expires_at_ms = long.created_at_ms + 3_600_000;
     let long = f.alice.sign_request(&long).unwrap().to_json();
-    assert_eq!(
-        refused(intake(
-            &long,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
-        ErrorCode::LifetimeTooLong
-    );
+    assert_eq!(f.refusal(&long).code, ErrorCode::LifetimeTooLong);
 }
 
 #[test]
 fn tampered_unknown_and_malformed_requests_are_refused_and_nothing_is_recorded() {
     let f = fixture();
-    let now = SystemTime::now();
     let genuine = f.alice.sign_request(&keygen_body(now_ms())).unwrap();
     // Tampered: same signature, one byte of the body changed (the key id).
     let body = String::from_utf8(genuine.body_bytes().to_vec())
@@ -204,14 +173,7 @@ fn tampered_unknown_and_malformed_requests_are_refused_and_nothing_is_recorded()
     let mut wrapper: serde_json::Value = serde_json::from_slice(&genuine.to_json()).unwrap();
     wrapper["body"] = serde_json::Value::String(base64_encode(body.as_bytes()));
     let tampered = serde_json::to_vec(&wrapper).unwrap();
-    let r = refused(intake(
-        &tampered,
-        &subject(),
-        &f.manifest,
-        &f.store,
-        now,
-        IntakeLimits::default(),
-    ));
+    let r = f.refusal(&tampered);
     assert_eq!(r.code, ErrorCode::BadSignature);
     assert!(r.route.is_some(), "the client still hears why");
     // Unknown initiator.
@@ -220,45 +182,16 @@ fn tampered_unknown_and_malformed_requests_are_refused_and_nothing_is_recorded()
         .sign_request(&keygen_body(now_ms()))
         .unwrap()
         .to_json();
-    assert_eq!(
-        refused(intake(
-            &unknown,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
-        ErrorCode::UnknownInitiator
-    );
+    assert_eq!(f.refusal(&unknown).code, ErrorCode::UnknownInitiator);
     // A known initiator's id with another key.
     let impostor = InitiatorKey::generate("alice")
         .unwrap()
         .sign_request(&keygen_body(now_ms()))
         .unwrap()
         .to_json();
-    assert_eq!(
-        refused(intake(
-            &impostor,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
-        ErrorCode::BadSignature
-    );
+    assert_eq!(f.refusal(&impostor).code, ErrorCode::BadSignature);
     // Malformed: not a request at all (no route), and a body with an unknown field (routed).
-    let garbage = refused(intake(
-        b"{not json",
-        &subject(),
-        &f.manifest,
-        &f.store,
-        now,
-        IntakeLimits::default(),
-    ));
+    let garbage = f.refusal(b"{not json");
     assert_eq!(
         (garbage.code, garbage.route.is_none()),
         (ErrorCode::Malformed, true)
@@ -269,43 +202,18 @@ fn tampered_unknown_and_malformed_requests_are_refused_and_nothing_is_recorded()
         .alice
         .sign_body_bytes(serde_json::to_vec(&extra).unwrap())
         .to_json();
-    let r = refused(intake(
-        &extra,
-        &subject(),
-        &f.manifest,
-        &f.store,
-        now,
-        IntakeLimits::default(),
-    ));
+    let r = f.refusal(&extra);
     assert_eq!(r.code, ErrorCode::Malformed);
     assert!(r.route.is_some());
     // Right request, wrong subject.
     let sign_subject = subjects::request_subject(CLUSTER, "sign").unwrap();
     let bytes = genuine.to_json();
     assert_eq!(
-        refused(intake(
-            &bytes,
-            &sign_subject,
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ))
-        .code,
+        refused(f.intake(&bytes, &sign_subject)).code,
         ErrorCode::InvalidRequest
     );
     // None of the refusals consumed the genuine request's id: it is still accepted.
-    assert!(matches!(
-        intake(
-            &bytes,
-            &subject(),
-            &f.manifest,
-            &f.store,
-            now,
-            IntakeLimits::default()
-        ),
-        Intake::Accepted(_)
-    ));
+    assert!(matches!(f.intake(&bytes, &subject()), Intake::Accepted(_)));
 }
 
 #[test]
@@ -314,14 +222,7 @@ fn a_request_for_another_cluster_is_refused() {
     let mut body = keygen_body(now_ms());
     body.cluster_id = "other".into();
     let bytes = f.alice.sign_request(&body).unwrap().to_json();
-    let r = refused(intake(
-        &bytes,
-        &subject(),
-        &f.manifest,
-        &f.store,
-        SystemTime::now(),
-        IntakeLimits::default(),
-    ));
+    let r = refused(f.intake(&bytes, &subject()));
     assert_eq!(r.code, ErrorCode::InvalidRequest, "{r:?}");
     assert!(r.message.contains("other"), "{r:?}");
 }
