@@ -1,0 +1,477 @@
+//! One accepted request, at one node: handshake, session, store, result.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::request::{PayloadKind, RequestKind, VerifiedRequest};
+use keyrack_client::result::{KeyInfo, ResultBody, SignatureInfo, Status};
+use keyrack_client::scheme::Scheme;
+use keyrack_plugin::{KeyShare, KeygenParams, Session, SignRequest};
+use sha2::{Digest, Sha256};
+
+use super::control::{self, Control};
+use super::Node;
+use crate::coordinator::{Action, Handshake, Need, Start};
+use crate::session::{run_session, SessionRoute};
+use crate::store::{KeyStatus, KeygenStart, NewKey, StoreError};
+
+/// An outcome to report: `Ok` with what to put in the result, or a code and a message.
+type Outcome = Result<(Vec<KeyInfo>, Option<SignatureInfo>), (Status, ErrorCode, String)>;
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
+    (Status::Refused, code, message.into())
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
+    (Status::Failed, code, message.into())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Handles an accepted request to the end and publishes this node's result (if it has one:
+/// a node left out of a signing session stands down silently).
+pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
+    let request_id = request.body.request_id.clone();
+    let outcome = match request.body.kind {
+        RequestKind::Keygen => keygen(&node, &request).await,
+        RequestKind::Sign => sign(&node, &request).await,
+        other => Some(Err(refuse(
+            ErrorCode::InvalidRequest,
+            format!("{} requests are not served yet", other.as_str()),
+        ))),
+    };
+    node.control.unregister(&request_id);
+    let Some(outcome) = outcome else { return };
+    let (status, code, message, keys, signature) = match outcome {
+        Ok((keys, signature)) => (Status::Ok, None, String::new(), keys, signature),
+        Err((status, code, message)) => (status, Some(code), message, vec![], None),
+    };
+    let body = ResultBody {
+        version: 1,
+        request_id: request_id.clone(),
+        request_hash: request.hash(),
+        node_id: node.identity.node_id().to_owned(),
+        client_id: request.body.client_id.clone(),
+        status,
+        code,
+        message,
+        keys,
+        signature,
+        at_ms: now_ms(),
+    };
+    let signed = match body.sign(node.identity.signing_key()) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(error = %e, "cannot sign a result"),
+    };
+    if let Err(e) = node
+        .bus
+        .publish_result(
+            &request.body.client_id,
+            &request_id,
+            node.identity.node_id(),
+            signed.to_json(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, request = request_id, "cannot publish a result");
+    }
+}
+
+fn scheme_supported(node: &Node, scheme: Scheme) -> Result<(), (Status, ErrorCode, String)> {
+    if node.registry.scheme(scheme.as_str()).is_none() {
+        return Err(refuse(
+            ErrorCode::UnsupportedScheme,
+            format!("{} is not served by this node yet (ECDSA committee setup is not wired into the daemon)", scheme.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the ready/start handshake; `Ok(Some(start))` to run, `Ok(None)` to stand down.
+async fn handshake(
+    node: &Node,
+    request: &VerifiedRequest,
+    members: &[String],
+    need: Need,
+) -> Result<Option<Start>, String> {
+    let request_id = &request.body.request_id;
+    let hash = request.hash();
+    let me = node.identity.node_id();
+    let mut inbox = node.control.register(request_id);
+    let mut hs = Handshake::new(
+        request_id,
+        me,
+        members,
+        need,
+        Instant::now(),
+        node.settings.leader_timeout,
+    );
+    let mut actions = hs.accept(Instant::now());
+    loop {
+        for action in std::mem::take(&mut actions) {
+            match action {
+                Action::SendReady { to, attempt } => {
+                    control::send(
+                        node,
+                        request_id,
+                        hash,
+                        Some(&to),
+                        &Control::Ready { attempt },
+                    )
+                    .await?
+                }
+                Action::PublishStart(start) => {
+                    let message = Control::Start {
+                        attempt: start.attempt,
+                        participants: start.participants.clone(),
+                        session: start.session,
+                    };
+                    control::send(node, request_id, hash, None, &message).await?;
+                }
+                Action::Run(start) => return Ok(Some(start)),
+                Action::StandDown => return Ok(None),
+                Action::Fail(reason) => return Err(reason),
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(hs.deadline());
+        tokio::select! {
+            message = inbox.recv() => {
+                let Some((from, message)) = message else { return Err("control channel closed".into()) };
+                actions = match message {
+                    Control::Ready { attempt } => hs.on_ready(&from, attempt, Instant::now()),
+                    Control::Start { attempt, participants, session } => {
+                        hs.on_start(control::to_start(request_id, &from, attempt, participants, session), Instant::now())
+                    }
+                };
+            }
+            _ = tokio::time::sleep_until(deadline) => actions = hs.on_tick(Instant::now()),
+        }
+    }
+}
+
+/// A session id per scheme within one started request.
+fn scheme_session(start: &Start, scheme: Scheme) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(start.session)
+        .chain_update(scheme.as_str().as_bytes())
+        .finalize()
+        .into()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, (Status, ErrorCode, String)> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| fail(ErrorCode::Internal, e.to_string()))
+}
+
+fn key_info(
+    key_id: &str,
+    scheme: Scheme,
+    share: &KeyShare,
+    participants: &[String],
+    version: u32,
+) -> KeyInfo {
+    KeyInfo {
+        key_id: key_id.to_owned(),
+        scheme,
+        public_key: share.public_key.clone(),
+        chain_code: share.chain_code,
+        threshold: share.threshold,
+        participants: participants.to_vec(),
+        version,
+    }
+}
+
+async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+    let body = &request.body;
+    let members: Vec<String> = node
+        .manifest
+        .nodes()
+        .iter()
+        .map(|n| n.node_id().to_owned())
+        .collect();
+    let parties = members.len() as u16;
+    let Some(threshold) = body.threshold else {
+        return Some(Err(refuse(
+            ErrorCode::InvalidRequest,
+            "keygen needs a threshold",
+        )));
+    };
+    if let Err(e) = keyrack_client::request::check_threshold(threshold, members.len()) {
+        return Some(Err(refuse(e.code(), e.to_string())));
+    }
+    for scheme in &body.schemes {
+        if let Err(e) = scheme_supported(node, *scheme) {
+            return Some(Err(e));
+        }
+    }
+    // Idempotency and in-progress checks, per scheme, before anything runs.
+    let mut ready = vec![];
+    let mut to_run = vec![];
+    for scheme in body.schemes.clone() {
+        let (store, key_id, new) = (
+            node.store.clone(),
+            body.key_id.clone(),
+            NewKey {
+                threshold,
+                parties,
+                participants: members.clone(),
+                allow_reuse_of_deleted_id: false,
+            },
+        );
+        let started =
+            match blocking(move || store.begin_keygen(&key_id, scheme.as_str(), &new)).await {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+        match started {
+            Ok(KeygenStart::AlreadyReady(record)) => ready.push((scheme, record)),
+            Ok(KeygenStart::Started { version }) => to_run.push((scheme, version)),
+            Err(StoreError::InProgress { .. }) => {
+                return Some(Err(refuse(
+                    ErrorCode::KeyInProgress,
+                    "a keygen for this key id is in progress",
+                )))
+            }
+            Err(StoreError::Tombstoned { .. }) => {
+                return Some(Err(refuse(
+                    ErrorCode::KeyDeleted,
+                    "this key id was deleted",
+                )))
+            }
+            Err(e) => {
+                return Some(Err(refuse(
+                    ErrorCode::KeyExistsWithOtherParams,
+                    e.to_string(),
+                )))
+            }
+        }
+    }
+    let mut keys: Vec<KeyInfo> = ready
+        .iter()
+        .filter_map(|(scheme, r)| {
+            Some(KeyInfo {
+                key_id: r.key_id.clone(),
+                scheme: *scheme,
+                public_key: r.public_key.clone()?,
+                chain_code: r.chain_code?,
+                threshold: r.threshold,
+                participants: r.participants.clone(),
+                version: r.version,
+            })
+        })
+        .collect();
+    if to_run.is_empty() {
+        return Some(Ok((keys, None)));
+    }
+    let fail_all = |reason: String| {
+        let (store, key_id, schemes) = (node.store.clone(), body.key_id.clone(), to_run.clone());
+        async move {
+            let _ = blocking(move || {
+                for (scheme, _) in schemes {
+                    let _ = store.fail_keygen(&key_id, scheme.as_str(), &reason);
+                }
+            })
+            .await;
+        }
+    };
+    let start = match handshake(node, request, &members, Need::All).await {
+        Ok(Some(start)) => start,
+        Ok(None) => {
+            fail_all("left out of the keygen".into()).await;
+            return Some(Err(fail(
+                ErrorCode::ProtocolFailed,
+                "this node was left out of the keygen",
+            )));
+        }
+        Err(reason) => {
+            fail_all(reason.clone()).await;
+            return Some(Err(fail(ErrorCode::Timeout, reason)));
+        }
+    };
+    for (scheme, version) in to_run.clone() {
+        let route = SessionRoute {
+            session: scheme_session(&start, scheme),
+            participants: start.participants.clone(),
+        };
+        let plugin = node.registry.scheme(scheme.as_str())?;
+        let id = route.session;
+        let ran = run_session(
+            &node.bus,
+            node.identity.clone(),
+            node.manifest.clone(),
+            &route,
+            node.settings.session_timeout,
+            move |me, ch| {
+                plugin.keygen(
+                    &Session { id, me, parties },
+                    ch,
+                    &KeygenParams { threshold },
+                )
+            },
+        )
+        .await;
+        let share = match ran {
+            Ok((share, _)) => share,
+            Err(e) => {
+                fail_all(e.to_string()).await;
+                return Some(Err(fail(ErrorCode::ProtocolFailed, e.to_string())));
+            }
+        };
+        let (store, sealer, key_id, stored_share) = (
+            node.store.clone(),
+            node.sealer.clone(),
+            body.key_id.clone(),
+            share.clone(),
+        );
+        match blocking(move || {
+            store.complete_keygen(&key_id, scheme.as_str(), &stored_share, sealer.as_ref())
+        })
+        .await
+        {
+            Ok(Ok(_)) => keys.push(key_info(&body.key_id, scheme, &share, &members, version)),
+            Ok(Err(e)) => {
+                fail_all(e.to_string()).await;
+                return Some(Err(fail(ErrorCode::HsmFailure, e.to_string())));
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok((keys, None)))
+}
+
+async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+    let body = &request.body;
+    let [scheme] = body.schemes.as_slice() else {
+        return Some(Err(refuse(
+            ErrorCode::InvalidRequest,
+            "a sign request names exactly one scheme",
+        )));
+    };
+    let scheme = *scheme;
+    if let Err(e) = scheme_supported(node, scheme) {
+        return Some(Err(e));
+    }
+    let (store, key_id) = (node.store.clone(), body.key_id.clone());
+    let record = match blocking(move || store.key(&key_id, scheme.as_str())).await {
+        Ok(Ok(Some(r))) if r.status == KeyStatus::Ready => r,
+        Ok(Ok(Some(r))) if r.status == KeyStatus::Deleted => {
+            return Some(Err(refuse(ErrorCode::KeyDeleted, "this key was deleted")))
+        }
+        Ok(Ok(_)) => {
+            return Some(Err(refuse(
+                ErrorCode::UnknownKey,
+                format!("no READY {} key '{}'", scheme.as_str(), body.key_id),
+            )))
+        }
+        Ok(Err(e)) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
+        Err(e) => return Some(Err(e)),
+    };
+    let Some(payload) = body.payload.clone() else {
+        return Some(Err(refuse(ErrorCode::InvalidRequest, "nothing to sign")));
+    };
+    // What is signed. Ed25519 signs the message itself; the secp256k1 schemes sign a 32-byte
+    // digest: SHA-256 of a message, or the digest as sent for a raw-digest request.
+    let message = match (scheme, body.payload_kind) {
+        (Scheme::Ed25519, Some(PayloadKind::Message) | None) => payload,
+        (Scheme::Ed25519, Some(PayloadKind::Digest)) => {
+            return Some(Err(refuse(
+                ErrorCode::InvalidRequest,
+                "Ed25519 signs messages, not digests",
+            )))
+        }
+        (_, Some(PayloadKind::Digest)) if payload.len() == 32 => payload,
+        (_, Some(PayloadKind::Digest)) => {
+            return Some(Err(refuse(
+                ErrorCode::InvalidRequest,
+                "a digest is 32 bytes",
+            )))
+        }
+        (_, _) => Sha256::digest(&payload).to_vec(),
+    };
+    let start = match handshake(
+        node,
+        request,
+        &record.participants,
+        Need::Threshold(record.threshold),
+    )
+    .await
+    {
+        Ok(Some(start)) => start,
+        Ok(None) => return None, // another t of the committee sign; this node says nothing
+        Err(reason) => return Some(Err(fail(ErrorCode::Timeout, reason))),
+    };
+    let signers: Vec<u16> = start
+        .participants
+        .iter()
+        .filter_map(|p| {
+            record
+                .participants
+                .iter()
+                .position(|q| q == p)
+                .map(|i| i as u16)
+        })
+        .collect();
+    let (store, sealer, key_id) = (node.store.clone(), node.sealer.clone(), body.key_id.clone());
+    let share =
+        match blocking(move || store.load_share(&key_id, scheme.as_str(), sealer.as_ref())).await {
+            Ok(Ok(share)) => share,
+            Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
+            Err(e) => return Some(Err(e)),
+        };
+    let plugin = node.registry.scheme(scheme.as_str())?;
+    let route = SessionRoute {
+        session: start.session,
+        participants: start.participants.clone(),
+    };
+    let sign_request = SignRequest {
+        signers,
+        message: message.clone(),
+        derivation_path: body.derivation_path.clone(),
+    };
+    let (id, parties) = (route.session, route.participants.len() as u16);
+    let ran = run_session(
+        &node.bus,
+        node.identity.clone(),
+        node.manifest.clone(),
+        &route,
+        node.settings.session_timeout,
+        move |me, ch| plugin.sign(&Session { id, me, parties }, ch, &share, &sign_request),
+    )
+    .await;
+    let output = match ran {
+        Ok((output, _)) => output,
+        Err(e) => return Some(Err(fail(ErrorCode::ProtocolFailed, e.to_string()))),
+    };
+    let Ok(signature) = <[u8; 64]>::try_from(&output.signature[..64.min(output.signature.len())])
+    else {
+        return Some(Err(fail(
+            ErrorCode::Internal,
+            "the plugin returned a short signature",
+        )));
+    };
+    let ecdsa = scheme == Scheme::EcdsaSecp256k1;
+    let info = SignatureInfo {
+        scheme,
+        digest_or_message: message,
+        derivation_path: body.derivation_path.clone(),
+        public_key: output.public_key.clone(),
+        signature,
+        r: ecdsa.then(|| signature[..32].try_into().unwrap_or([0; 32])),
+        s: ecdsa.then(|| signature[32..].try_into().unwrap_or([0; 32])),
+        v: if ecdsa {
+            output.signature.get(64).copied()
+        } else {
+            None
+        },
+    };
+    Some(Ok((vec![], Some(info))))
+}

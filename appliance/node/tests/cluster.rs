@@ -1,0 +1,271 @@
+//! Three node daemons (soft sealers, real SQLite stores) on a real nats-server: keygen for
+//! both FROST schemes, idempotent keygen, signing by t of n with every signature checked by
+//! an independent library, and refusals reaching the client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use futures::StreamExt;
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::manifest::{Admin, Initiator, Manifest, SignedManifest, VerifiedManifest};
+use keyrack_client::request::{InitiatorKey, PayloadKind, RequestBody, RequestKind, SignedRequest};
+use keyrack_client::result::{ResultBody, SignedResult, Status};
+use keyrack_client::scheme::Scheme;
+use keyrack_hsm::soft::SoftSealer;
+use keyrack_node::daemon::{default_registry, ControlRouter, Node, Settings};
+use keyrack_node::identity::NodeIdentity;
+use keyrack_node::store::Store;
+use keyrack_node::transport::Bus;
+use keyrack_tests::NatsServer;
+
+const CLUSTER: &str = "c1";
+
+struct Cluster {
+    _server: NatsServer,
+    _dirs: Vec<tempfile::TempDir>,
+    client: Bus,
+    alice: InitiatorKey,
+    manifest: Arc<VerifiedManifest>,
+    results: std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<Vec<u8>, keyrack_node::transport::TransportError>>
+                + Send,
+        >,
+    >,
+}
+
+async fn cluster() -> Cluster {
+    let server = NatsServer::start();
+    let identities: Vec<Arc<NodeIdentity>> = (0..3)
+        .map(|i| Arc::new(NodeIdentity::generate(&format!("node{i}")).unwrap()))
+        .collect();
+    let alice = InitiatorKey::generate("alice").unwrap();
+    let admin = SigningKey::from_bytes(&[3; 32]);
+    let manifest = Manifest {
+        cluster_id: CLUSTER.into(),
+        version: 1,
+        previous: None,
+        admin_threshold: 1,
+        nodes: identities.iter().map(|n| n.public().unwrap()).collect(),
+        initiators: vec![Initiator {
+            id: "alice".into(),
+            public_key: alice.public_key(),
+            roles: vec![],
+        }],
+        admins: vec![Admin {
+            id: "admin".into(),
+            public_key: admin.verifying_key(),
+        }],
+    };
+    let mut signed = SignedManifest::new(manifest).unwrap();
+    signed.sign(&admin).unwrap();
+    let manifest = Arc::new(signed.verify_bootstrap().unwrap());
+    let mut dirs = vec![];
+    for identity in identities {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db"), CLUSTER, identity.node_id()).unwrap();
+        let node = Arc::new(Node {
+            bus: Bus::connect(std::slice::from_ref(&server.url), identity.node_id(), CLUSTER)
+                .await
+                .unwrap(),
+            identity,
+            manifest: manifest.clone(),
+            store: Arc::new(store),
+            sealer: Arc::new(SoftSealer::from_passphrase(b"test", &[1; 16]).unwrap()),
+            registry: default_registry(),
+            settings: Settings {
+                leader_timeout: Duration::from_secs(2),
+                ..Settings::default()
+            },
+            control: Arc::new(ControlRouter::default()),
+        });
+        tokio::spawn(node.run());
+        dirs.push(dir);
+    }
+    let client = Bus::connect(std::slice::from_ref(&server.url), "alice", CLUSTER)
+        .await
+        .unwrap();
+    // The nodes create the streams; wait for them.
+    let results = loop {
+        if let Ok(r) = client.results("app").await {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    Cluster {
+        _server: server,
+        _dirs: dirs,
+        client,
+        alice,
+        manifest,
+        results: Box::pin(results),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Cluster {
+    async fn submit(&self, body: &RequestBody) -> SignedRequest {
+        let signed = self.alice.sign_request(body).unwrap();
+        self.client
+            .publish_request(body.kind.as_str(), &body.request_id, signed.to_json())
+            .await
+            .unwrap();
+        signed
+    }
+
+    /// Results for `request` (verified under the manifest), until `want` nodes answered.
+    async fn results_for(
+        &mut self,
+        request: &SignedRequest,
+        want: usize,
+    ) -> BTreeMap<String, ResultBody> {
+        let mut got = BTreeMap::new();
+        while got.len() < want {
+            let bytes = tokio::time::timeout(Duration::from_secs(30), self.results.next())
+                .await
+                .expect("results in time")
+                .unwrap()
+                .unwrap();
+            let result = SignedResult::parse(&bytes).unwrap();
+            let body = result
+                .verify_with(&self.manifest)
+                .expect("signed by a member");
+            if body.answers(request) {
+                got.insert(body.node_id.clone(), body);
+            }
+        }
+        got
+    }
+}
+
+fn keygen_body(key_id: &str, schemes: Vec<Scheme>) -> RequestBody {
+    let mut body = RequestBody::new(
+        RequestKind::Keygen,
+        CLUSTER,
+        key_id,
+        "app",
+        now_ms(),
+        120_000,
+    );
+    body.schemes = schemes;
+    body.threshold = Some(2);
+    body
+}
+
+fn sign_body(key_id: &str, scheme: Scheme, payload: &[u8]) -> RequestBody {
+    let mut body = RequestBody::new(RequestKind::Sign, CLUSTER, key_id, "app", now_ms(), 120_000);
+    body.schemes = vec![scheme];
+    body.payload = Some(payload.to_vec());
+    body.payload_kind = Some(PayloadKind::Message);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keygen_then_sign_across_three_nodes() {
+    let mut c = cluster().await;
+
+    // Keygen of both FROST schemes for one wallet id: every node reports the same keys.
+    let request = c
+        .submit(&keygen_body(
+            "wallet-1",
+            vec![Scheme::Ed25519, Scheme::SchnorrSecp256k1],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    for r in results.values() {
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(r.keys.len(), 2);
+    }
+    let keys = results["node0"].keys.clone();
+    assert!(
+        results.values().all(|r| r.keys == keys),
+        "nodes disagree on the keys"
+    );
+    let ed_key = keys
+        .iter()
+        .find(|k| k.scheme == Scheme::Ed25519)
+        .unwrap()
+        .public_key
+        .clone();
+    let tr_key = keys
+        .iter()
+        .find(|k| k.scheme == Scheme::SchnorrSecp256k1)
+        .unwrap()
+        .public_key
+        .clone();
+
+    // Keygen again: idempotent, the same keys, nothing new generated.
+    let again = c
+        .submit(&keygen_body(
+            "wallet-1",
+            vec![Scheme::Ed25519, Scheme::SchnorrSecp256k1],
+        ))
+        .await;
+    let again = c.results_for(&again, 3).await;
+    assert!(again
+        .values()
+        .all(|r| r.status == Status::Ok && r.keys == keys));
+
+    // Ed25519 signature by 2 of 3, verified with ed25519-dalek.
+    let request = c
+        .submit(&sign_body(
+            "wallet-1",
+            Scheme::Ed25519,
+            b"pay 1 unit to bob",
+        ))
+        .await;
+    let signed = c.results_for(&request, 2).await;
+    assert_eq!(signed.len(), 2, "exactly the two signers answer");
+    for r in signed.values() {
+        let sig = r.signature.as_ref().expect("a signature");
+        assert_eq!(sig.public_key, ed_key);
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&ed_key.clone().try_into().unwrap()).unwrap();
+        key.verify_strict(
+            b"pay 1 unit to bob",
+            &ed25519_dalek::Signature::from_bytes(&sig.signature),
+        )
+        .unwrap();
+    }
+
+    // BIP-340 over SHA-256 of the message, verified with k256.
+    let request = c
+        .submit(&sign_body(
+            "wallet-1",
+            Scheme::SchnorrSecp256k1,
+            b"taproot spend",
+        ))
+        .await;
+    let signed = c.results_for(&request, 2).await;
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"taproot spend").into();
+    for r in signed.values() {
+        let sig = r.signature.as_ref().unwrap();
+        assert_eq!(sig.digest_or_message, digest);
+        let key = k256::schnorr::VerifyingKey::from_bytes(&tr_key).unwrap();
+        key.verify_raw(
+            &digest,
+            &k256::schnorr::Signature::try_from(&sig.signature[..]).unwrap(),
+        )
+        .unwrap();
+    }
+
+    // Unknown key: every node refuses, with the code.
+    let request = c
+        .submit(&sign_body("no-such-wallet", Scheme::Ed25519, b"x"))
+        .await;
+    let refused = c.results_for(&request, 3).await;
+    assert!(
+        refused
+            .values()
+            .all(|r| r.status == Status::Refused && r.code == Some(ErrorCode::UnknownKey)),
+        "{refused:?}"
+    );
+}
