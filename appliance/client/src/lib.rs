@@ -7,10 +7,12 @@
 //!   [`codes::ErrorCode`]: why something was refused.
 //! - [`envelope`]: signed (and, point-to-point, encrypted) node-to-node session messages.
 //! - [`subjects`]: the NATS streams, consumers and subjects.
+//! - `sdk` (feature `sdk`, on by default): the async client that publishes requests over NATS
+//!   and verifies the results, threshold signatures included.
 //!
 //! docs/PROTOCOL.md describes every format byte by byte. This crate knows nothing of HSMs,
-//! SQLite, NATS connections or the node's internals, and never holds a node's secret keys
-//! beyond the call that uses them.
+//! SQLite or the node's internals (only `sdk` holds a NATS connection), and never holds a
+//! node's secret keys beyond the call that uses them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -21,6 +23,8 @@ pub mod manifest;
 pub mod request;
 pub mod result;
 pub mod scheme;
+#[cfg(feature = "sdk")]
+pub mod sdk;
 pub mod subjects;
 mod wire;
 

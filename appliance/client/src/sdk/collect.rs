@@ -1,0 +1,296 @@
+//! The waiting rules: which results count for a request and when it is complete. Pure (no
+//! NATS, no clock): [`Collector::offer`] takes the raw bytes of each result routed to the
+//! request and says whether the request is done, failed, or still waiting.
+//!
+//! A result counts only if its wire form parses, its node is in the manifest, the node's
+//! signature verifies over the body bytes received, and it names this request's id, client
+//! and **request hash** (results about other bytes answer forged copies). Everything else is
+//! ignored and counted in [`Ignored`]. Only a node's first counted answer is used, except a
+//! `replayed` refusal of these very bytes, which is not final: it is what a node says to a
+//! copy of the request replayed by someone else while it works on the original.
+
+use super::error::{Ignored, KeyGroup, NodeAnswer, SdkError};
+use super::verify::verify_signature;
+use super::{AgreedKeys, Outcome, VerifiedSignature};
+use crate::codes::ErrorCode;
+use crate::manifest::VerifiedManifest;
+use crate::request::{PayloadKind, RequestBody, RequestKind};
+use crate::result::{KeyInfo, ResultBody, ResultError, SignedResult, Status};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What one more result did to a request.
+pub(crate) enum Step {
+    /// Keep waiting.
+    Wait,
+    /// Complete.
+    Done(Outcome),
+    /// Failed for good.
+    Fail(SdkError),
+}
+
+/// Collects and judges the results of one request.
+pub(crate) struct Collector {
+    body: RequestBody,
+    hash: [u8; 32],
+    /// Every manifest node, in manifest order.
+    members: Vec<String>,
+    /// Sign: how many non-`ok` answers are tolerated while waiting for an `ok`.
+    tolerated: usize,
+    /// Each node's first counted answer, in arrival order.
+    answers: Vec<NodeAnswer>,
+    /// `replayed` refusals of these bytes, waiting for the node's real answer.
+    replayed: BTreeMap<String, NodeAnswer>,
+    /// Keys reported by nodes that answered `ok` (not sign).
+    keys: Vec<(String, Vec<KeyInfo>)>,
+    ignored: Ignored,
+}
+
+/// The smallest threshold a keygen accepts for `n` nodes (`n/2 < t`); signing tolerates
+/// `n - t` refusals with it unless told the key's real threshold.
+pub(crate) fn default_tolerance(n: usize) -> usize {
+    n.saturating_sub(n / 2 + 1)
+}
+
+impl Collector {
+    pub(crate) fn new(body: RequestBody, hash: [u8; 32], manifest: &VerifiedManifest) -> Self {
+        let members: Vec<String> = manifest
+            .nodes()
+            .iter()
+            .map(|n| n.node_id().to_owned())
+            .collect();
+        Collector {
+            tolerated: default_tolerance(members.len()),
+            body,
+            hash,
+            members,
+            answers: Vec::new(),
+            replayed: BTreeMap::new(),
+            keys: Vec::new(),
+            ignored: Ignored::default(),
+        }
+    }
+
+    /// Sign: tolerate `n` non-`ok` answers (at most `members - 1`).
+    pub(crate) fn tolerate(&mut self, n: usize) {
+        self.tolerated = n.min(self.members.len().saturating_sub(1));
+    }
+
+    pub(crate) fn ignored(&self) -> Ignored {
+        self.ignored
+    }
+
+    /// Judges one more result (raw bytes as received).
+    pub(crate) fn offer(&mut self, manifest: &VerifiedManifest, bytes: &[u8]) -> Step {
+        let Some(result) = self.authentic(manifest, bytes) else {
+            return Step::Wait;
+        };
+        let answer = NodeAnswer {
+            node: result.node_id.clone(),
+            status: result.status,
+            code: result.code,
+            message: result.message.clone(),
+        };
+        if self.answers.iter().any(|a| a.node == answer.node) {
+            self.ignored.repeated = self.ignored.repeated.saturating_add(1);
+            return Step::Wait;
+        }
+        if answer.code == Some(ErrorCode::Replayed) {
+            self.replayed.insert(answer.node.clone(), answer);
+            return Step::Wait;
+        }
+        self.replayed.remove(&answer.node);
+        self.answers.push(answer.clone());
+        match self.body.kind {
+            RequestKind::Sign => self.offer_sign(answer, result),
+            _ => self.offer_keys(answer, result),
+        }
+    }
+
+    /// The result, if it is authentic and about this request's bytes; else counts why not.
+    fn authentic(&mut self, manifest: &VerifiedManifest, bytes: &[u8]) -> Option<ResultBody> {
+        let verified = SignedResult::parse(bytes).and_then(|r| r.verify_with(manifest));
+        let counter = match verified {
+            Ok(body)
+                if body.request_hash == self.hash
+                    && body.request_id == self.body.request_id
+                    && body.client_id == self.body.client_id =>
+            {
+                return Some(body)
+            }
+            Ok(_) => &mut self.ignored.other_request,
+            Err(ResultError::UnknownNode(_)) => &mut self.ignored.unknown_node,
+            Err(ResultError::BadSignature(_)) => &mut self.ignored.bad_node_signature,
+            Err(_) => &mut self.ignored.malformed,
+        };
+        *counter = counter.saturating_add(1);
+        None
+    }
+
+    fn offer_sign(&mut self, answer: NodeAnswer, result: ResultBody) -> Step {
+        if answer.status != Status::Ok {
+            let refusals: Vec<&NodeAnswer> = self
+                .answers
+                .iter()
+                .filter(|a| a.status != Status::Ok)
+                .collect();
+            if refusals.len() > self.tolerated {
+                // The first refusal is the likeliest cause (the others usually repeat it).
+                return Step::Fail(SdkError::from_answer(refusals[0]));
+            }
+            return Step::Wait;
+        }
+        let node = answer.node;
+        let Some(signature) = result.signature else {
+            return Step::Fail(SdkError::InvalidResult {
+                node,
+                reason: "an ok sign result without a signature".into(),
+            });
+        };
+        if let Err(reason) = self.answers_sign_request(&signature) {
+            return Step::Fail(SdkError::InvalidResult { node, reason });
+        }
+        if let Err(reason) = verify_signature(&signature) {
+            return Step::Fail(SdkError::BadSignature { node, reason });
+        }
+        let tolerated = self
+            .answers
+            .iter()
+            .filter(|a| a.status != Status::Ok)
+            .cloned()
+            .collect();
+        Step::Done(Outcome::Signature(Box::new(VerifiedSignature {
+            signature,
+            node,
+            tolerated,
+            ignored: self.ignored,
+        })))
+    }
+
+    /// Whether a signature is for what was asked (scheme, path, and a raw digest as given).
+    fn answers_sign_request(&self, s: &crate::result::SignatureInfo) -> Result<(), String> {
+        if !self.body.schemes.contains(&s.scheme) {
+            return Err(format!(
+                "signature of scheme {}, not the one asked",
+                s.scheme
+            ));
+        }
+        if s.derivation_path != self.body.derivation_path {
+            return Err(format!(
+                "derivation path {:?}, asked {:?}",
+                s.derivation_path, self.body.derivation_path
+            ));
+        }
+        if self.body.payload_kind == Some(PayloadKind::Digest)
+            && self.body.payload.as_deref() != Some(s.digest_or_message.as_slice())
+        {
+            return Err("signed another digest than the one given".into());
+        }
+        Ok(())
+    }
+
+    fn offer_keys(&mut self, answer: NodeAnswer, result: ResultBody) -> Step {
+        if answer.status != Status::Ok {
+            return Step::Fail(SdkError::from_answer(&answer));
+        }
+        let keys = normalised(result.keys);
+        if self.body.kind == RequestKind::Keygen {
+            if let Err(reason) = self.answers_keygen(&keys) {
+                return Step::Fail(SdkError::InvalidResult {
+                    node: answer.node,
+                    reason,
+                });
+            }
+        }
+        self.keys.push((answer.node, keys));
+        if self.keys.len() < self.members.len() {
+            return Step::Wait;
+        }
+        let groups = self.key_groups();
+        match <[KeyGroup; 1]>::try_from(groups) {
+            Ok([agreed]) => Step::Done(Outcome::Keys(AgreedKeys {
+                keys: agreed.keys,
+                nodes: agreed.nodes,
+                ignored: self.ignored,
+            })),
+            Err(groups) => Step::Fail(SdkError::Disagreement { groups }),
+        }
+    }
+
+    /// Whether keygen keys are those asked: one per scheme, this key id and threshold, and
+    /// every manifest node a participant.
+    fn answers_keygen(&self, keys: &[KeyInfo]) -> Result<(), String> {
+        let mut schemes: Vec<_> = keys.iter().map(|k| k.scheme).collect();
+        let mut asked = self.body.schemes.clone();
+        schemes.sort();
+        asked.sort();
+        if schemes != asked {
+            return Err(format!("keys for schemes {schemes:?}, asked {asked:?}"));
+        }
+        let mut members = self.members.clone();
+        members.sort();
+        for k in keys {
+            if k.key_id != self.body.key_id {
+                return Err(format!("a key with id '{}'", k.key_id));
+            }
+            if Some(k.threshold) != self.body.threshold {
+                return Err(format!("a key with threshold {}", k.threshold));
+            }
+            if k.participants != members {
+                return Err(format!(
+                    "participants {}, the manifest has {}",
+                    k.participants.join(","),
+                    members.join(",")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn key_groups(&self) -> Vec<KeyGroup> {
+        let mut groups: Vec<KeyGroup> = Vec::new();
+        for (node, keys) in &self.keys {
+            match groups.iter_mut().find(|g| &g.keys == keys) {
+                Some(g) => g.nodes.push(node.clone()),
+                None => groups.push(KeyGroup {
+                    nodes: vec![node.clone()],
+                    keys: keys.clone(),
+                }),
+            }
+        }
+        groups
+    }
+
+    /// The error when time is up: the nodes' disagreement if one is already visible, else a
+    /// timeout listing who answered what and who is silent.
+    pub(crate) fn timed_out(&self, after: Duration) -> SdkError {
+        let groups = self.key_groups();
+        if groups.len() > 1 {
+            return SdkError::Disagreement { groups };
+        }
+        let mut answered = self.answers.clone();
+        answered.extend(self.replayed.values().cloned());
+        let silent = self
+            .members
+            .iter()
+            .filter(|m| !answered.iter().any(|a| &a.node == *m))
+            .cloned()
+            .collect();
+        SdkError::Timeout {
+            after,
+            answered,
+            silent,
+            ignored: self.ignored,
+        }
+    }
+}
+
+/// Keys sorted by scheme with sorted participants, so equal keys compare equal whatever
+/// order a node wrote them in.
+fn normalised(mut keys: Vec<KeyInfo>) -> Vec<KeyInfo> {
+    for k in &mut keys {
+        k.participants.sort();
+    }
+    keys.sort_by_key(|k| k.scheme);
+    keys
+}

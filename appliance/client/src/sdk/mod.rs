@@ -1,0 +1,407 @@
+//! The async client SDK: publishes initiator-signed requests to a cluster over NATS
+//! JetStream and waits for the nodes' signed results, trusting nothing it has not checked.
+//!
+//! A [`Client`] owns one NATS connection and one ordered JetStream consumer on the cluster's
+//! result stream, filtered on its client id; a background task routes each result to the
+//! request it names. [`Client::submit`] signs and publishes a request (`Nats-Msg-Id` = the
+//! request id, so a re-publish is de-duplicated) and returns a [`Pending`];
+//! [`Pending::wait`] applies the waiting rules of docs/PROTOCOL.md §5:
+//!
+//! - a result counts only if it verifies under a manifest node's identity and carries this
+//!   request's id and the hash of its exact body bytes; others are ignored and counted
+//!   ([`Ignored`]);
+//! - keygen (and every kind but sign) completes when **every** manifest node answered `ok`
+//!   with identical keys; a refusal or failure ends it at once ([`SdkError::Refused`],
+//!   [`SdkError::Failed`]), different keys are a [`SdkError::Disagreement`] naming the nodes;
+//! - sign completes on the first `ok` whose signature the SDK verified itself
+//!   ([`verify_signature`]); up to `n - t` refusals are tolerated meanwhile; a signature that
+//!   does not verify is a [`SdkError::BadSignature`] naming the node, never a success;
+//! - when time is up, [`SdkError::Timeout`] lists who answered what and who stayed silent.
+//!
+//! The SDK never creates streams (the nodes do) and never holds a node's keys.
+
+mod collect;
+mod error;
+mod verify;
+
+pub use error::{Ignored, KeyGroup, NodeAnswer, SdkError};
+pub use verify::verify_signature;
+
+use crate::manifest::VerifiedManifest;
+use crate::request::{InitiatorKey, PayloadKind, RequestBody, RequestKind};
+use crate::result::{KeyInfo, SignatureInfo};
+use crate::scheme::Scheme;
+use crate::subjects;
+use async_nats::jetstream::{self, consumer};
+use collect::{Collector, Step};
+use futures::StreamExt as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Keys every node agreed on (keygen; also reshare and refresh).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgreedKeys {
+    /// The keys, one per scheme, sorted by scheme.
+    pub keys: Vec<KeyInfo>,
+    /// The nodes that reported them: every manifest node.
+    pub nodes: Vec<String>,
+    /// Results ignored while waiting.
+    pub ignored: Ignored,
+}
+
+/// A threshold signature the SDK verified itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedSignature {
+    /// The signature, the digest or message signed and the (derived) public key.
+    pub signature: SignatureInfo,
+    /// The node whose result carried it.
+    pub node: String,
+    /// Refusals tolerated before it arrived.
+    pub tolerated: Vec<NodeAnswer>,
+    /// Results ignored while waiting.
+    pub ignored: Ignored,
+}
+
+/// How a request completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every node answered `ok` with the same keys (every kind but sign).
+    Keys(AgreedKeys),
+    /// A verified signature (sign; boxed: it is much larger than the other outcome).
+    Signature(Box<VerifiedSignature>),
+}
+
+/// Where the result router sends the raw results of each waiting request.
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Vec<u8>>>>>;
+
+/// A connection to one cluster, as one initiator and client id.
+pub struct Client {
+    js: jetstream::Context,
+    cluster: String,
+    client_id: String,
+    initiator: InitiatorKey,
+    manifest: Arc<VerifiedManifest>,
+    routes: Routes,
+    router: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("cluster", &self.cluster)
+            .field("client_id", &self.client_id)
+            .field("initiator", &self.initiator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.router.abort();
+    }
+}
+
+impl Client {
+    /// Connects to any of `urls` and starts reading this client's results.
+    ///
+    /// Checks that `cluster_id` is the manifest's, that `client_id` is a token and that the
+    /// initiator is in the manifest with this key; fails with [`SdkError::StreamsMissing`]
+    /// if the cluster's streams do not exist (its nodes have not started).
+    pub async fn connect<S: AsRef<str>>(
+        urls: &[S],
+        cluster_id: &str,
+        client_id: &str,
+        initiator: InitiatorKey,
+        manifest: VerifiedManifest,
+    ) -> Result<Client, SdkError> {
+        check_config(cluster_id, client_id, &initiator, &manifest)?;
+        let joined: Vec<&str> = urls.iter().map(AsRef::as_ref).collect();
+        let addrs: Vec<async_nats::ServerAddr> = joined
+            .iter()
+            .map(|u| u.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: std::io::Error| SdkError::Config(format!("NATS URL: {e}")))?;
+        let nats = async_nats::ConnectOptions::new()
+            .name(client_id)
+            .connection_timeout(Duration::from_secs(5))
+            .connect(addrs)
+            .await
+            .map_err(|e| SdkError::Transport {
+                operation: "connect",
+                detail: format!("{} ({e})", joined.join(",")),
+            })?;
+        let js = jetstream::new(nats);
+        let request_stream = subjects::request_stream(cluster_id).map_err(config)?;
+        open_stream(&js, cluster_id, &request_stream).await?;
+        let result_stream = subjects::result_stream(cluster_id).map_err(config)?;
+        let results = open_stream(&js, cluster_id, &result_stream).await?;
+        let consumer = results
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::result_filter(cluster_id, client_id).map_err(config)?,
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| SdkError::transport("create result consumer")(&e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| SdkError::transport("read results")(&e))?;
+        let routes = Routes::default();
+        let router = tokio::spawn(route_results(messages, Arc::clone(&routes)));
+        Ok(Client {
+            js,
+            cluster: cluster_id.to_owned(),
+            client_id: client_id.to_owned(),
+            initiator,
+            manifest: Arc::new(manifest),
+            routes,
+            router,
+        })
+    }
+
+    /// The manifest results are checked against.
+    pub fn manifest(&self) -> &VerifiedManifest {
+        &self.manifest
+    }
+
+    /// A request body of `kind` for this cluster and client, living `lifetime` (the nodes
+    /// refuse it afterwards); fill in the kind's fields and [`Client::submit`] it.
+    pub fn new_request(&self, kind: RequestKind, key_id: &str, lifetime: Duration) -> RequestBody {
+        let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+        RequestBody::new(
+            kind,
+            &self.cluster,
+            key_id,
+            &self.client_id,
+            crate::now_ms(),
+            lifetime_ms.max(1),
+        )
+    }
+
+    /// Creates a key (one per scheme) shared by every manifest node with threshold
+    /// `threshold`, and waits until every node reported the same keys.
+    pub async fn keygen(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        threshold: u16,
+        timeout: Duration,
+    ) -> Result<AgreedKeys, SdkError> {
+        let mut body = self.new_request(RequestKind::Keygen, key_id, timeout);
+        body.schemes = schemes.to_vec();
+        body.threshold = Some(threshold);
+        match self.submit(body).await?.wait(timeout).await? {
+            Outcome::Keys(keys) => Ok(keys),
+            Outcome::Signature(s) => Err(unexpected(&s.node)),
+        }
+    }
+
+    /// Signs `payload` (a message the node digests, or a raw 32-byte digest, per
+    /// `payload_kind`) with the key `key_id` of `scheme`, derived along `derivation_path`
+    /// (empty: the root key), and returns the signature once the SDK verified it.
+    pub async fn sign(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        payload: &[u8],
+        payload_kind: PayloadKind,
+        derivation_path: &[u32],
+        timeout: Duration,
+    ) -> Result<VerifiedSignature, SdkError> {
+        let mut body = self.new_request(RequestKind::Sign, key_id, timeout);
+        body.schemes = vec![scheme];
+        body.payload = Some(payload.to_vec());
+        body.payload_kind = Some(payload_kind);
+        body.derivation_path = derivation_path.to_vec();
+        match self.submit(body).await?.wait(timeout).await? {
+            Outcome::Signature(s) => Ok(*s),
+            Outcome::Keys(k) => Err(unexpected(k.nodes.first().map_or("?", String::as_str))),
+        }
+    }
+
+    /// Signs `body` with the initiator key and publishes it to
+    /// `keyrack.<cluster>.req.<kind>` (`Nats-Msg-Id` = request id). Results are routed to
+    /// the returned [`Pending`] from before the publish, so none is missed.
+    pub async fn submit(&self, body: RequestBody) -> Result<Pending, SdkError> {
+        if body.cluster_id != self.cluster || body.client_id != self.client_id {
+            return Err(SdkError::Config(format!(
+                "the request is for cluster '{}' and client '{}'; this client is '{}' of '{}'",
+                body.cluster_id, body.client_id, self.client_id, self.cluster
+            )));
+        }
+        let signed = self.initiator.sign_request(&body)?;
+        let subject =
+            subjects::request_subject(&self.cluster, body.kind.as_str()).map_err(config)?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let route = Route::open(&self.routes, &body.request_id, sender);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", body.request_id.as_str());
+        self.js
+            .publish_with_headers(subject, headers, signed.to_json().into())
+            .await
+            .map_err(|e| SdkError::transport("publish request")(&e))?
+            .await
+            .map_err(|e| SdkError::transport("publish request (ack)")(&e))?;
+        let collector = Collector::new(body, signed.hash(), &self.manifest);
+        Ok(Pending {
+            collector,
+            manifest: Arc::clone(&self.manifest),
+            receiver,
+            _route: route,
+        })
+    }
+}
+
+/// A published request whose results are being collected.
+pub struct Pending {
+    collector: Collector,
+    manifest: Arc<VerifiedManifest>,
+    receiver: mpsc::UnboundedReceiver<Vec<u8>>,
+    _route: Route,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("ignored", &self.collector.ignored())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Sign only: tolerate `n` refusals or failures while waiting for an `ok` (default
+    /// `n - t_min`, with `t_min = n/2 + 1` the smallest threshold a keygen accepts; pass
+    /// `n - t` when the key's threshold `t` is known).
+    pub fn tolerate(mut self, n: usize) -> Self {
+        self.collector.tolerate(n);
+        self
+    }
+
+    /// Waits up to `timeout` for the request to complete (see the module docs for the rules).
+    pub async fn wait(mut self, timeout: Duration) -> Result<Outcome, SdkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+                Err(_elapsed) => return Err(self.collector.timed_out(timeout)),
+                Ok(None) => {
+                    return Err(SdkError::Transport {
+                        operation: "read results",
+                        detail: "the result consumer stopped".into(),
+                    })
+                }
+                Ok(Some(bytes)) => match self.collector.offer(&self.manifest, &bytes) {
+                    Step::Wait => {}
+                    Step::Done(outcome) => return Ok(outcome),
+                    Step::Fail(e) => return Err(e),
+                },
+            }
+        }
+    }
+}
+
+/// A request's entry in the routing table, removed when the request is dropped.
+struct Route {
+    routes: Routes,
+    request_id: String,
+}
+
+impl Route {
+    fn open(routes: &Routes, request_id: &str, sender: mpsc::UnboundedSender<Vec<u8>>) -> Self {
+        routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request_id.to_owned(), sender);
+        Route {
+            routes: Arc::clone(routes),
+            request_id: request_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.request_id);
+    }
+}
+
+/// Sends each result to the request its subject names (`…res.<client>.<request_id>`);
+/// results for requests nobody waits for are dropped (the waiting side re-checks the id).
+async fn route_results(mut messages: consumer::pull::Ordered, routes: Routes) {
+    while let Some(message) = messages.next().await {
+        // The ordered consumer recreates itself after errors; keep reading.
+        let Ok(message) = message else { continue };
+        let Some(request_id) = message.subject.rsplit('.').next() else {
+            continue;
+        };
+        let routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = routes.get(request_id) {
+            let _ = sender.send(message.payload.to_vec());
+        }
+    }
+}
+
+async fn open_stream(
+    js: &jetstream::Context,
+    cluster: &str,
+    name: &str,
+) -> Result<jetstream::stream::Stream, SdkError> {
+    use jetstream::context::GetStreamErrorKind;
+    js.get_stream(name).await.map_err(|e| match e.kind() {
+        GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            SdkError::StreamsMissing {
+                cluster: cluster.to_owned(),
+                stream: name.to_owned(),
+            }
+        }
+        _ => SdkError::transport("open stream")(&e),
+    })
+}
+
+fn check_config(
+    cluster_id: &str,
+    client_id: &str,
+    initiator: &InitiatorKey,
+    manifest: &VerifiedManifest,
+) -> Result<(), SdkError> {
+    if cluster_id != manifest.cluster_id() {
+        return Err(SdkError::Config(format!(
+            "cluster '{cluster_id}' but the manifest is for '{}'",
+            manifest.cluster_id()
+        )));
+    }
+    subjects::check_token("client id", client_id).map_err(config)?;
+    match manifest.initiator(initiator.id()) {
+        None => Err(SdkError::Config(format!(
+            "initiator '{}' is not in the manifest of cluster '{cluster_id}': ask its \
+             administrators to add it",
+            initiator.id()
+        ))),
+        Some(listed) if listed.public_key != initiator.public_key() => {
+            Err(SdkError::Config(format!(
+                "the key of initiator '{}' is not the one the manifest lists: wrong key file?",
+                initiator.id()
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn config(e: subjects::InvalidToken) -> SdkError {
+    SdkError::Config(e.to_string())
+}
+
+fn unexpected(node: &str) -> SdkError {
+    SdkError::InvalidResult {
+        node: node.to_owned(),
+        reason: "an outcome of another kind than the request".into(),
+    }
+}
