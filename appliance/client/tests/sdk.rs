@@ -1,0 +1,559 @@
+//! The SDK against a real nats-server. The test plays the nodes' part honestly: it creates
+//! the streams as the nodes do (transport/bus.rs), takes each request from the request
+//! stream with its own durable consumer, verifies it, and answers with results signed by
+//! the manifest nodes' real identity keys, carrying real signatures made with k256 and
+//! ed25519-dalek keys (the SDK checks a signature under the public key in the result).
+#![cfg(feature = "sdk")]
+
+mod common;
+
+use async_nats::jetstream::{self, consumer, stream};
+use common::{node, CLUSTER};
+use futures::StreamExt as _;
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::request::{PayloadKind, SignedRequest, VerifiedRequest};
+use keyrack_client::result::{KeyInfo, ResultBody, SignatureInfo, SignedResult, Status};
+use keyrack_client::scheme::Scheme;
+use keyrack_client::sdk::{Client, SdkError};
+use keyrack_client::subjects;
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A nats-server with JetStream on a free port and its own store directory.
+struct NatsServer {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nats-server is not installed: run softhsm-setup/install-deps.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("keyrack-sdk-{}-{port}", std::process::id()));
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A nats-server with the cluster's streams and the test's own consumer of requests.
+struct Cluster {
+    server: NatsServer,
+    js: jetstream::Context,
+    requests: consumer::Consumer<consumer::pull::Config>,
+}
+
+/// One result to publish, with its `Nats-Msg-Id`.
+type Answer = (String, SignedResult);
+
+impl Cluster {
+    /// Starts a server and creates the streams with the names, subjects and retention the
+    /// nodes use.
+    async fn start() -> Self {
+        let server = NatsServer::start();
+        let js = jetstream::new(async_nats::connect(&server.url).await.unwrap());
+        let request_stream = js
+            .create_stream(stream::Config {
+                name: subjects::request_stream(CLUSTER).unwrap(),
+                subjects: vec![subjects::request_stream_subjects(CLUSTER).unwrap()],
+                retention: stream::RetentionPolicy::Interest,
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(24 * 3600),
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        js.create_stream(stream::Config {
+            name: subjects::result_stream(CLUSTER).unwrap(),
+            subjects: vec![subjects::result_stream_subjects(CLUSTER).unwrap()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(3600),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let name = subjects::node_consumer("test").unwrap();
+        let requests = request_stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        Cluster {
+            server,
+            js,
+            requests,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(
+            &[&self.server.url],
+            CLUSTER,
+            "wallet-service",
+            common::initiator(),
+            common::verified_v1(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Takes the next request, checks how it was published and its signature, and
+    /// publishes what `answer` returns for it, in order.
+    fn answer_next<F>(&self, answer: F) -> tokio::task::JoinHandle<()>
+    where
+        F: FnOnce(&VerifiedRequest) -> Vec<Answer> + Send + 'static,
+    {
+        let js = self.js.clone();
+        let requests = self.requests.clone();
+        tokio::spawn(async move {
+            let mut batch = requests
+                .fetch()
+                .max_messages(1)
+                .expires(WAIT)
+                .messages()
+                .await
+                .unwrap();
+            let message = batch.next().await.expect("a request").unwrap();
+            let request = SignedRequest::parse(&message.payload)
+                .unwrap()
+                .verify_with(&common::verified_v1())
+                .unwrap();
+            let kind = request.body.kind.as_str();
+            assert_eq!(
+                message.subject.as_str(),
+                subjects::request_subject(CLUSTER, kind).unwrap()
+            );
+            let msg_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id"));
+            assert_eq!(
+                msg_id.map(|v| v.as_str()),
+                Some(request.body.request_id.as_str())
+            );
+            message.ack().await.unwrap();
+            let subject = subjects::result_subject(
+                CLUSTER,
+                &request.body.client_id,
+                &request.body.request_id,
+            )
+            .unwrap();
+            for (msg_id, result) in answer(&request) {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", msg_id.as_str());
+                js.publish_with_headers(subject.clone(), headers, result.to_json().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+    }
+}
+
+/// A result body of `node` answering `request`.
+fn body(node_id: &str, request: &VerifiedRequest, status: Status) -> ResultBody {
+    ResultBody {
+        version: 1,
+        request_id: request.body.request_id.clone(),
+        request_hash: request.hash(),
+        node_id: node_id.into(),
+        client_id: request.body.client_id.clone(),
+        status,
+        code: None,
+        message: String::new(),
+        keys: Vec::new(),
+        signature: None,
+        at_ms: keyrack_client::now_ms(),
+    }
+}
+
+/// Node `i`'s outcome, signed with its identity key.
+fn outcome(i: u8, body: ResultBody) -> Answer {
+    let request_id = body.request_id.clone();
+    let signed = body.sign(&node(i).signing).unwrap();
+    (
+        subjects::result_msg_id(&request_id, &node(i).id).unwrap(),
+        signed,
+    )
+}
+
+/// Node `i` refuses or fails `request` with `code`.
+fn refusal(i: u8, request: &VerifiedRequest, status: Status, code: ErrorCode) -> Answer {
+    let mut b = body(&node(i).id, request, status);
+    b.code = Some(code);
+    b.message = format!("test says {code}");
+    let signed = b.sign(&node(i).signing).unwrap();
+    let msg_id = subjects::refusal_msg_id(&b.request_id, &b.node_id, code).unwrap();
+    (msg_id, signed)
+}
+
+/// The public key of the test key `seed` of `scheme`.
+fn public_key(scheme: Scheme, seed: u8) -> Vec<u8> {
+    match scheme {
+        Scheme::EcdsaSecp256k1 => k256::ecdsa::SigningKey::from_slice(&[seed; 32])
+            .unwrap()
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .to_vec(),
+        Scheme::Ed25519 => ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes()
+            .to_vec(),
+        Scheme::SchnorrSecp256k1 => k256::schnorr::SigningKey::from_bytes(&[seed; 32])
+            .unwrap()
+            .verifying_key()
+            .to_bytes()
+            .to_vec(),
+    }
+}
+
+/// Node `i` reports the keys asked by a keygen request, made from the test key `seed`.
+fn keygen_ok(i: u8, request: &VerifiedRequest, seed: u8) -> Answer {
+    let mut b = body(&node(i).id, request, Status::Ok);
+    b.keys = request
+        .body
+        .schemes
+        .iter()
+        .map(|scheme| KeyInfo {
+            key_id: request.body.key_id.clone(),
+            scheme: *scheme,
+            public_key: public_key(*scheme, seed),
+            chain_code: [seed; 32],
+            threshold: request.body.threshold.unwrap(),
+            participants: (0..3).map(|n| node(n).id).collect(),
+            version: 1,
+        })
+        .collect();
+    outcome(i, b)
+}
+
+/// A real signature of `message` (what the scheme's verifier takes) by the test key `seed`.
+fn signature(scheme: Scheme, seed: u8, message: &[u8], path: &[u32]) -> SignatureInfo {
+    let mut info = SignatureInfo {
+        scheme,
+        digest_or_message: message.to_vec(),
+        derivation_path: path.to_vec(),
+        public_key: public_key(scheme, seed),
+        signature: [0; 64],
+        r: None,
+        s: None,
+        v: None,
+    };
+    match scheme {
+        Scheme::EcdsaSecp256k1 => {
+            let key = k256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let (sig, v) = key.sign_prehash_recoverable(message).unwrap();
+            assert!(sig.normalize_s().is_none(), "k256 signs with low s");
+            info.signature = sig.to_bytes().into();
+            info.r = info.signature[..32].try_into().ok();
+            info.s = info.signature[32..].try_into().ok();
+            info.v = Some(v.to_byte());
+        }
+        Scheme::Ed25519 => {
+            use ed25519_dalek::Signer as _;
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            info.signature = key.sign(message).to_bytes();
+        }
+        Scheme::SchnorrSecp256k1 => {
+            let key = k256::schnorr::SigningKey::from_bytes(&[seed; 32]).unwrap();
+            info.signature = key.sign_raw(message, &[7; 32]).unwrap().to_bytes();
+        }
+    }
+    info
+}
+
+/// What the scheme's verifier takes for a sign request: the payload as given for a digest;
+/// else SHA-256 of it for secp256k1 and the message itself for Ed25519.
+fn signed_message(request: &VerifiedRequest) -> Vec<u8> {
+    let payload = request.body.payload.clone().unwrap();
+    match (request.body.payload_kind, request.body.schemes[0]) {
+        (Some(PayloadKind::Digest), _) | (_, Scheme::Ed25519) => payload,
+        _ => Sha256::digest(&payload).to_vec(),
+    }
+}
+
+/// Node `i` returns a real signature by the test key `seed` over what `request` asks.
+fn sign_ok(i: u8, request: &VerifiedRequest, seed: u8) -> Answer {
+    let mut b = body(&node(i).id, request, Status::Ok);
+    b.signature = Some(signature(
+        request.body.schemes[0],
+        seed,
+        &signed_message(request),
+        &request.body.derivation_path,
+    ));
+    outcome(i, b)
+}
+
+const KEY_SEED: u8 = 0x51;
+
+#[tokio::test]
+async fn keygen_completes_when_every_node_reports_the_same_keys() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| (0..3).map(|i| keygen_ok(i, r, KEY_SEED)).collect());
+    let schemes = [Scheme::Ed25519, Scheme::EcdsaSecp256k1];
+    let agreed = client.keygen("wallet-1", &schemes, 2, WAIT).await.unwrap();
+    nodes.await.unwrap();
+    assert_eq!(agreed.nodes, ["node0", "node1", "node2"]);
+    let reported: Vec<_> = agreed.keys.iter().map(|k| k.scheme).collect();
+    assert_eq!(reported, [Scheme::EcdsaSecp256k1, Scheme::Ed25519]);
+    for k in &agreed.keys {
+        assert_eq!(k.public_key, public_key(k.scheme, KEY_SEED));
+        assert_eq!((k.key_id.as_str(), k.threshold), ("wallet-1", 2));
+    }
+    assert_eq!(agreed.ignored.total(), 0);
+}
+
+#[tokio::test]
+async fn keygen_times_out_listing_who_answered_while_a_node_is_silent() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| (0..2).map(|i| keygen_ok(i, r, KEY_SEED)).collect());
+    let schemes = [Scheme::Ed25519];
+    let err = client
+        .keygen("wallet-1", &schemes, 2, Duration::from_millis(1500))
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    let SdkError::Timeout {
+        answered, silent, ..
+    } = &err
+    else {
+        panic!("expected a timeout, got {err}");
+    };
+    let answered: Vec<_> = answered.iter().map(|a| a.node.as_str()).collect();
+    assert_eq!(answered, ["node0", "node1"]);
+    assert_eq!(silent, &["node2"]);
+    let shown = err.to_string();
+    assert!(shown.contains("node0 (ok), node1 (ok)") && shown.contains("silent: node2"));
+}
+
+#[tokio::test]
+async fn keygen_names_the_node_that_disagrees() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            keygen_ok(0, r, KEY_SEED),
+            keygen_ok(1, r, KEY_SEED),
+            keygen_ok(2, r, KEY_SEED + 1),
+        ]
+    });
+    let err = client
+        .keygen("wallet-1", &[Scheme::SchnorrSecp256k1], 2, WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    let SdkError::Disagreement { groups } = &err else {
+        panic!("expected a disagreement, got {err}");
+    };
+    let nodes: Vec<_> = groups.iter().map(|g| g.nodes.join(",")).collect();
+    assert_eq!(nodes, ["node0,node1", "node2"]);
+    assert!(err.to_string().contains("node2 report"), "{err}");
+}
+
+#[tokio::test]
+async fn keygen_reports_a_refusal_with_its_code_and_node() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            keygen_ok(0, r, KEY_SEED),
+            refusal(1, r, Status::Refused, ErrorCode::KeyInProgress),
+        ]
+    });
+    let err = client
+        .keygen("wallet-1", &[Scheme::Ed25519], 2, WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    match err {
+        SdkError::Refused { node, code, .. } => {
+            assert_eq!((node.as_str(), code), ("node1", ErrorCode::KeyInProgress))
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn sign_returns_a_verified_signature_for_each_scheme() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let cases = [
+        (Scheme::EcdsaSecp256k1, PayloadKind::Message, vec![]),
+        (Scheme::EcdsaSecp256k1, PayloadKind::Digest, vec![0, 7]),
+        (Scheme::Ed25519, PayloadKind::Message, vec![3]),
+        (Scheme::SchnorrSecp256k1, PayloadKind::Digest, vec![]),
+    ];
+    for (scheme, kind, path) in cases {
+        let payload = [0x42u8; 32];
+        // One node is busy (tolerated: n - t = 1), another signs.
+        let nodes = cluster.answer_next(|r| {
+            vec![
+                refusal(0, r, Status::Refused, ErrorCode::Busy),
+                sign_ok(2, r, KEY_SEED),
+            ]
+        });
+        let signed = client
+            .sign("wallet-1", scheme, &payload, kind, &path, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{scheme} {kind:?}: {e}"));
+        nodes.await.unwrap();
+        assert_eq!(signed.node, "node2");
+        assert_eq!(signed.tolerated.len(), 1);
+        assert_eq!(signed.signature.public_key, public_key(scheme, KEY_SEED));
+        assert_eq!(signed.signature.derivation_path, path);
+    }
+}
+
+#[tokio::test]
+async fn sign_fails_naming_the_node_whose_signature_does_not_verify() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    for scheme in Scheme::ALL {
+        let nodes = cluster.answer_next(move |r| {
+            let mut b = body("node1", r, Status::Ok);
+            // A real signature, but over another message than the one reported.
+            let mut s = signature(scheme, KEY_SEED, &[9; 32], &[]);
+            s.digest_or_message = signed_message(r);
+            b.signature = Some(s);
+            vec![outcome(1, b), sign_ok(2, r, KEY_SEED)]
+        });
+        let err = client
+            .sign(
+                "wallet-1",
+                scheme,
+                b"pay 1 btc",
+                PayloadKind::Message,
+                &[],
+                WAIT,
+            )
+            .await
+            .unwrap_err();
+        nodes.await.unwrap();
+        assert!(
+            matches!(&err, SdkError::BadSignature { node, .. } if node == "node1"),
+            "{scheme}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn results_for_a_forged_copy_of_the_request_are_ignored() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        // Node 0 refuses a tampered copy of the request (same id, other bytes) first.
+        let mut forged = body("node0", r, Status::Refused);
+        forged.request_hash = Sha256::digest([r.body_bytes.as_slice(), b" "].concat()).into();
+        forged.code = Some(ErrorCode::BadSignature);
+        let forged = forged.sign(&node(0).signing).unwrap();
+        let msg_id = subjects::refusal_msg_id(&r.body.request_id, "node0", ErrorCode::BadSignature);
+        vec![(msg_id.unwrap(), forged), sign_ok(0, r, KEY_SEED)]
+    });
+    let signed = client
+        .sign(
+            "wallet-1",
+            Scheme::Ed25519,
+            b"hello",
+            PayloadKind::Message,
+            &[],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert_eq!(signed.node, "node0");
+    assert_eq!(signed.ignored.other_request, 1);
+    assert!(
+        signed.tolerated.is_empty(),
+        "the forged refusal did not count"
+    );
+}
+
+#[tokio::test]
+async fn results_signed_by_non_members_are_ignored() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let outsider = node(9);
+        let foreign = body(&outsider.id, r, Status::Ok);
+        let foreign = foreign.sign(&outsider.signing).unwrap();
+        // The outsider's key, claiming to be node1.
+        let mut impostor = body("node1", r, Status::Refused);
+        impostor.code = Some(ErrorCode::UnknownKey);
+        let impostor = impostor.sign(&outsider.signing).unwrap();
+        let mut answers = vec![
+            (format!("{}.node9", r.body.request_id), foreign),
+            (format!("{}.node1.x", r.body.request_id), impostor),
+        ];
+        answers.extend((0..3).map(|i| keygen_ok(i, r, KEY_SEED)));
+        answers
+    });
+    let agreed = client
+        .keygen("wallet-1", &[Scheme::Ed25519], 3, WAIT)
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert_eq!(agreed.nodes, ["node0", "node1", "node2"]);
+    assert_eq!(agreed.ignored.unknown_node, 1);
+    assert_eq!(agreed.ignored.bad_node_signature, 1);
+}
+
+#[tokio::test]
+async fn connect_says_the_nodes_have_not_started_when_the_streams_are_missing() {
+    let server = NatsServer::start();
+    let err = Client::connect(
+        &[&server.url],
+        CLUSTER,
+        "wallet-service",
+        common::initiator(),
+        common::verified_v1(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, SdkError::StreamsMissing { stream, .. } if stream == "KEYRACK_REQ_test-cluster"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nodes have not started"), "{err}");
+}
