@@ -557,3 +557,52 @@ async fn connect_says_the_nodes_have_not_started_when_the_streams_are_missing() 
     );
     assert!(err.to_string().contains("nodes have not started"), "{err}");
 }
+
+#[tokio::test]
+async fn sign_fails_once_more_than_n_minus_t_nodes_refuse() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            refusal(1, r, Status::Refused, ErrorCode::UnknownKey),
+            refusal(0, r, Status::Failed, ErrorCode::HsmFailure),
+        ]
+    });
+    let err = client
+        .sign(
+            "nope",
+            Scheme::Ed25519,
+            b"x",
+            PayloadKind::Message,
+            &[],
+            WAIT,
+        )
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Refused { node, code: ErrorCode::UnknownKey, .. } if node == "node1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_refusal_of_the_same_bytes_is_not_a_nodes_final_answer() {
+    // Someone re-published the client's exact request: every node refuses that copy as
+    // `replayed` (same bytes, same hash) while it answers the original.
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let mut answers: Vec<Answer> = (0..3)
+            .map(|i| refusal(i, r, Status::Refused, ErrorCode::Replayed))
+            .collect();
+        answers.extend((0..3).map(|i| keygen_ok(i, r, KEY_SEED)));
+        answers
+    });
+    let agreed = client
+        .keygen("wallet-1", &[Scheme::EcdsaSecp256k1], 2, WAIT)
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert_eq!(agreed.nodes.len(), 3);
+}
