@@ -86,14 +86,30 @@ fn softhsm_hint() -> String {
     }
 }
 
+/// Runs a token query, retrying CKR_GENERAL_ERROR a few times: SoftHSM's file store fails a
+/// read while another process rewrites a token file (several nodes starting on one host);
+/// a real device does not, and a persistent error still comes through.
+fn with_retry<T>(mut query: impl FnMut() -> Result<T, CkError>) -> Result<T, CkError> {
+    let mut delay = std::time::Duration::from_millis(20);
+    for _ in 0..5 {
+        match query() {
+            Err(CkError::Pkcs11(RvError::GeneralError, f)) => {
+                tracing::warn!(function = ?f, "PKCS#11 general error reading the token list; retrying");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    query()
+}
+
 fn find_token(ctx: &Pkcs11, label: &str, module: &Path) -> Result<Slot, SealError> {
-    let slots = ctx
-        .get_slots_with_token()
+    let slots = with_retry(|| ctx.get_slots_with_token())
         .map_err(|e| SealError::backend(BackendId::Pkcs11, "list slots", e))?;
     let mut found = Vec::new();
     for slot in slots {
-        let info = ctx
-            .get_token_info(slot)
+        let info = with_retry(|| ctx.get_token_info(slot))
             .map_err(|e| SealError::backend(BackendId::Pkcs11, "read token info", e))?;
         if info.label().trim_end() == label {
             found.push(slot);

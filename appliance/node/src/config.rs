@@ -1,6 +1,10 @@
 //! The node configuration file (`keyrack.toml`), written by `keyrack init`.
 //!
 //! ```toml
+//! [cluster]                             # what `keyrack node` joins (docs/CONFIG.md)
+//! manifest = "manifest.toml"
+//! nats = ["nats://127.0.0.1:4222"]
+//!
 //! [node]
 //! id = "node0"
 //! identity = "identity.sealed"          # default; the sealed identity keys
@@ -32,6 +36,44 @@ pub struct NodeConfig {
     pub node: NodeSection,
     /// `[hsm]`.
     pub hsm: HsmConfig,
+    /// `[cluster]`: what `keyrack node` joins (absent until the node is enrolled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The signed cluster manifest.
+    pub manifest: PathBuf,
+    /// NATS server URLs (any of a NATS cluster's).
+    pub nats: Vec<String>,
+    /// The node's SQLite database.
+    #[serde(default = "default_store")]
+    pub store: PathBuf,
+    /// How long each coordinator leader has to start a request, in milliseconds.
+    #[serde(default = "default_leader_timeout_ms")]
+    pub leader_timeout_ms: u64,
+    /// The longest wait for one protocol message, in milliseconds.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// Requests handled at once; more wait in NATS.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_store() -> PathBuf {
+    "keyrack.db".into()
+}
+fn default_leader_timeout_ms() -> u64 {
+    3_000
+}
+fn default_session_timeout_ms() -> u64 {
+    20_000
+}
+fn default_max_in_flight() -> usize {
+    32
 }
 
 /// `[node]`.
@@ -111,6 +153,16 @@ mod tests {
         assert_eq!(c.node.identity, PathBuf::from("identity.sealed"));
         assert_eq!(c.node.public_identity, PathBuf::from("identity.pub.toml"));
         assert_eq!(c.hsm.pkcs11.unwrap().key_label, "keyrack-seal");
+        let cluster = c.cluster.expect("the example has a [cluster] section");
+        assert_eq!(cluster.store, PathBuf::from("keyrack.db"));
+        assert_eq!(
+            (
+                cluster.leader_timeout_ms,
+                cluster.session_timeout_ms,
+                cluster.max_in_flight
+            ),
+            (3_000, 20_000, 32)
+        );
     }
 
     #[test]

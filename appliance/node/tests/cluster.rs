@@ -67,9 +67,13 @@ async fn cluster() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("node.db"), CLUSTER, identity.node_id()).unwrap();
         let node = Arc::new(Node {
-            bus: Bus::connect(std::slice::from_ref(&server.url), identity.node_id(), CLUSTER)
-                .await
-                .unwrap(),
+            bus: Bus::connect(
+                std::slice::from_ref(&server.url),
+                identity.node_id(),
+                CLUSTER,
+            )
+            .await
+            .unwrap(),
             identity,
             manifest: manifest.clone(),
             store: Arc::new(store),

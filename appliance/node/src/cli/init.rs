@@ -213,7 +213,11 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
     let public = identity.public()?;
     drop(identity);
 
-    let config = NodeConfig { node, hsm };
+    let config = NodeConfig {
+        node,
+        hsm,
+        cluster: None,
+    };
     let config_text = format!(
         "# keyrack node configuration, written by `keyrack init`.\n# Reference: keyrack_node::config and keyrack_hsm::config.\n{}",
         toml::to_string(&config).context("serialise config")?

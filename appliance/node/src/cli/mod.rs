@@ -8,6 +8,7 @@ mod hsm;
 mod init;
 mod keys;
 mod manifest;
+mod node;
 
 /// keyrack: hardware-backed threshold signing appliance.
 #[derive(Debug, Parser)]
@@ -30,6 +31,8 @@ enum Command {
     /// Ed25519 key files for initiators and administrators.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run the node: serve the cluster's requests until interrupted.
+    Node(node::NodeArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Manifest(cmd) => manifest::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Node(args) => node::run(args),
     };
     match result {
         Ok(code) => code,

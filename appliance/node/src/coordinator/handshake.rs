@@ -158,12 +158,14 @@ impl Handshake {
         actions
     }
 
-    /// A (verified) `Start`, sent by `from`.
+    /// A (verified) `Start`, sent by `from`. Accepted for any attempt, even one this node
+    /// has moved past: nodes start their clocks when each takes the request, so a slow
+    /// leader's valid `Start` may arrive after a faster node's deadline. A node runs at most one
+    /// `Start`; two different ones cannot both complete a signing, since t > n/2.
     pub fn on_start(&mut self, start: Start, now: Instant) -> Vec<Action> {
         let _ = now;
         let valid = !self.finished
             && start.request_id == self.request_id
-            && start.attempt >= self.attempt
             && self.leader(start.attempt) == Some(start.leader.as_str())
             && self.participants_valid(&start.participants)
             && start.session
@@ -474,6 +476,29 @@ mod tests {
             vec![Action::Run(good.clone())]
         );
         assert!(h.on_start(good, now).is_empty());
+    }
+
+    #[test]
+    fn a_start_from_a_slower_leader_is_accepted_after_moving_on() {
+        let m = members(3);
+        let t0 = Instant::now();
+        let leader = leader_order("req-7", &m)[0].to_owned();
+        let other = m.iter().find(|n| **n != leader).unwrap().clone();
+        // `other` took the request early; its first leader's deadline has passed already.
+        let mut h = Handshake::new("req-7", &other, &m, Need::Threshold(2), t0, T);
+        h.accept(t0);
+        h.on_tick(t0 + T);
+        assert!(!h.is_finished(), "moved on to attempt 1");
+        let mut participants = vec![leader.clone(), other.clone()];
+        participants.sort_by_key(|p| m.iter().position(|q| q == p));
+        let start = Start {
+            request_id: "req-7".into(),
+            attempt: 0,
+            leader: leader.clone(),
+            session: session_id("req-7", 0, &leader, &participants),
+            participants,
+        };
+        assert_eq!(h.on_start(start.clone(), t0 + T), vec![Action::Run(start)]);
     }
 
     #[test]

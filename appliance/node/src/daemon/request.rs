@@ -115,6 +115,7 @@ async fn handshake(
     let mut actions = hs.accept(Instant::now());
     loop {
         for action in std::mem::take(&mut actions) {
+            tracing::debug!(request = %request_id, node = me, ?action, "handshake");
             match action {
                 Action::SendReady { to, attempt } => {
                     control::send(
@@ -143,6 +144,7 @@ async fn handshake(
         tokio::select! {
             message = inbox.recv() => {
                 let Some((from, message)) = message else { return Err("control channel closed".into()) };
+                tracing::debug!(request = %request_id, node = me, %from, ?message, "control message");
                 actions = match message {
                     Control::Ready { attempt } => hs.on_ready(&from, attempt, Instant::now()),
                     Control::Start { attempt, participants, session } => {

@@ -5,6 +5,7 @@ mod hsm_check;
 mod init;
 mod keys;
 mod manifest;
+mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
