@@ -12,7 +12,7 @@ mod node;
 
 /// keyrack: hardware-backed threshold signing appliance.
 #[derive(Debug, Parser)]
-#[command(name = "keyrack", version, about, long_about = None)]
+#[command(name = "keyrack", version, about = "keyrack: a hardware-backed threshold signing appliance", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
