@@ -3,17 +3,14 @@
 //! comes back. Covers keygen, t-of-n signing, a node killed with SIGKILL, and a restart of
 //! the nodes with one still down (shares unsealed from SQLite through SoftHSM).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures::StreamExt;
 use keyrack_client::manifest::SignedManifest;
-use keyrack_client::request::{InitiatorKey, PayloadKind, RequestBody, RequestKind, SignedRequest};
-use keyrack_client::result::{ResultBody, SignedResult, Status};
+use keyrack_client::request::{InitiatorKey, PayloadKind};
 use keyrack_client::scheme::Scheme;
-use keyrack_node::transport::Bus;
+use keyrack_client::sdk::{Client, SdkError};
 use keyrack_tests::NatsServer;
 
 use super::*;
@@ -48,90 +45,28 @@ fn ok(out: std::process::Output) -> String {
     stdout(&out)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-struct Client {
-    bus: Bus,
-    alice: InitiatorKey,
-    manifest: keyrack_client::manifest::VerifiedManifest,
-    results: std::pin::Pin<
-        Box<
-            dyn futures::Stream<Item = Result<Vec<u8>, keyrack_node::transport::TransportError>>
-                + Send,
-        >,
-    >,
-}
-
-impl Client {
-    async fn submit(&self, body: &RequestBody) -> SignedRequest {
-        let signed = self.alice.sign_request(body).unwrap();
-        self.bus
-            .publish_request(body.kind.as_str(), &body.request_id, signed.to_json())
-            .await
-            .unwrap();
-        signed
-    }
-
-    async fn answers(
-        &mut self,
-        request: &SignedRequest,
-        want: usize,
-        within: Duration,
-    ) -> BTreeMap<String, ResultBody> {
-        let mut got = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + within;
-        while got.len() < want {
-            let bytes = tokio::time::timeout_at(deadline, self.results.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {got:?} answered in time"))
-                .unwrap()
-                .unwrap();
-            let body = SignedResult::parse(&bytes)
-                .unwrap()
-                .verify_with(&self.manifest)
-                .expect("signed by a member");
-            if body.answers(request) {
-                got.insert(body.node_id.clone(), body);
-            }
-        }
-        got
-    }
-
-    async fn sign_and_verify(
-        &mut self,
-        public_key: &[u8],
-        message: &[u8],
-    ) -> BTreeMap<String, ResultBody> {
-        let mut body = RequestBody::new(
-            RequestKind::Sign,
-            CLUSTER,
+/// Signs `message` with the Ed25519 key through the SDK (which verifies the signature
+/// itself) and checks it once more with ed25519-dalek; returns the node that answered.
+async fn sign_and_verify(client: &Client, public_key: &[u8], message: &[u8]) -> String {
+    let signed = client
+        .sign(
             "wallet-1",
-            "app",
-            now_ms(),
-            120_000,
-        );
-        body.schemes = vec![Scheme::Ed25519];
-        body.payload = Some(message.to_vec());
-        body.payload_kind = Some(PayloadKind::Message);
-        let request = self.submit(&body).await;
-        let signed = self.answers(&request, 2, Duration::from_secs(60)).await;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public_key.try_into().unwrap()).unwrap();
-        for r in signed.values() {
-            assert_eq!(r.status, Status::Ok, "{r:?}");
-            let sig = r.signature.as_ref().unwrap();
-            key.verify_strict(
-                message,
-                &ed25519_dalek::Signature::from_bytes(&sig.signature),
-            )
-            .expect("verifies independently");
-        }
-        signed
-    }
+            Scheme::Ed25519,
+            message,
+            PayloadKind::Message,
+            &[],
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("a verified signature");
+    assert_eq!(signed.signature.public_key, public_key);
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public_key.try_into().unwrap()).unwrap();
+    key.verify_strict(
+        message,
+        &ed25519_dalek::Signature::from_bytes(&signed.signature.signature),
+    )
+    .expect("verifies independently");
+    signed.node
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,43 +162,41 @@ async fn softhsm_node_processes_keygen_sign_survive_a_kill_and_a_restart() {
     }
 
     let mut procs: Vec<Option<NodeProcess>> = configs.iter().map(|c| Some(start_node(c))).collect();
-    let bus = Bus::connect(std::slice::from_ref(&server.url), "alice", CLUSTER)
-        .await
+    let manifest = SignedManifest::from_toml(&std::fs::read_to_string(&manifest).unwrap())
+        .unwrap()
+        .verify_bootstrap()
         .unwrap();
-    let results = loop {
-        if let Ok(r) = bus.results("app").await {
-            break r;
+    let alice = || InitiatorKey::load("alice", &w("alice.key")).unwrap();
+    // The nodes create the streams when they start.
+    let client = loop {
+        match Client::connect(
+            std::slice::from_ref(&server.url),
+            CLUSTER,
+            "app",
+            alice(),
+            manifest.clone(),
+        )
+        .await
+        {
+            Ok(c) => break c,
+            Err(SdkError::StreamsMissing { .. }) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("connect: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut client = Client {
-        bus,
-        alice: InitiatorKey::load("alice", &w("alice.key")).unwrap(),
-        manifest: SignedManifest::from_toml(&std::fs::read_to_string(&manifest).unwrap())
-            .unwrap()
-            .verify_bootstrap()
-            .unwrap(),
-        results: Box::pin(results),
     };
 
-    // Keygen: all three nodes report the same key.
-    let mut body = RequestBody::new(
-        RequestKind::Keygen,
-        CLUSTER,
-        "wallet-1",
-        "app",
-        now_ms(),
-        120_000,
-    );
-    body.schemes = vec![Scheme::Ed25519];
-    body.threshold = Some(2);
-    let request = client.submit(&body).await;
-    let keys = client.answers(&request, 3, Duration::from_secs(60)).await;
-    assert!(keys.values().all(|r| r.status == Status::Ok), "{keys:?}");
-    let public_key = keys["node0"].keys[0].public_key.clone();
-    assert!(keys.values().all(|r| r.keys[0].public_key == public_key));
+    // Keygen: all three nodes report the same key (the SDK waits for every node to agree).
+    let agreed = client
+        .keygen("wallet-1", &[Scheme::Ed25519], 2, Duration::from_secs(60))
+        .await
+        .expect("keygen");
+    let mut nodes = agreed.nodes.clone();
+    nodes.sort();
+    assert_eq!(nodes, ["node0", "node1", "node2"]);
+    let public_key = agreed.keys[0].public_key.clone();
 
-    client.sign_and_verify(&public_key, b"first payment").await;
+    sign_and_verify(&client, &public_key, b"first payment").await;
 
     // SIGKILL one node: the other two still sign (after leader failover if it led).
     let mut killed = procs[1].take().unwrap();
@@ -272,23 +205,13 @@ async fn softhsm_node_processes_keygen_sign_survive_a_kill_and_a_restart() {
         .status()
         .unwrap();
     let _ = killed.0.wait();
-    let signed = client
-        .sign_and_verify(&public_key, b"while node1 is down")
-        .await;
-    assert_eq!(
-        signed.keys().cloned().collect::<Vec<_>>(),
-        ["node0", "node2"]
-    );
+    let by = sign_and_verify(&client, &public_key, b"while node1 is down").await;
+    assert_ne!(by, "node1");
 
     // Restart: node0 and node1 come back, node2 stays down. The shares come back from SQLite
     // through SoftHSM, node1 catches up on what it missed, and the two sign.
     procs.clear();
     let _procs: Vec<NodeProcess> = configs[..2].iter().map(|c| start_node(c)).collect();
-    let signed = client
-        .sign_and_verify(&public_key, b"after a restart")
-        .await;
-    assert_eq!(
-        signed.keys().cloned().collect::<Vec<_>>(),
-        ["node0", "node1"]
-    );
+    let by = sign_and_verify(&client, &public_key, b"after a restart").await;
+    assert_ne!(by, "node2");
 }
