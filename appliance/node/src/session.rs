@@ -225,6 +225,24 @@ where
     }
 }
 
+/// Seals an envelope as this node: signed with its identity and, when the header names a
+/// recipient, encrypted to that member's agreement key from the manifest.
+pub(crate) fn seal_as(
+    identity: &NodeIdentity,
+    manifest: &VerifiedManifest,
+    header: &Header,
+    payload: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let peer = header.to.as_deref().and_then(|t| manifest.node(t));
+    envelope::seal(
+        identity.signing_key(),
+        identity.agreement_secret(),
+        peer,
+        header,
+        payload,
+    )
+}
+
 /// Seals and publishes this node's envelopes of one session, numbering them.
 struct Sender<'a> {
     bus: &'a Bus,
@@ -275,15 +293,8 @@ impl Sender<'_> {
             seq: self.seq,
         };
         self.seq += 1;
-        let peer = to.as_deref().and_then(|t| self.manifest.node(t));
-        let sealed = envelope::seal(
-            self.identity.signing_key(),
-            self.identity.agreement_secret(),
-            peer,
-            &header,
-            payload,
-        )
-        .map_err(|e| SessionError::Invalid(format!("cannot seal a message: {e}")))?;
+        let sealed = seal_as(self.identity, self.manifest, &header, payload)
+            .map_err(|e| SessionError::Invalid(format!("cannot seal a message: {e}")))?;
         let subject = subjects::session_subject(self.cluster, &self.route.session, to.as_deref())
             .map_err(TransportError::from)?;
         self.bus.publish(subject, sealed).await?;

@@ -218,6 +218,19 @@ async fn keygen_then_sign_across_three_nodes() {
         .values()
         .all(|r| r.status == Status::Ok && r.keys == keys));
 
+    // The same id with another threshold is refused, not answered with the existing key.
+    let mut other = keygen_body("wallet-1", vec![Scheme::Ed25519]);
+    other.threshold = Some(3);
+    let other = c.submit(&other).await;
+    let refused = c.results_for(&other, 3).await;
+    assert!(
+        refused
+            .values()
+            .all(|r| r.status == Status::Refused
+                && r.code == Some(ErrorCode::KeyExistsWithOtherParams)),
+        "{refused:?}"
+    );
+
     // Ed25519 signature by 2 of 3, verified with ed25519-dalek.
     let request = c
         .submit(&sign_body(

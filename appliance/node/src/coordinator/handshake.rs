@@ -101,18 +101,18 @@ impl Handshake {
     }
 
     /// This node has checked the request and will take part.
-    pub fn accept(&mut self, now: Instant) -> Vec<Action> {
+    pub fn accept(&mut self) -> Vec<Action> {
         self.ready = true;
-        self.send_ready(now)
+        self.send_ready()
     }
 
-    fn send_ready(&mut self, now: Instant) -> Vec<Action> {
+    fn send_ready(&mut self) -> Vec<Action> {
         let Some(leader) = self.leader(self.attempt).map(str::to_owned) else {
             return vec![];
         };
         if leader == self.me {
             let me = self.me.clone();
-            self.on_ready(&me, self.attempt, now)
+            self.on_ready(&me, self.attempt)
         } else {
             vec![Action::SendReady {
                 to: leader,
@@ -122,7 +122,7 @@ impl Handshake {
     }
 
     /// A (verified) `Ready` from `from` for `attempt`.
-    pub fn on_ready(&mut self, from: &str, attempt: u32, now: Instant) -> Vec<Action> {
+    pub fn on_ready(&mut self, from: &str, attempt: u32) -> Vec<Action> {
         if self.finished
             || self.leader(attempt) != Some(self.me.as_str())
             || !self.members.iter().any(|m| m == from)
@@ -154,7 +154,7 @@ impl Handshake {
             participants,
         };
         let mut actions = vec![Action::PublishStart(start.clone())];
-        actions.extend(self.on_start(start, now));
+        actions.extend(self.on_start(start));
         actions
     }
 
@@ -162,8 +162,7 @@ impl Handshake {
     /// has moved past: nodes start their clocks when each takes the request, so a slow
     /// leader's valid `Start` may arrive after a faster node's deadline. A node runs at most one
     /// `Start`; two different ones cannot both complete a signing, since t > n/2.
-    pub fn on_start(&mut self, start: Start, now: Instant) -> Vec<Action> {
-        let _ = now;
+    pub fn on_start(&mut self, start: Start) -> Vec<Action> {
         let valid = !self.finished
             && start.request_id == self.request_id
             && self.leader(start.attempt) == Some(start.leader.as_str())
@@ -216,7 +215,7 @@ impl Handshake {
             ))];
         }
         if self.ready {
-            self.send_ready(now)
+            self.send_ready()
         } else {
             vec![]
         }
@@ -260,7 +259,7 @@ mod tests {
         let mut queue: Vec<(String, Action)> = vec![];
         for (name, h) in nodes.iter_mut() {
             if !refusing.contains(&name.as_str()) {
-                queue.extend(h.accept(now).into_iter().map(|a| (name.clone(), a)));
+                queue.extend(h.accept().into_iter().map(|a| (name.clone(), a)));
             }
         }
         let mut outcome = BTreeMap::new();
@@ -270,7 +269,7 @@ mod tests {
                     Action::SendReady { to, attempt } => {
                         if let Some(h) = nodes.get_mut(&to) {
                             queue.extend(
-                                h.on_ready(&from, attempt, now)
+                                h.on_ready(&from, attempt)
                                     .into_iter()
                                     .map(|a| (to.clone(), a)),
                             );
@@ -279,7 +278,7 @@ mod tests {
                     Action::PublishStart(start) => {
                         for (name, h) in nodes.iter_mut().filter(|(name, _)| **name != from) {
                             queue.extend(
-                                h.on_start(start.clone(), now)
+                                h.on_start(start.clone())
                                     .into_iter()
                                     .map(|a| (name.clone(), a)),
                             );
@@ -408,7 +407,7 @@ mod tests {
         let m = members(3);
         let now = Instant::now();
         let mut h = Handshake::new("req-7", "node0", &m, Need::Threshold(2), now, T);
-        h.accept(now);
+        h.accept();
         let leader = h.leader(0).unwrap().to_owned();
         let participants = vec!["node0".to_owned(), "node1".to_owned()];
         let good = Start {
@@ -421,61 +420,43 @@ mod tests {
         // Not the leader of that attempt.
         let other = m.iter().find(|n| **n != leader).unwrap().clone();
         assert!(h
-            .on_start(
-                Start {
-                    leader: other,
-                    ..good.clone()
-                },
-                now
-            )
+            .on_start(Start {
+                leader: other,
+                ..good.clone()
+            })
             .is_empty());
         // Wrong session id, wrong size, out of member order, other request.
         assert!(h
-            .on_start(
-                Start {
-                    session: [0; 32],
-                    ..good.clone()
-                },
-                now
-            )
+            .on_start(Start {
+                session: [0; 32],
+                ..good.clone()
+            })
             .is_empty());
         let three = m.clone();
         assert!(h
-            .on_start(
-                Start {
-                    session: session_id("req-7", 0, &leader, &three),
-                    participants: three,
-                    ..good.clone()
-                },
-                now
-            )
+            .on_start(Start {
+                session: session_id("req-7", 0, &leader, &three),
+                participants: three,
+                ..good.clone()
+            })
             .is_empty());
         let reversed = vec!["node1".to_owned(), "node0".to_owned()];
         assert!(h
-            .on_start(
-                Start {
-                    session: session_id("req-7", 0, &leader, &reversed),
-                    participants: reversed,
-                    ..good.clone()
-                },
-                now
-            )
+            .on_start(Start {
+                session: session_id("req-7", 0, &leader, &reversed),
+                participants: reversed,
+                ..good.clone()
+            })
             .is_empty());
         assert!(h
-            .on_start(
-                Start {
-                    request_id: "req-8".into(),
-                    ..good.clone()
-                },
-                now
-            )
+            .on_start(Start {
+                request_id: "req-8".into(),
+                ..good.clone()
+            })
             .is_empty());
         // The real one runs, once.
-        assert_eq!(
-            h.on_start(good.clone(), now),
-            vec![Action::Run(good.clone())]
-        );
-        assert!(h.on_start(good, now).is_empty());
+        assert_eq!(h.on_start(good.clone()), vec![Action::Run(good.clone())]);
+        assert!(h.on_start(good).is_empty());
     }
 
     #[test]
@@ -486,7 +467,7 @@ mod tests {
         let other = m.iter().find(|n| **n != leader).unwrap().clone();
         // `other` took the request early; its first leader's deadline has passed already.
         let mut h = Handshake::new("req-7", &other, &m, Need::Threshold(2), t0, T);
-        h.accept(t0);
+        h.accept();
         h.on_tick(t0 + T);
         assert!(!h.is_finished(), "moved on to attempt 1");
         let mut participants = vec![leader.clone(), other.clone()];
@@ -498,7 +479,7 @@ mod tests {
             session: session_id("req-7", 0, &leader, &participants),
             participants,
         };
-        assert_eq!(h.on_start(start.clone(), t0 + T), vec![Action::Run(start)]);
+        assert_eq!(h.on_start(start.clone()), vec![Action::Run(start)]);
     }
 
     #[test]
@@ -507,15 +488,15 @@ mod tests {
         let now = Instant::now();
         let leader = leader_order("req-7", &m)[0].to_owned();
         let mut h = Handshake::new("req-7", &leader, &m, Need::Threshold(2), now, T);
-        h.accept(now);
-        assert!(h.on_ready("mallory", 0, now).is_empty());
+        h.accept();
+        assert!(h.on_ready("mallory", 0).is_empty());
         assert!(
-            h.on_ready(&leader, 0, now).is_empty(),
+            h.on_ready(&leader, 0).is_empty(),
             "a duplicate of its own ready"
         );
         let other = m.iter().find(|n| **n != leader).unwrap();
         assert!(matches!(
-            h.on_ready(other, 0, now).first(),
+            h.on_ready(other, 0).first(),
             Some(Action::PublishStart(_))
         ));
     }

@@ -115,15 +115,8 @@ pub async fn send(
         to: to.map(str::to_owned),
         seq: rand_core::RngCore::next_u64(&mut rand_core::OsRng),
     };
-    let peer = to.and_then(|t| node.manifest.node(t));
-    let sealed = envelope::seal(
-        node.identity.signing_key(),
-        node.identity.agreement_secret(),
-        peer,
-        &header,
-        &payload,
-    )
-    .map_err(|e| e.to_string())?;
+    let sealed = crate::session::seal_as(&node.identity, &node.manifest, &header, &payload)
+        .map_err(|e| e.to_string())?;
     let subject = subjects::control_subject(node.manifest.cluster_id(), request_id)
         .map_err(|e| e.to_string())?;
     node.bus

@@ -112,7 +112,7 @@ async fn handshake(
         Instant::now(),
         node.settings.leader_timeout,
     );
-    let mut actions = hs.accept(Instant::now());
+    let mut actions = hs.accept();
     loop {
         for action in std::mem::take(&mut actions) {
             tracing::debug!(request = %request_id, node = me, ?action, "handshake");
@@ -146,9 +146,9 @@ async fn handshake(
                 let Some((from, message)) = message else { return Err("control channel closed".into()) };
                 tracing::debug!(request = %request_id, node = me, %from, ?message, "control message");
                 actions = match message {
-                    Control::Ready { attempt } => hs.on_ready(&from, attempt, Instant::now()),
+                    Control::Ready { attempt } => hs.on_ready(&from, attempt),
                     Control::Start { attempt, participants, session } => {
-                        hs.on_start(control::to_start(request_id, &from, attempt, participants, session), Instant::now())
+                        hs.on_start(control::to_start(request_id, &from, attempt, participants, session))
                     }
                 };
             }
@@ -249,13 +249,25 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
                     "this key id was deleted",
                 )))
             }
-            Err(e) => {
-                return Some(Err(refuse(
-                    ErrorCode::KeyExistsWithOtherParams,
-                    e.to_string(),
-                )))
+            Err(e @ StoreError::InvalidRequest(_)) => {
+                return Some(Err(refuse(ErrorCode::InvalidRequest, e.to_string())))
             }
+            Err(e) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
         }
+    }
+    // Idempotent only for the same key: the same id with other parameters is refused.
+    if let Some((scheme, _)) = ready
+        .iter()
+        .find(|(_, r)| r.threshold != threshold || r.participants != members)
+    {
+        return Some(Err(refuse(
+            ErrorCode::KeyExistsWithOtherParams,
+            format!(
+                "{} key '{}' exists with another threshold or committee",
+                scheme.as_str(),
+                body.key_id
+            ),
+        )));
     }
     let mut keys: Vec<KeyInfo> = ready
         .iter()
