@@ -1,13 +1,13 @@
 //! One accepted request, at one node: handshake, session, store, result.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::request::{PayloadKind, RequestKind, VerifiedRequest};
 use keyrack_client::result::{KeyInfo, ResultBody, SignatureInfo, Status};
 use keyrack_client::scheme::Scheme;
-use keyrack_plugin::{KeyShare, KeygenParams, Session, SignRequest};
+use keyrack_plugin::{KeyShare, KeygenParams, SchemePlugin, Session, SignRequest};
 use sha2::{Digest, Sha256};
 
 use super::control::{self, Control};
@@ -25,13 +25,6 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, St
 
 fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
     (Status::Failed, code, message.into())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Handles an accepted request to the end and publishes this node's result (if it has one:
@@ -63,7 +56,7 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         message,
         keys,
         signature,
-        at_ms: now_ms(),
+        at_ms: keyrack_client::now_ms(),
     };
     let signed = match body.sign(node.identity.signing_key()) {
         Ok(s) => s,
@@ -83,14 +76,17 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     }
 }
 
-fn scheme_supported(node: &Node, scheme: Scheme) -> Result<(), (Status, ErrorCode, String)> {
-    if node.registry.scheme(scheme.as_str()).is_none() {
-        return Err(refuse(
+/// The plugin serving `scheme`, or the refusal to answer with.
+fn plugin_for(
+    node: &Node,
+    scheme: Scheme,
+) -> Result<Arc<dyn SchemePlugin>, (Status, ErrorCode, String)> {
+    node.registry.scheme(scheme.as_str()).ok_or_else(|| {
+        refuse(
             ErrorCode::UnsupportedScheme,
             format!("{} is not served by this node yet (ECDSA committee setup is not wired into the daemon)", scheme.as_str()),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Runs the ready/start handshake; `Ok(Some(start))` to run, `Ok(None)` to stand down.
@@ -210,10 +206,12 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
     if let Err(e) = keyrack_client::request::check_threshold(threshold, members.len()) {
         return Some(Err(refuse(e.code(), e.to_string())));
     }
+    let mut plugins = std::collections::BTreeMap::new();
     for scheme in &body.schemes {
-        if let Err(e) = scheme_supported(node, *scheme) {
-            return Some(Err(e));
-        }
+        match plugin_for(node, *scheme) {
+            Ok(plugin) => plugins.insert(*scheme, plugin),
+            Err(e) => return Some(Err(e)),
+        };
     }
     // Idempotency and in-progress checks, per scheme, before anything runs.
     let mut ready = vec![];
@@ -316,7 +314,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
             session: scheme_session(&start, scheme),
             participants: start.participants.clone(),
         };
-        let plugin = node.registry.scheme(scheme.as_str())?;
+        let plugin = plugins[&scheme].clone();
         let id = route.session;
         let ran = run_session(
             &node.bus,
@@ -371,9 +369,10 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
         )));
     };
     let scheme = *scheme;
-    if let Err(e) = scheme_supported(node, scheme) {
-        return Some(Err(e));
-    }
+    let plugin = match plugin_for(node, scheme) {
+        Ok(plugin) => plugin,
+        Err(e) => return Some(Err(e)),
+    };
     let (store, key_id) = (node.store.clone(), body.key_id.clone());
     let record = match blocking(move || store.key(&key_id, scheme.as_str())).await {
         Ok(Ok(Some(r))) if r.status == KeyStatus::Ready => r,
@@ -441,7 +440,6 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
             Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
             Err(e) => return Some(Err(e)),
         };
-    let plugin = node.registry.scheme(scheme.as_str())?;
     let route = SessionRoute {
         session: start.session,
         participants: start.participants.clone(),
