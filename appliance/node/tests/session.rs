@@ -249,7 +249,10 @@ async fn a_node_outside_the_session_or_manifest_cannot_run_it() {
         |_, _| Ok(()),
     )
     .await;
-    assert!(matches!(r, Err(keyrack_node::session::SessionError::Invalid(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(keyrack_node::session::SessionError::Invalid(_))),
+        "{r:?}"
+    );
     let stranger = SessionRoute {
         session: [1; 32],
         participants: vec!["node0".into(), "mallory".into()],

@@ -159,6 +159,40 @@ pub struct ReshareParams {
     pub chain_code: [u8; 32],
 }
 
+impl ReshareParams {
+    /// Checks the member list of a `parties`-party session: every session party listed once,
+    /// the new committee's indices exactly `0..new_parties`, no old index named twice, at
+    /// least `old_threshold` dealers, and a valid new threshold.
+    pub fn check_members(&self, parties: u16) -> Result<(), ProtocolError> {
+        let invalid = |m: String| Err(ProtocolError::InvalidRequest(m));
+        if self.members.len() != usize::from(parties) {
+            return invalid("members must list every session party".into());
+        }
+        check_threshold(self.new_threshold, self.new_parties)?;
+        let mut new: Vec<PartyIndex> = self.members.iter().filter_map(|m| m.new).collect();
+        new.sort_unstable();
+        if new != (0..self.new_parties).collect::<Vec<_>>() {
+            return invalid(format!(
+                "new committee indices must be 0..{}, each once",
+                self.new_parties
+            ));
+        }
+        let mut old: Vec<PartyIndex> = self.members.iter().filter_map(|m| m.old).collect();
+        old.sort_unstable();
+        if old.windows(2).any(|w| w[0] == w[1]) {
+            return invalid("an old committee index is named twice".into());
+        }
+        if old.len() < usize::from(self.old_threshold) {
+            return invalid(format!(
+                "{} dealers, the old threshold is {}",
+                old.len(),
+                self.old_threshold
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A threshold signature scheme. Every method blocks for the whole protocol run: call them
 /// through [`crate::runtime::spawn_protocol`], never on an async runtime's thread.
 ///
@@ -243,4 +277,88 @@ pub fn check_threshold(threshold: u16, parties: u16) -> Result<(), ProtocolError
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(
+        members: &[(Option<u16>, Option<u16>)],
+        old_t: u16,
+        new_n: u16,
+        new_t: u16,
+    ) -> ReshareParams {
+        ReshareParams {
+            members: members
+                .iter()
+                .map(|&(old, new)| ReshareMember { old, new })
+                .collect(),
+            old_threshold: old_t,
+            new_parties: new_n,
+            new_threshold: new_t,
+            public_key: vec![],
+            chain_code: [0; 32],
+        }
+    }
+
+    #[test]
+    fn reshare_members_are_checked() {
+        let good = params(
+            &[(Some(0), Some(0)), (Some(1), Some(1)), (None, Some(2))],
+            2,
+            3,
+            2,
+        );
+        assert_eq!(good.check_members(3), Ok(()));
+        let cases = [
+            (good.clone(), 4, "members must list"),
+            (
+                params(
+                    &[(Some(0), Some(0)), (Some(0), Some(1)), (None, Some(2))],
+                    2,
+                    3,
+                    2,
+                ),
+                3,
+                "named twice",
+            ),
+            (
+                params(
+                    &[(Some(0), Some(0)), (Some(1), Some(1)), (None, Some(1))],
+                    2,
+                    3,
+                    2,
+                ),
+                3,
+                "each once",
+            ),
+            (
+                params(
+                    &[(Some(0), Some(0)), (None, Some(1)), (None, Some(2))],
+                    2,
+                    3,
+                    2,
+                ),
+                3,
+                "dealers",
+            ),
+            (
+                params(
+                    &[(Some(0), Some(0)), (Some(1), Some(1)), (None, Some(2))],
+                    2,
+                    3,
+                    1,
+                ),
+                3,
+                "threshold",
+            ),
+        ];
+        for (p, parties, needle) in cases {
+            match p.check_members(parties) {
+                Err(ProtocolError::InvalidRequest(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+    }
 }

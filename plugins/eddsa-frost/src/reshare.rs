@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::{Element, Field, Group, Scalar};
 use keyrack_plugin::rounds::RoundCollector;
-use keyrack_plugin::scheme::{check_threshold, ReshareParams};
+use keyrack_plugin::scheme::ReshareParams;
 use keyrack_plugin::{Channel, KeyShare, PartyIndex, ProtocolError, Recipient, Session};
 use rand_core::OsRng;
 
@@ -44,36 +44,13 @@ pub(crate) fn reshare<S: FrostSuite>(
 ) -> Result<Option<KeyShare>, ProtocolError> {
     type C<S> = <S as FrostSuite>::C;
     let members = &params.members;
-    if members.len() != usize::from(session.parties) {
-        return Err(ProtocolError::InvalidRequest(
-            "members must list every session party".into(),
-        ));
-    }
-    check_threshold(params.new_threshold, params.new_parties)?;
+    params.check_members(session.parties)?;
     let dealers: Vec<PartyIndex> = (0..session.parties)
         .filter(|p| members[usize::from(*p)].old.is_some())
         .collect();
     let receivers: Vec<PartyIndex> = (0..session.parties)
         .filter(|p| members[usize::from(*p)].new.is_some())
         .collect();
-    let mut new_indices: Vec<PartyIndex> = receivers
-        .iter()
-        .filter_map(|p| members[usize::from(*p)].new)
-        .collect();
-    new_indices.sort_unstable();
-    if new_indices != (0..params.new_parties).collect::<Vec<_>>() {
-        return Err(ProtocolError::InvalidRequest(format!(
-            "new committee indices must be 0..{}",
-            params.new_parties
-        )));
-    }
-    if dealers.len() < usize::from(params.old_threshold) {
-        return Err(ProtocolError::InvalidRequest(format!(
-            "{} dealers, the old threshold is {}",
-            dealers.len(),
-            params.old_threshold
-        )));
-    }
     let me = session.me;
     let mine = members[usize::from(me)];
     let dealer_ids: Vec<u16> = dealers
