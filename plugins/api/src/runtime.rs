@@ -32,7 +32,7 @@ pub fn on_protocol_thread() -> bool {
 
 /// The async side of a running protocol.
 pub struct ProtocolPort {
-    incoming: mpsc::Sender<Incoming>,
+    inbox: Inbox,
     /// Messages the protocol sends, in order; ends when the protocol ends.
     pub outgoing: amp::UnboundedReceiver<Outgoing>,
 }
@@ -40,12 +40,12 @@ pub struct ProtocolPort {
 impl ProtocolPort {
     /// Delivers a message to the protocol (never blocks). Returns false once it has ended.
     pub fn deliver(&self, msg: Incoming) -> bool {
-        self.incoming.send(msg).is_ok()
+        self.inbox.deliver(msg)
     }
 
     /// Splits the port into its two directions, to drive them from one event loop.
     pub fn into_parts(self) -> (Inbox, amp::UnboundedReceiver<Outgoing>) {
-        (Inbox(self.incoming), self.outgoing)
+        (self.inbox, self.outgoing)
     }
 }
 
@@ -180,7 +180,7 @@ where
         })?;
     Ok((
         ProtocolPort {
-            incoming: in_tx,
+            inbox: Inbox(in_tx),
             outgoing: out_rx,
         },
         ProtocolHandle { result: res_rx },

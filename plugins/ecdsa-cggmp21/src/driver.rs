@@ -34,8 +34,6 @@ pub(crate) struct Inbox {
     seen: BTreeMap<(PartyIndex, u16, bool), [u8; 32]>,
     /// Rounds this party has sent in, in the order it sent them.
     sent_rounds: Vec<u16>,
-    /// How many duplicates were dropped.
-    pub(crate) duplicates: u64,
 }
 
 impl Inbox {
@@ -45,7 +43,6 @@ impl Inbox {
             parties: session.parties,
             seen: BTreeMap::new(),
             sent_rounds: Vec::new(),
-            duplicates: 0,
         }
     }
 
@@ -66,10 +63,7 @@ impl Inbox {
         }
         let digest: [u8; 32] = Sha256::digest(&m.payload).into();
         match self.seen.get(&(m.from, m.round, m.broadcast)) {
-            Some(d) if *d == digest => {
-                self.duplicates += 1;
-                Ok(false)
-            }
+            Some(d) if *d == digest => Ok(false),
             Some(_) => Err(ProtocolError::Misbehaved {
                 party: m.from,
                 reason: format!("sent two different messages for round {}", m.round),

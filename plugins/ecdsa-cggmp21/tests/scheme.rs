@@ -179,6 +179,10 @@ fn bad_requests_are_refused_before_any_message() {
         .keygen(&session(id, 0, 7), &mut ch, &KeygenParams { threshold: 4 })
         .unwrap_err();
     assert!(matches!(err, ProtocolError::InvalidRequest(_)), "{err}");
+    // A plugin whose source has no aux info at all refuses even a committee of 3.
     let empty = EcdsaPlugin::new(Arc::new(StaticAuxInfo::new()));
-    assert_eq!(empty.id().0, "ecdsa-secp256k1");
+    let err = empty
+        .keygen(&session(id, 0, 3), &mut ch, &KeygenParams { threshold: 2 })
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::InvalidRequest(_)), "{err}");
 }
