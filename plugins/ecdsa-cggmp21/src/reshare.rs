@@ -243,11 +243,11 @@ pub(crate) fn run(
             if *s == session.me {
                 own_piece = Some(piece.value);
             } else {
-                let payload = zeroize::Zeroizing::new(to_cbor(&piece)?);
+                // The encoded piece goes to the channel, which owns (and drops) it.
                 channel.send(Outgoing {
                     to: Recipient::Party(*s),
                     round: PIECE_ROUND,
-                    payload: payload.to_vec(),
+                    payload: to_cbor(&piece)?,
                 })?;
             }
         }
@@ -277,15 +277,16 @@ pub(crate) fn run(
             })?;
         deals.insert(*s, deal);
     }
-    for (s, bytes) in &piece_bytes {
-        let bytes = zeroize::Zeroizing::new(bytes.clone());
+    for (s, bytes) in piece_bytes {
+        // Wipe the received bytes themselves once decoded, not a copy of them.
+        let bytes = zeroize::Zeroizing::new(bytes);
         let piece: Piece =
             ciborium::from_reader(bytes.as_slice()).map_err(|e| ProtocolError::Malformed {
-                party: *s,
+                party: s,
                 round: PIECE_ROUND,
                 reason: format!("piece does not decode: {e}"),
             })?;
-        pieces.insert(*s, piece.value);
+        pieces.insert(s, piece.value);
     }
     if let (Some(deal), Some(piece)) = (own_deal, own_piece) {
         deals.insert(session.me, deal);
