@@ -142,19 +142,18 @@ where
         me: &me,
         seq: 0,
     };
-    let mut joined: BTreeSet<String> = BTreeSet::from([me.clone()]);
-    let mut held: Vec<keyrack_plugin::Outgoing> = Vec::new();
+    let mut barrier = JoinBarrier::new(&me, route.participants.len());
     let mut resend = tokio::time::interval(JOIN_RESEND);
 
     loop {
-        let all_joined = joined.len() == route.participants.len();
+        let all_joined = barrier.complete();
         tokio::select! {
             biased;
             out = result.as_mut() => {
                 // The protocol's last messages (its final share, say) may still be queued:
                 // peers need them even though this node is done.
                 while let Ok(msg) = outgoing.try_recv() {
-                    if joined.len() == route.participants.len() {
+                    if let Some(msg) = barrier.pass(msg) {
                         sender.send_protocol(msg).await?;
                     }
                 }
@@ -163,10 +162,8 @@ where
             }
             _ = resend.tick(), if !all_joined => sender.send(MessageKind::Control, None, 0, JOIN).await?,
             Some(msg) = outgoing.next() => {
-                if all_joined {
+                if let Some(msg) = barrier.pass(msg) {
                     sender.send_protocol(msg).await?;
-                } else {
-                    held.push(msg);
                 }
             }
             Some(message) = incoming.next() => {
@@ -194,23 +191,23 @@ where
                     *stats.dropped.entry("not_a_participant").or_default() += 1;
                     continue;
                 };
-                if header.kind == MessageKind::Control {
-                    if &payload[..] == JOIN && joined.insert(header.from.clone()) {
-                        // Answer a newcomer, who may have subscribed after our last join.
-                        sender.send(MessageKind::Control, None, 0, JOIN).await?;
-                        if joined.len() == route.participants.len() {
-                            for msg in held.drain(..) {
-                                sender.send_protocol(msg).await?;
-                            }
-                        }
-                    }
+                let control = header.kind == MessageKind::Control;
+                if control && &payload[..] != JOIN {
                     continue;
                 }
-                // A peer sends protocol messages only once it saw every join: it has joined.
-                if joined.insert(header.from.clone()) && joined.len() == route.participants.len() {
-                    for msg in held.drain(..) {
+                // A join, or a protocol message (a peer sends those only once it saw every
+                // join): either way the sender has joined.
+                if let Some(released) = barrier.join(&header.from) {
+                    if control {
+                        // Answer a newcomer, who may have subscribed after our last join.
+                        sender.send(MessageKind::Control, None, 0, JOIN).await?;
+                    }
+                    for msg in released {
                         sender.send_protocol(msg).await?;
                     }
+                }
+                if control {
+                    continue;
                 }
                 stats.delivered += 1;
                 // The protocol thread may have finished; its result arrives on the next turn.
@@ -222,6 +219,50 @@ where
                 });
             }
         }
+    }
+}
+
+/// Who of a session has joined, and the protocol messages held until everyone has.
+struct JoinBarrier {
+    joined: BTreeSet<String>,
+    size: usize,
+    held: Vec<keyrack_plugin::Outgoing>,
+}
+
+impl JoinBarrier {
+    fn new(me: &str, size: usize) -> Self {
+        JoinBarrier {
+            joined: BTreeSet::from([me.to_owned()]),
+            size,
+            held: Vec::new(),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.joined.len() == self.size
+    }
+
+    /// The message to send now, or `None` if it is held until everyone has joined.
+    fn pass(&mut self, msg: keyrack_plugin::Outgoing) -> Option<keyrack_plugin::Outgoing> {
+        if self.complete() {
+            Some(msg)
+        } else {
+            self.held.push(msg);
+            None
+        }
+    }
+
+    /// Records that `node` joined. `None` if it had already; otherwise the held messages
+    /// to send now (all of them if it was the last to join, else none).
+    fn join(&mut self, node: &str) -> Option<Vec<keyrack_plugin::Outgoing>> {
+        if !self.joined.insert(node.to_owned()) {
+            return None;
+        }
+        Some(if self.complete() {
+            std::mem::take(&mut self.held)
+        } else {
+            Vec::new()
+        })
     }
 }
 
