@@ -15,7 +15,7 @@ pub enum Need {
 }
 
 /// A leader's decision: who runs attempt `attempt`, in member order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Start {
     /// The request.
     pub request_id: String,

@@ -26,15 +26,8 @@ pub enum Control {
         /// Attempt number.
         attempt: u32,
     },
-    /// The leader's decision.
-    Start {
-        /// Attempt number.
-        attempt: u32,
-        /// Participants in member order.
-        participants: Vec<String>,
-        /// Session id.
-        session: [u8; 32],
-    },
+    /// The leader's decision; valid only from the leader it names.
+    Start(Start),
 }
 
 type Routed = (String, Control);
@@ -167,22 +160,5 @@ pub async fn listen(node: Arc<Node>) {
             Ok(control) => node.control.route(&request_id, (header.from, control)),
             Err(e) => tracing::debug!(error = %e, from = header.from, "malformed control message"),
         }
-    }
-}
-
-/// A `Start` as the coordinator module represents it.
-pub fn to_start(
-    request_id: &str,
-    leader: &str,
-    attempt: u32,
-    participants: Vec<String>,
-    session: [u8; 32],
-) -> Start {
-    Start {
-        request_id: request_id.to_owned(),
-        attempt,
-        leader: leader.to_owned(),
-        participants,
-        session,
     }
 }

@@ -124,12 +124,7 @@ async fn handshake(
                     .await?
                 }
                 Action::PublishStart(start) => {
-                    let message = Control::Start {
-                        attempt: start.attempt,
-                        participants: start.participants.clone(),
-                        session: start.session,
-                    };
-                    control::send(node, request_id, hash, None, &message).await?;
+                    control::send(node, request_id, hash, None, &Control::Start(start)).await?;
                 }
                 Action::Run(start) => return Ok(Some(start)),
                 Action::StandDown => return Ok(None),
@@ -143,9 +138,9 @@ async fn handshake(
                 tracing::debug!(request = %request_id, node = me, %from, ?message, "control message");
                 actions = match message {
                     Control::Ready { attempt } => hs.on_ready(&from, attempt),
-                    Control::Start { attempt, participants, session } => {
-                        hs.on_start(control::to_start(request_id, &from, attempt, participants, session))
-                    }
+                    // A Start counts only from the leader it names: the sender is authenticated.
+                    Control::Start(start) if start.leader == from => hs.on_start(start),
+                    Control::Start(_) => vec![],
                 };
             }
             _ = tokio::time::sleep_until(deadline) => actions = hs.on_tick(Instant::now()),
