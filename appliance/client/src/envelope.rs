@@ -142,7 +142,9 @@ mod cbor_bytes {
                 Ok(v)
             }
         }
-        let v = d.deserialize_bytes(Bytes)?;
+        // `deserialize_byte_buf`, not `deserialize_bytes`: ciborium hands out byte strings
+        // longer than its 4 KB scratch buffer only as an owned buffer.
+        let v = d.deserialize_byte_buf(Bytes)?;
         let len = v.len();
         T::try_from(v).map_err(|_| D::Error::custom(format!("wrong length ({len} bytes)")))
     }

@@ -286,3 +286,17 @@ fn header_cbor_layout() {
         &(hex::encode(&bytes) + "\n"),
     );
 }
+
+#[test]
+fn large_payloads_open_both_ways() {
+    // Protocol messages (ECDSA committee setup, say) are far larger than a CBOR decoder's
+    // scratch buffer; they must open like small ones, broadcast and point to point.
+    let c = Cluster::new();
+    for len in [4095, 4096, 4097, 300_000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let (_, opened) = c.open(1, &c.seal(0, None, 1, &payload)).unwrap();
+        assert_eq!(opened, payload, "broadcast of {len} bytes");
+        let (_, opened) = c.open(1, &c.seal(0, Some(1), 2, &payload)).unwrap();
+        assert_eq!(opened, payload, "p2p of {len} bytes");
+    }
+}
