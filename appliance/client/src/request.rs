@@ -124,17 +124,21 @@ pub enum RequestKind {
     Delete,
     /// An approver's approval of another request (by its request hash).
     Approve,
+    /// Each node reports its own view of the key `key_id` (status, public key, version) from
+    /// its store: no session, nothing signed but the result.
+    Status,
 }
 
 impl RequestKind {
     /// Every kind.
-    pub const ALL: [RequestKind; 6] = [
+    pub const ALL: [RequestKind; 7] = [
         RequestKind::Keygen,
         RequestKind::Sign,
         RequestKind::Reshare,
         RequestKind::Refresh,
         RequestKind::Delete,
         RequestKind::Approve,
+        RequestKind::Status,
     ];
 
     /// The wire form, also the last token of the request subject.
@@ -146,6 +150,7 @@ impl RequestKind {
             RequestKind::Refresh => "refresh",
             RequestKind::Delete => "delete",
             RequestKind::Approve => "approve",
+            RequestKind::Status => "status",
         }
     }
 }
@@ -179,7 +184,7 @@ pub struct RequestBody {
     /// The key (wallet) id: 1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit.
     pub key_id: String,
     /// The schemes concerned (distinct): keygen 1-3, sign exactly 1, reshare / refresh /
-    /// delete at least 1, approve none.
+    /// delete at least 1, approve none, status any (none: every scheme of the key).
     pub schemes: Vec<Scheme>,
     /// keygen: the threshold `t` (required). reshare: the new threshold (optional, absent =
     /// unchanged). Other kinds: absent.
@@ -415,6 +420,8 @@ impl RequestBody {
                     return Err(invalid("approve needs approves (a request hash)"));
                 }
             }
+            // Any distinct schemes (checked above); every other field is forbidden above.
+            RequestKind::Status => {}
         }
         Ok(())
     }

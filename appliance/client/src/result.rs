@@ -57,7 +57,40 @@ pub enum Status {
     Failed,
 }
 
-/// A key, as a keygen (or reshare/refresh) result reports it.
+/// A key's lifecycle status at one node, as a `status` result reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeyStatus {
+    /// A keygen is running; no public key yet.
+    Pending,
+    /// The node holds a sealed share: the key can sign.
+    Ready,
+    /// The last keygen failed (a new keygen may retry); no public key.
+    Error,
+    /// Deleted: the share is erased and the id stays taken (public key kept if it had one).
+    Deleted,
+}
+
+impl KeyStatus {
+    /// The wire form (as the node's store names it): `PENDING`, `READY`, `ERROR`, `DELETED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "PENDING",
+            KeyStatus::Ready => "READY",
+            KeyStatus::Error => "ERROR",
+            KeyStatus::Deleted => "DELETED",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key, as a keygen (or reshare/refresh) result reports it, or as a node sees it in a
+/// `status` result (with [`KeyInfo::status`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInfo {
@@ -65,10 +98,12 @@ pub struct KeyInfo {
     pub key_id: String,
     /// The scheme.
     pub scheme: Scheme,
-    /// The group public key (length per scheme, see [`Scheme`]), hex.
+    /// The group public key (length per scheme, see [`Scheme`]), hex. Empty only in a
+    /// `status` result, for a key that never had one (not READY, nor DELETED after READY).
     #[serde(with = "wire::hex_bytes")]
     pub public_key: Vec<u8>,
-    /// The BIP-32-style chain code for non-hardened derivation, 32 bytes hex.
+    /// The BIP-32-style chain code for non-hardened derivation, 32 bytes hex (all zero
+    /// when `public_key` is empty).
     #[serde(with = "wire::hex_bytes")]
     pub chain_code: [u8; 32],
     /// The threshold `t`.
@@ -77,6 +112,10 @@ pub struct KeyInfo {
     pub participants: Vec<String>,
     /// The share version (1 after keygen, +1 per reshare or refresh).
     pub version: u32,
+    /// `status` results only: the key's status at the node answering. Absent in every other
+    /// result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<KeyStatus>,
 }
 
 /// A threshold signature, as a sign result reports it.
@@ -142,7 +181,8 @@ pub struct ResultBody {
     pub code: Option<ErrorCode>,
     /// For people; never parse it.
     pub message: String,
-    /// keygen (ok): the keys, one per scheme.
+    /// keygen (ok): the keys, one per scheme. status (ok): the node's keys with this key id
+    /// (of the schemes asked, if any), each with its `status`; none if it has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyInfo>,
     /// sign (ok): the signature.
@@ -218,7 +258,10 @@ impl ResultBody {
             return Err(malformed("only an ok result carries keys or a signature"));
         }
         for k in &self.keys {
-            if k.public_key.len() != k.scheme.public_key_len() {
+            let no_key_yet = k.public_key.is_empty()
+                && !matches!(k.status, None | Some(KeyStatus::Ready))
+                && k.chain_code == [0; 32];
+            if k.public_key.len() != k.scheme.public_key_len() && !no_key_yet {
                 return Err(malformed(format!(
                     "{} public key has the wrong length",
                     k.scheme

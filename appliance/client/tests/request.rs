@@ -66,6 +66,17 @@ fn approve() -> RequestBody {
     b
 }
 
+fn status() -> RequestBody {
+    RequestBody::new(
+        RequestKind::Status,
+        CLUSTER,
+        "wallet-1",
+        "backend-a",
+        NOW,
+        60_000,
+    )
+}
+
 /// The fixed sign request of the golden fixture.
 fn golden_sign_body() -> RequestBody {
     let mut b = sign();
@@ -77,7 +88,7 @@ fn golden_sign_body() -> RequestBody {
 #[test]
 fn round_trip() {
     let key = initiator();
-    for body in [keygen(), sign(), reshare(), approve()] {
+    for body in [keygen(), sign(), reshare(), approve(), status()] {
         let signed = key.sign_request(&body).unwrap();
         let parsed = SignedRequest::parse(&signed.to_json()).unwrap();
         assert_eq!(parsed, signed);
@@ -111,7 +122,7 @@ fn alter(v: &Value) -> Value {
 fn every_field_is_covered_by_the_signature() {
     let key = initiator();
     let mut covered = std::collections::BTreeSet::new();
-    for body in [keygen(), sign(), reshare(), approve()] {
+    for body in [keygen(), sign(), reshare(), approve(), status()] {
         let signed = key.sign_request(&body).unwrap();
         let text = String::from_utf8(signed.body_bytes().to_vec()).unwrap();
         let Value::Object(fields) = serde_json::from_str::<Value>(&text).unwrap() else {
@@ -321,6 +332,30 @@ fn field_rules_are_enforced() {
     check(b, ErrorCode::InvalidRequest);
     let mut b = approve();
     b.approves = None;
+    check(b, ErrorCode::InvalidRequest);
+    // status: schemes optional (any distinct ones); nothing else but the common members.
+    let mut b = status();
+    b.schemes = Scheme::ALL.to_vec();
+    key.sign_request(&b).unwrap();
+    b.schemes = vec![Scheme::Ed25519, Scheme::Ed25519];
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.threshold = Some(2);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.payload = Some(vec![1]);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.payload_kind = Some(PayloadKind::Message);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.derivation_path = vec![1];
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.participants = Some(vec!["node0".into()]);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = status();
+    b.approves = Some([1; 32]);
     check(b, ErrorCode::InvalidRequest);
 
     check_threshold(2, 3).unwrap();

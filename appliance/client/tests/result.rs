@@ -75,6 +75,7 @@ fn keygen_ok(node_id: &str) -> ResultBody {
             threshold: 2,
             participants: vec!["node0".into(), "node1".into(), "node2".into()],
             version: 1,
+            status: None,
         }],
         ..ok_sign(node_id)
     }
@@ -157,6 +158,20 @@ fn inconsistent_bodies_are_refused() {
     let mut b = keygen_ok("node0");
     b.keys[0].public_key.push(0);
     assert!(b.sign(&k).is_err());
+    // No public key: only for a status key that was never READY, with a zero chain code.
+    let no_key = |status: Option<KeyStatus>, chain_code: [u8; 32]| {
+        let mut b = keygen_ok("node0");
+        b.keys[0].public_key.clear();
+        b.keys[0].chain_code = chain_code;
+        b.keys[0].status = status;
+        b
+    };
+    for status in [KeyStatus::Pending, KeyStatus::Error, KeyStatus::Deleted] {
+        no_key(Some(status), [0; 32]).sign(&k).unwrap();
+        assert!(no_key(Some(status), [1; 32]).sign(&k).is_err());
+    }
+    assert!(no_key(Some(KeyStatus::Ready), [0; 32]).sign(&k).is_err());
+    assert!(no_key(None, [0; 32]).sign(&k).is_err());
     // Unknown fields in a body signed by a member are still refused.
     let n0 = node(0);
     let text = String::from_utf8(ok_sign("node0").sign(&k).unwrap().body_bytes().to_vec()).unwrap();
@@ -194,5 +209,37 @@ fn golden_results() {
         let text = std::fs::read_to_string(testdata(name)).unwrap();
         let parsed = SignedResult::parse(text.trim_end().as_bytes()).unwrap();
         assert_eq!(parsed.verify_with(&verified_v1()).unwrap(), body);
+    }
+}
+
+#[test]
+fn a_status_result_carries_each_keys_status_and_other_results_do_not() {
+    let k = node(0).signing;
+    let mut b = keygen_ok("node0");
+    let plain = String::from_utf8(b.sign(&k).unwrap().body_bytes().to_vec()).unwrap();
+    assert!(!plain.contains("\"status\":\"READY\""), "{plain}");
+    b.keys[0].status = Some(KeyStatus::Ready);
+    let signed = b.sign(&k).unwrap();
+    let text = String::from_utf8(signed.body_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains("\"version\":1,\"status\":\"READY\"}"),
+        "{text}"
+    );
+    let back = SignedResult::parse(&signed.to_json())
+        .unwrap()
+        .verify(&node(0).public)
+        .unwrap();
+    assert_eq!(back.keys[0].status, Some(KeyStatus::Ready));
+    for (status, wire) in [
+        (KeyStatus::Pending, "PENDING"),
+        (KeyStatus::Ready, "READY"),
+        (KeyStatus::Error, "ERROR"),
+        (KeyStatus::Deleted, "DELETED"),
+    ] {
+        assert_eq!(status.as_str(), wire);
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            format!("\"{wire}\"")
+        );
     }
 }

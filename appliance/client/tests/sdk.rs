@@ -11,8 +11,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use common::{node, CLUSTER};
 use futures::StreamExt as _;
 use keyrack_client::codes::ErrorCode;
-use keyrack_client::request::{PayloadKind, SignedRequest, VerifiedRequest};
-use keyrack_client::result::{KeyInfo, ResultBody, SignatureInfo, SignedResult, Status};
+use keyrack_client::request::{PayloadKind, RequestKind, SignedRequest, VerifiedRequest};
+use keyrack_client::result::{KeyInfo, KeyStatus, ResultBody, SignatureInfo, SignedResult, Status};
 use keyrack_client::scheme::Scheme;
 use keyrack_client::sdk::{Client, SdkError};
 use keyrack_client::subjects;
@@ -261,6 +261,7 @@ fn keygen_ok(i: u8, request: &VerifiedRequest, seed: u8) -> Answer {
             threshold: request.body.threshold.unwrap(),
             participants: (0..3).map(|n| node(n).id).collect(),
             version: 1,
+            status: None,
         })
         .collect();
     outcome(i, b)
@@ -605,4 +606,193 @@ async fn a_replayed_refusal_of_the_same_bytes_is_not_a_nodes_final_answer() {
         .unwrap();
     nodes.await.unwrap();
     assert_eq!(agreed.nodes.len(), 3);
+}
+
+/// Node `i` reports one key of `request` (a status request) with `status`.
+fn status_ok(i: u8, request: &VerifiedRequest, status: KeyStatus) -> Answer {
+    let mut b = body(&node(i).id, request, Status::Ok);
+    b.keys = vec![KeyInfo {
+        key_id: request.body.key_id.clone(),
+        scheme: Scheme::Ed25519,
+        public_key: public_key(Scheme::Ed25519, KEY_SEED),
+        chain_code: [KEY_SEED; 32],
+        threshold: 2,
+        participants: (0..3).map(|n| node(n).id).collect(),
+        version: 1,
+        status: Some(status),
+    }];
+    outcome(i, b)
+}
+
+#[tokio::test]
+async fn key_status_reports_each_nodes_view_and_names_the_silent_node() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        assert_eq!(r.body.kind, RequestKind::Status);
+        assert_eq!(r.body.schemes, [Scheme::Ed25519]);
+        // node0 READY, node1 refuses, node2 stays silent.
+        vec![
+            status_ok(0, r, KeyStatus::Ready),
+            refusal(1, r, Status::Refused, ErrorCode::Expired),
+        ]
+    });
+    let report = client
+        .key_status("wallet-1", &[Scheme::Ed25519], Duration::from_millis(1500))
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    let answers: Vec<_> = report
+        .nodes
+        .iter()
+        .map(|n| (n.answer.node.as_str(), n.answer.code))
+        .collect();
+    assert_eq!(
+        answers,
+        [("node0", None), ("node1", Some(ErrorCode::Expired))]
+    );
+    assert_eq!(report.nodes[0].keys[0].status, Some(KeyStatus::Ready));
+    assert!(report.nodes[1].keys.is_empty());
+    assert_eq!(report.missing, ["node2"]);
+}
+
+#[tokio::test]
+async fn key_status_completes_when_every_node_answered_even_if_they_differ() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let mut pending = body(&node(2).id, r, Status::Ok);
+        pending.keys = vec![KeyInfo {
+            key_id: r.body.key_id.clone(),
+            scheme: Scheme::Ed25519,
+            public_key: vec![],
+            chain_code: [0; 32],
+            threshold: 2,
+            participants: (0..3).map(|n| node(n).id).collect(),
+            version: 1,
+            status: Some(KeyStatus::Pending),
+        }];
+        vec![
+            status_ok(1, r, KeyStatus::Ready),
+            outcome(2, pending),
+            // node0 has no such key.
+            outcome(0, body(&node(0).id, r, Status::Ok)),
+        ]
+    });
+    // Long enough that only every node answering can end it in time.
+    let started = std::time::Instant::now();
+    let report = client.key_status("wallet-1", &[], WAIT).await.unwrap();
+    nodes.await.unwrap();
+    assert!(started.elapsed() < WAIT);
+    assert!(report.missing.is_empty());
+    let statuses: Vec<_> = report
+        .nodes
+        .iter()
+        .map(|n| n.keys.first().and_then(|k| k.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [None, Some(KeyStatus::Ready), Some(KeyStatus::Pending)]
+    );
+}
+
+#[tokio::test]
+async fn key_status_times_out_when_no_node_answers() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|_| vec![]);
+    let err = client
+        .key_status("wallet-1", &[], Duration::from_millis(800))
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Timeout { silent, .. } if silent.len() == 3),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn key_status_names_a_node_that_reports_another_key() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let mut b = body(&node(1).id, r, Status::Ok);
+        b.keys = vec![KeyInfo {
+            key_id: "wallet-2".into(),
+            scheme: Scheme::Ed25519,
+            public_key: public_key(Scheme::Ed25519, KEY_SEED),
+            chain_code: [KEY_SEED; 32],
+            threshold: 2,
+            participants: (0..3).map(|n| node(n).id).collect(),
+            version: 1,
+            status: Some(KeyStatus::Ready),
+        }];
+        vec![outcome(1, b)]
+    });
+    let err = client.key_status("wallet-1", &[], WAIT).await.unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::InvalidResult { node, reason } if node == "node1" && reason.contains("wallet-2")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn results_of_reads_back_every_checked_result_of_an_earlier_request() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        // node1's signature does not verify; an outsider's result does not count; node2
+        // publishes nothing (it stood down).
+        let mut bad = body("node1", r, Status::Ok);
+        let mut s = signature(Scheme::Ed25519, KEY_SEED, &[9; 32], &[]);
+        s.digest_or_message = signed_message(r);
+        bad.signature = Some(s);
+        let outsider = node(9);
+        let foreign = body(&outsider.id, r, Status::Ok)
+            .sign(&outsider.signing)
+            .unwrap();
+        vec![
+            sign_ok(0, r, KEY_SEED),
+            outcome(1, bad),
+            (format!("{}.node9", r.body.request_id), foreign),
+        ]
+    });
+    let body = client.sign_body(
+        "wallet-1",
+        Scheme::Ed25519,
+        b"hello",
+        PayloadKind::Message,
+        &[],
+        WAIT,
+    );
+    let request_id = body.request_id.clone();
+    client.submit(body).await.unwrap().wait(WAIT).await.unwrap();
+    nodes.await.unwrap();
+
+    // Another client process, later: the same client id reads the results back.
+    let later = cluster.client().await;
+    let results = later.results_of(&request_id, WAIT).await.unwrap();
+    assert_eq!(results.request_id, request_id);
+    assert_eq!(results.count(), 2);
+    assert_eq!(results.ignored.unknown_node, 1);
+    let by_node: Vec<_> = results.nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(by_node, ["node0", "node1", "node2"]);
+    let check = |i: usize| results.nodes[i].answer().unwrap().signature_check.clone();
+    assert_eq!(check(0), Some(Ok(())));
+    assert!(matches!(check(1), Some(Err(why)) if why.contains("verification failed")));
+    assert!(results.nodes[2].answer().is_none());
+
+    // A request nobody answered: every node is without a result.
+    let none = later
+        .results_of("0123456789abcdef0123456789abcdef", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(none.count(), 0);
+    // Not a request id: refused before NATS is asked.
+    assert!(matches!(
+        later.results_of("not-an-id", WAIT).await,
+        Err(SdkError::Config(_))
+    ));
 }

@@ -8,10 +8,13 @@
 //! ignored and counted in [`Ignored`]. Only a node's first counted answer is used, except a
 //! `replayed` refusal of these very bytes, which is not final: it is what a node says to a
 //! copy of the request replayed by someone else while it works on the original.
+//!
+//! A `status` request collects every node's answer as it is (no agreement needed); when time
+//! is up, what arrived is the outcome and the silent nodes are listed as missing.
 
 use super::error::{Ignored, KeyGroup, NodeAnswer, SdkError};
 use super::verify::verify_signature;
-use super::{AgreedKeys, Outcome, VerifiedSignature};
+use super::{AgreedKeys, KeyStatusReport, NodeKeyStatus, Outcome, VerifiedSignature};
 use crate::codes::ErrorCode;
 use crate::manifest::VerifiedManifest;
 use crate::request::{PayloadKind, RequestBody, RequestKind};
@@ -103,27 +106,21 @@ impl Collector {
         self.answers.push(answer.clone());
         match self.body.kind {
             RequestKind::Sign => self.offer_sign(answer, result),
+            RequestKind::Status => self.offer_status(answer, result),
             _ => self.offer_keys(answer, result),
         }
     }
 
     /// The result, if it is authentic and about this request's bytes; else counts why not.
     fn authentic(&mut self, manifest: &VerifiedManifest, bytes: &[u8]) -> Option<ResultBody> {
-        let verified = SignedResult::parse(bytes).and_then(|r| r.verify_with(manifest));
-        let counter = match verified {
-            Ok(body)
-                if body.request_hash == self.hash
-                    && body.request_id == self.body.request_id
-                    && body.client_id == self.body.client_id =>
-            {
-                return Some(body)
-            }
-            Ok(_) => &mut self.ignored.other_request,
-            Err(ResultError::UnknownNode(_)) => &mut self.ignored.unknown_node,
-            Err(ResultError::BadSignature(_)) => &mut self.ignored.bad_node_signature,
-            Err(_) => &mut self.ignored.malformed,
-        };
-        *counter = counter.saturating_add(1);
+        let body = verified_result(manifest, bytes, &mut self.ignored)?;
+        if body.request_hash == self.hash
+            && body.request_id == self.body.request_id
+            && body.client_id == self.body.client_id
+        {
+            return Some(body);
+        }
+        self.ignored.other_request = self.ignored.other_request.saturating_add(1);
         None
     }
 
@@ -187,6 +184,65 @@ impl Collector {
             return Err("signed another digest than the one given".into());
         }
         Ok(())
+    }
+
+    fn offer_status(&mut self, answer: NodeAnswer, result: ResultBody) -> Step {
+        if let Err(reason) = self.answers_status(&result.keys) {
+            return Step::Fail(SdkError::InvalidResult {
+                node: answer.node,
+                reason,
+            });
+        }
+        self.keys.push((answer.node, normalised(result.keys)));
+        if self.answers.len() < self.members.len() {
+            return Step::Wait;
+        }
+        Step::Done(Outcome::KeyStatus(self.status_report()))
+    }
+
+    /// Whether status keys are about what was asked: this key id, a status each, at most one
+    /// per scheme, and only the schemes asked (if any were).
+    fn answers_status(&self, keys: &[KeyInfo]) -> Result<(), String> {
+        for (i, k) in keys.iter().enumerate() {
+            if k.key_id != self.body.key_id {
+                return Err(format!("a key with id '{}'", k.key_id));
+            }
+            if k.status.is_none() {
+                return Err(format!("the {} key has no status", k.scheme));
+            }
+            if !self.body.schemes.is_empty() && !self.body.schemes.contains(&k.scheme) {
+                return Err(format!("a {} key, not a scheme asked", k.scheme));
+            }
+            if keys[..i].iter().any(|o| o.scheme == k.scheme) {
+                return Err(format!("two {} keys", k.scheme));
+            }
+        }
+        Ok(())
+    }
+
+    /// The answers so far in manifest order; the other members are missing.
+    fn status_report(&self) -> KeyStatusReport {
+        let mut nodes = Vec::new();
+        let mut missing = Vec::new();
+        for member in &self.members {
+            match self.answers.iter().find(|a| &a.node == member) {
+                Some(answer) => nodes.push(NodeKeyStatus {
+                    answer: answer.clone(),
+                    keys: self
+                        .keys
+                        .iter()
+                        .find(|(node, _)| node == member)
+                        .map(|(_, keys)| keys.clone())
+                        .unwrap_or_default(),
+                }),
+                None => missing.push(member.clone()),
+            }
+        }
+        KeyStatusReport {
+            nodes,
+            missing,
+            ignored: self.ignored,
+        }
     }
 
     fn offer_keys(&mut self, answer: NodeAnswer, result: ResultBody) -> Step {
@@ -261,12 +317,16 @@ impl Collector {
         groups
     }
 
-    /// The error when time is up: the nodes' disagreement if one is already visible, else a
-    /// timeout listing who answered what and who is silent.
-    pub(crate) fn timed_out(&self, after: Duration) -> SdkError {
+    /// What time being up means: for a status request that some node answered, the answers
+    /// so far (the others missing); else an error: the nodes' disagreement if one is already
+    /// visible, or a timeout listing who answered what and who is silent.
+    pub(crate) fn timed_out(&self, after: Duration) -> Result<Outcome, SdkError> {
+        if self.body.kind == RequestKind::Status && !self.answers.is_empty() {
+            return Ok(Outcome::KeyStatus(self.status_report()));
+        }
         let groups = self.key_groups();
         if groups.len() > 1 {
-            return SdkError::Disagreement { groups };
+            return Err(SdkError::Disagreement { groups });
         }
         let mut answered = self.answers.clone();
         answered.extend(self.replayed.values().cloned());
@@ -276,13 +336,31 @@ impl Collector {
             .filter(|m| !answered.iter().any(|a| &a.node == *m))
             .cloned()
             .collect();
-        SdkError::Timeout {
+        Err(SdkError::Timeout {
             after,
             answered,
             silent,
             ignored: self.ignored,
-        }
+        })
     }
+}
+
+/// Parses `bytes` as a result and checks it under the manifest (a member node's signature
+/// over the body bytes, a valid body); counts why not in `ignored`. Whether it answers a
+/// given request is the caller's to check.
+pub(crate) fn verified_result(
+    manifest: &VerifiedManifest,
+    bytes: &[u8],
+    ignored: &mut Ignored,
+) -> Option<ResultBody> {
+    let counter = match SignedResult::parse(bytes).and_then(|r| r.verify_with(manifest)) {
+        Ok(body) => return Some(body),
+        Err(ResultError::UnknownNode(_)) => &mut ignored.unknown_node,
+        Err(ResultError::BadSignature(_)) => &mut ignored.bad_node_signature,
+        Err(_) => &mut ignored.malformed,
+    };
+    *counter = counter.saturating_add(1);
+    None
 }
 
 /// Keys sorted by scheme with sorted participants, so equal keys compare equal whatever

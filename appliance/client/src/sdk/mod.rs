@@ -16,15 +16,23 @@
 //! - sign completes on the first `ok` whose signature the SDK verified itself
 //!   ([`verify_signature`]); up to `n - t` refusals are tolerated meanwhile; a signature that
 //!   does not verify is a [`SdkError::BadSignature`] naming the node, never a success;
+//! - status ([`Client::key_status`]) collects **each** node's own view of a key, agreeing or
+//!   not, refusals included; when time is up it returns what it has, naming the silent nodes
+//!   as missing, unless no node answered at all;
 //! - when time is up, [`SdkError::Timeout`] lists who answered what and who stayed silent.
+//!
+//! [`Client::results_of`] reads back, from the result stream, every result of a request this
+//! client sent earlier (for as long as the stream keeps them), checked the same way.
 //!
 //! The SDK never creates streams (the nodes do) and never holds a node's keys.
 
 mod collect;
 mod error;
+mod history;
 mod verify;
 
 pub use error::{Ignored, KeyGroup, NodeAnswer, SdkError};
+pub use history::{CheckedResult, NodeResults, RequestResults};
 pub use verify::verify_signature;
 
 use crate::manifest::VerifiedManifest;
@@ -64,14 +72,51 @@ pub struct VerifiedSignature {
     pub ignored: Ignored,
 }
 
+/// One node's answer to a `status` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeKeyStatus {
+    /// The node and how it answered (a node may refuse, e.g. a request out of its time
+    /// window).
+    pub answer: NodeAnswer,
+    /// Its keys with the key id asked, each with its [`KeyInfo::status`]; empty if it has
+    /// none (an unknown key id) or did not answer `ok`.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Every node's own view of a key (status requests). Nodes are not required to agree: a
+/// node that is behind or disagrees is shown as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyStatusReport {
+    /// The nodes that answered, in manifest order.
+    pub nodes: Vec<NodeKeyStatus>,
+    /// The manifest nodes that did not answer in time.
+    pub missing: Vec<String>,
+    /// Results ignored while waiting.
+    pub ignored: Ignored,
+}
+
 /// How a request completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Every node answered `ok` with the same keys (every kind but sign).
+    /// Every node answered `ok` with the same keys (every kind but sign and status).
     Keys(AgreedKeys),
     /// A verified signature (sign; boxed: it is much larger than the other outcome).
     Signature(Box<VerifiedSignature>),
+    /// Each node's view of a key (status).
+    KeyStatus(KeyStatusReport),
+}
+
+impl Outcome {
+    /// A node that answered (for errors about an outcome of the wrong kind).
+    fn some_node(&self) -> &str {
+        let node = match self {
+            Outcome::Keys(k) => k.nodes.first(),
+            Outcome::Signature(s) => Some(&s.node),
+            Outcome::KeyStatus(r) => r.nodes.first().map(|n| &n.answer.node),
+        };
+        node.map_or("?", String::as_str)
+    }
 }
 
 /// Where the result router sends the raw results of each waiting request.
@@ -182,6 +227,21 @@ impl Client {
         )
     }
 
+    /// The body of a keygen request (see [`Client::keygen`]); [`Client::submit`] it to know
+    /// its request id before the outcome.
+    pub fn keygen_body(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        threshold: u16,
+        lifetime: Duration,
+    ) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Keygen, key_id, lifetime);
+        body.schemes = schemes.to_vec();
+        body.threshold = Some(threshold);
+        body
+    }
+
     /// Creates a key (one per scheme) shared by every manifest node with threshold
     /// `threshold`, and waits until every node reported the same keys.
     pub async fn keygen(
@@ -191,13 +251,29 @@ impl Client {
         threshold: u16,
         timeout: Duration,
     ) -> Result<AgreedKeys, SdkError> {
-        let mut body = self.new_request(RequestKind::Keygen, key_id, timeout);
-        body.schemes = schemes.to_vec();
-        body.threshold = Some(threshold);
-        match self.submit(body).await?.wait(timeout).await? {
+        let body = self.keygen_body(key_id, schemes, threshold, timeout);
+        match self.request(body, timeout).await? {
             Outcome::Keys(keys) => Ok(keys),
-            Outcome::Signature(s) => Err(unexpected(&s.node)),
+            other => Err(unexpected(other.some_node())),
         }
+    }
+
+    /// The body of a sign request (see [`Client::sign`]).
+    pub fn sign_body(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        payload: &[u8],
+        payload_kind: PayloadKind,
+        derivation_path: &[u32],
+        lifetime: Duration,
+    ) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Sign, key_id, lifetime);
+        body.schemes = vec![scheme];
+        body.payload = Some(payload.to_vec());
+        body.payload_kind = Some(payload_kind);
+        body.derivation_path = derivation_path.to_vec();
+        body
     }
 
     /// Signs `payload` (a message the node digests, or a raw 32-byte digest, per
@@ -212,15 +288,48 @@ impl Client {
         derivation_path: &[u32],
         timeout: Duration,
     ) -> Result<VerifiedSignature, SdkError> {
-        let mut body = self.new_request(RequestKind::Sign, key_id, timeout);
-        body.schemes = vec![scheme];
-        body.payload = Some(payload.to_vec());
-        body.payload_kind = Some(payload_kind);
-        body.derivation_path = derivation_path.to_vec();
-        match self.submit(body).await?.wait(timeout).await? {
+        let body = self.sign_body(
+            key_id,
+            scheme,
+            payload,
+            payload_kind,
+            derivation_path,
+            timeout,
+        );
+        match self.request(body, timeout).await? {
             Outcome::Signature(s) => Ok(*s),
-            Outcome::Keys(k) => Err(unexpected(k.nodes.first().map_or("?", String::as_str))),
+            other => Err(unexpected(other.some_node())),
         }
+    }
+
+    /// The body of a status request (see [`Client::key_status`]).
+    pub fn status_body(&self, key_id: &str, schemes: &[Scheme], lifetime: Duration) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Status, key_id, lifetime);
+        body.schemes = schemes.to_vec();
+        body
+    }
+
+    /// Asks every node for its own view of the key `key_id` (the `schemes` given, or every
+    /// scheme if none): status, public key, version. Waits until every manifest node
+    /// answered or `timeout` passed; nodes silent by then are listed as missing. Fails with
+    /// [`SdkError::Timeout`] only if no node answered.
+    pub async fn key_status(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        timeout: Duration,
+    ) -> Result<KeyStatusReport, SdkError> {
+        let body = self.status_body(key_id, schemes, timeout);
+        match self.request(body, timeout).await? {
+            Outcome::KeyStatus(report) => Ok(report),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
+    /// Submits `body` ([`Client::submit`]) and waits up to `timeout` for its outcome
+    /// ([`Pending::wait`]).
+    pub async fn request(&self, body: RequestBody, timeout: Duration) -> Result<Outcome, SdkError> {
+        self.submit(body).await?.wait(timeout).await
     }
 
     /// Signs `body` with the initiator key and publishes it to
@@ -286,7 +395,7 @@ impl Pending {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                Err(_elapsed) => return Err(self.collector.timed_out(timeout)),
+                Err(_elapsed) => return self.collector.timed_out(timeout),
                 Ok(None) => {
                     return Err(SdkError::Transport {
                         operation: "read results",

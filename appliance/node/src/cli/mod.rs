@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod hsm;
 mod init;
 mod keys;
@@ -33,6 +34,8 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the node: serve the cluster's requests until interrupted.
     Node(node::NodeArgs),
+    /// Send keygen, sign and status requests to a cluster (as the initiator in client.toml).
+    Client(client::ClientArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Manifest(cmd) => manifest::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Node(args) => node::run(args),
+        Command::Client(args) => client::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@
 
 mod control;
 mod request;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,7 +17,8 @@ use crate::session::{run_session, SessionRoute};
 use crate::store::{KeyStatus, KeygenStart, NewKey, StoreError};
 
 /// An outcome to report: `Ok` with what to put in the result, or a code and a message.
-type Outcome = Result<(Vec<KeyInfo>, Option<SignatureInfo>), (Status, ErrorCode, String)>;
+pub(super) type Outcome =
+    Result<(Vec<KeyInfo>, Option<SignatureInfo>), (Status, ErrorCode, String)>;
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
     (Status::Refused, code, message.into())
@@ -34,6 +35,7 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     let outcome = match request.body.kind {
         RequestKind::Keygen => keygen(&node, &request).await,
         RequestKind::Sign => sign(&node, &request).await,
+        RequestKind::Status => super::status::status(&node, &request).await,
         other => Some(Err(refuse(
             ErrorCode::InvalidRequest,
             format!("{} requests are not served yet", other.as_str()),
@@ -180,6 +182,7 @@ fn key_info(
         threshold: share.threshold,
         participants: participants.to_vec(),
         version,
+        status: None,
     }
 }
 
@@ -273,6 +276,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
                 threshold: r.threshold,
                 participants: r.participants.clone(),
                 version: r.version,
+                status: None,
             })
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Tests of the `keyrack` command line, one module per command, run as a user would: the real
 //! binary against real backends (SoftHSM, swtpm, the YubiHSM mock's HTTP connector, soft).
 
+mod client;
 mod hsm_check;
 mod init;
 mod keys;

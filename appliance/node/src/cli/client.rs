@@ -1,0 +1,438 @@
+//! `keyrack client …`: keygen, sign and status requests to a cluster, from the command line,
+//! through the client SDK ([`keyrack_client::sdk`]), which checks every node's signature on
+//! every result and verifies threshold signatures itself before anything is printed.
+//!
+//! What it owns: the command line, `client.toml` ([`ClientConfig`], docs/CONFIG.md) and what
+//! is printed ([`report`]). It never holds a node's keys, and never prints the initiator's.
+//!
+//! Exit status: 0 done; 1 sent but refused, failed, or not answered in time (the error code
+//! and the node's message are printed); 2 nothing was sent: a usage or configuration error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use keyrack_client::manifest::{SignedManifest, VerifiedManifest};
+use keyrack_client::request::{InitiatorKey, PayloadKind};
+use keyrack_client::scheme::Scheme;
+use keyrack_client::sdk::{Client, Outcome, SdkError};
+use serde::{Deserialize, Serialize};
+
+mod parse;
+mod report;
+
+use parse::{DerivationPath, HexBytes};
+
+/// Send keygen, sign and status requests to a cluster, as the initiator named in client.toml.
+///
+/// Every result is checked before it is printed: each node's signature on it (against the
+/// cluster manifest), that it answers this very request, and for a signature, the signature
+/// itself under the public key. Exit status: 0 done; 1 refused, failed or not answered in
+/// time (the error code and message are printed); 2 usage or configuration error (nothing was
+/// sent).
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 done; 1 sent, but refused, failed or not answered in time (the error code and
+message are printed); 2 usage or configuration error (nothing was sent).")]
+pub struct ClientArgs {
+    /// The client configuration: cluster, NATS servers, manifest, initiator and its key file
+    /// (docs/CONFIG.md, "client.toml"). Relative paths in it are relative to its directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "KEYRACK_CLIENT_CONFIG",
+        default_value = "client.toml"
+    )]
+    config: PathBuf,
+    /// Print one JSON object on stdout instead of text (fields: see each command's --help).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Create a key shared by every node of the cluster (one per scheme, under one key id).
+    ///
+    /// Waits until every node of the manifest reported the same keys, and prints them. Fails
+    /// (exit 1) if a node refuses or fails, or if the nodes report different keys. A keygen
+    /// for a key id that exists with the same schemes and threshold returns the existing
+    /// keys.
+    #[command(after_long_help = report::KEYGEN_JSON)]
+    Keygen(KeygenArgs),
+    /// Sign a message or a digest with a key, and print the verified signature.
+    ///
+    /// Ed25519 signs the message itself; ecdsa-secp256k1 and schnorr-secp256k1 sign the
+    /// SHA-256 digest of the message, computed by the nodes, or a raw digest given with
+    /// --digest. The signature is printed only once this client verified it under the
+    /// public key (the derived child key with --path).
+    #[command(after_long_help = report::SIGN_JSON)]
+    Sign(SignArgs),
+    /// Show each node's result for a request this client sent, or each node's view of a key.
+    ///
+    /// `status REQUEST_ID`: every result this client's request got, per node, read from the
+    /// cluster's result stream (kept one hour), each checked against the manifest; nodes with
+    /// no result are shown as pending.
+    ///
+    /// `status --key KEY_ID`: asks every node for its own view of the key: status (PENDING,
+    /// READY, ERROR or DELETED), public key, version. Nodes that do not answer in time are
+    /// shown as missing. An unknown key id is no error: each node answers that it has no
+    /// such key.
+    #[command(after_long_help = report::STATUS_JSON)]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// The key (wallet) id: 1-128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit.
+    key_id: String,
+    /// A scheme: ecdsa-secp256k1 (or ecdsa), ed25519 (or eddsa), schnorr-secp256k1. Repeat
+    /// it for several keys under the one key id.
+    #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// How many nodes must take part in each signature (t of the manifest's n nodes, with
+    /// n/2 < t <= n). Default: n/2 + 1.
+    #[arg(long, value_name = "T")]
+    threshold: Option<u16>,
+    /// Seconds to wait for every node; also the request's lifetime (nodes refuse more than
+    /// 600).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// The key (wallet) id.
+    key_id: String,
+    /// The key's scheme: ecdsa-secp256k1 (or ecdsa), ed25519 (or eddsa), schnorr-secp256k1.
+    #[arg(long, value_name = "SCHEME", value_parser = parse::scheme)]
+    scheme: Scheme,
+    #[command(flatten)]
+    payload: PayloadArgs,
+    /// Sign with the child key at this non-hardened BIP-32-style path, e.g. m/44/0/1
+    /// (hardened indexes, ' or h, are refused). Default: the key itself.
+    #[arg(long, value_name = "PATH", value_parser = parse::path)]
+    path: Option<DerivationPath>,
+    /// Seconds to wait for a signature; also the request's lifetime (nodes refuse more than
+    /// 600).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+}
+
+/// What to sign: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PayloadArgs {
+    /// A message, as UTF-8 text.
+    #[arg(long, value_name = "TEXT")]
+    message: Option<String>,
+    /// A message, as hex.
+    #[arg(long, value_name = "HEX", value_parser = parse::hex_bytes)]
+    message_hex: Option<HexBytes>,
+    /// A raw 32-byte digest (64 hex), signed as given (secp256k1 schemes only; the nodes'
+    /// policy decides whether raw digests may be signed).
+    #[arg(long, value_name = "HEX32", value_parser = parse::digest)]
+    digest: Option<[u8; 32]>,
+}
+
+impl PayloadArgs {
+    fn payload(&self) -> (Vec<u8>, PayloadKind) {
+        match (&self.message, &self.message_hex, &self.digest) {
+            (Some(text), _, _) => (text.as_bytes().to_vec(), PayloadKind::Message),
+            (_, Some(HexBytes(bytes)), _) => (bytes.clone(), PayloadKind::Message),
+            (_, _, Some(digest)) => (digest.to_vec(), PayloadKind::Digest),
+            // clap's group requires exactly one.
+            (None, None, None) => (Vec::new(), PayloadKind::Message),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// A request id (32 hex) this client sent, as printed by keygen and sign.
+    #[arg(
+        value_name = "REQUEST_ID",
+        required_unless_present = "key",
+        conflicts_with = "key",
+        value_parser = parse::request_id
+    )]
+    request_id: Option<String>,
+    /// Show each node's view of this key id instead.
+    #[arg(long, value_name = "KEY_ID")]
+    key: Option<String>,
+    /// With --key: only this scheme (repeatable). Default: every scheme.
+    #[arg(long = "scheme", value_name = "SCHEME", requires = "key", value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// Seconds to wait for the nodes' answers (--key) or for the stream (a request id).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
+}
+
+/// `client.toml`: who the client is and which cluster it talks to (docs/CONFIG.md). Relative
+/// paths are relative to the file's directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientConfig {
+    /// The cluster id (the manifest's).
+    pub cluster: String,
+    /// This client's id: results come back on subjects naming it (a-z 0-9 - _).
+    pub client_id: String,
+    /// NATS server URLs (any of the cluster's).
+    pub nats: Vec<String>,
+    /// The signed cluster manifest (the nodes' identities are checked against it).
+    pub manifest: PathBuf,
+    /// The initiator's id in the manifest.
+    pub initiator: String,
+    /// The initiator's Ed25519 key file (`keyrack keys generate`; mode 0600).
+    pub initiator_key: PathBuf,
+}
+
+/// A client configuration with its manifest verified and its key loaded.
+struct Loaded {
+    config: ClientConfig,
+    manifest: VerifiedManifest,
+    key: InitiatorKey,
+}
+
+impl Loaded {
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the client configuration {shown} (give --config FILE or set \
+                 KEYRACK_CLIENT_CONFIG; docs/CONFIG.md describes client.toml)"
+            )
+        })?;
+        let config: ClientConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid client configuration {shown}"))?;
+        if config.nats.is_empty() {
+            bail!("invalid client configuration {shown}: nats lists no server");
+        }
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let manifest_path = base.join(&config.manifest);
+        let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!(
+                "{shown}: manifest = {:?}: cannot read {}",
+                config.manifest,
+                manifest_path.display()
+            )
+        })?;
+        let manifest = SignedManifest::from_toml(&manifest_text)
+            .and_then(|m| m.verify_bootstrap())
+            .with_context(|| {
+                format!(
+                    "{shown}: the manifest {} does not verify",
+                    manifest_path.display()
+                )
+            })?;
+        let key_path = base.join(&config.initiator_key);
+        let key = InitiatorKey::load(&config.initiator, &key_path)
+            .with_context(|| format!("{shown}: initiator_key = {:?}", config.initiator_key))?;
+        Ok(Loaded {
+            config,
+            manifest,
+            key,
+        })
+    }
+
+    async fn connect(self) -> Result<Client, SdkError> {
+        let c = &self.config;
+        Client::connect(&c.nats, &c.cluster, &c.client_id, self.key, self.manifest).await
+    }
+}
+
+pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    if let ClientCommand::Sign(a) = &args.command {
+        a.check()?;
+    }
+    let loaded = Loaded::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let json = args.json;
+    runtime.block_on(async move {
+        let client = match loaded.connect().await {
+            Ok(client) => client,
+            Err(e) => return failure(e, None, json),
+        };
+        match args.command {
+            ClientCommand::Keygen(a) => keygen(&client, a, json).await,
+            ClientCommand::Sign(a) => sign(&client, a, json).await,
+            ClientCommand::Status(a) => match (a.request_id, a.key) {
+                (Some(request_id), _) => {
+                    request_status(&client, &request_id, a.timeout, json).await
+                }
+                (None, Some(key_id)) => {
+                    key_status(&client, &key_id, &a.schemes, a.timeout, json).await
+                }
+                (None, None) => bail!("give a request id or --key KEY_ID"),
+            },
+        }
+    })
+}
+
+async fn keygen(client: &Client, a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let n = client.manifest().nodes().len();
+    let threshold = match a.threshold {
+        Some(t) => t,
+        None => u16::try_from(n / 2 + 1).context("too many nodes in the manifest")?,
+    };
+    keyrack_client::request::check_threshold(threshold, n)
+        .with_context(|| format!("--threshold {threshold}"))?;
+    let timeout = Duration::from_secs(a.timeout);
+    let body = client.keygen_body(&a.key_id, &a.schemes, threshold, timeout);
+    let request_id = body.request_id.clone();
+    let outcome = match client.request(body, timeout).await {
+        Ok(Outcome::Keys(keys)) => keys,
+        Ok(_) => bail!("internal: a keygen completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    report::keygen(&request_id, &a.key_id, &outcome, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl SignArgs {
+    /// What clap cannot check alone.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.payload.digest.is_some() && self.scheme == Scheme::Ed25519 {
+            bail!(
+                "--digest: ed25519 signs the message itself, not a digest; give --message or \
+                 --message-hex"
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn sign(client: &Client, a: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let (payload, kind) = a.payload.payload();
+    let path = a.path.unwrap_or_default();
+    let timeout = Duration::from_secs(a.timeout);
+    let body = client.sign_body(&a.key_id, a.scheme, &payload, kind, &path.0, timeout);
+    let request_id = body.request_id.clone();
+    let signed = match client.request(body, timeout).await {
+        Ok(Outcome::Signature(s)) => s,
+        Ok(_) => bail!("internal: a sign request completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    report::signature(&request_id, &a.key_id, kind, &path, &signed, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn key_status(
+    client: &Client,
+    key_id: &str,
+    schemes: &[Scheme],
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(timeout);
+    let body = client.status_body(key_id, schemes, timeout);
+    let request_id = body.request_id.clone();
+    let status = match client.request(body, timeout).await {
+        Ok(Outcome::KeyStatus(report)) => report,
+        Ok(_) => bail!("internal: a status request completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    let members: Vec<String> = client
+        .manifest()
+        .nodes()
+        .iter()
+        .map(|n| n.node_id().to_owned())
+        .collect();
+    let all_ok = report::key_status(&request_id, key_id, &status, &members, timeout, json)?;
+    Ok(exit(all_ok))
+}
+
+async fn request_status(
+    client: &Client,
+    request_id: &str,
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let results = match client
+        .results_of(request_id, Duration::from_secs(timeout))
+        .await
+    {
+        Ok(results) => results,
+        Err(e) => return failure(e, Some(request_id), json),
+    };
+    let all_ok = report::request_results(&results, json)?;
+    Ok(exit(all_ok))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Reports an SDK error: a configuration or request error exits 2 through the caller's
+/// error path (nothing was sent); anything else is printed and exits 1.
+fn failure(e: SdkError, request_id: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    if matches!(e, SdkError::Config(_) | SdkError::Request(_)) {
+        return Err(e.into());
+    }
+    report::failure(&e, request_id, json)?;
+    Ok(ExitCode::from(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client.toml example in docs/CONFIG.md parses, with every key documented in its
+    /// table.
+    #[test]
+    fn documented_client_toml_example_parses() {
+        let doc = include_str!("../../../../docs/CONFIG.md");
+        let section = doc
+            .split("# Client configuration reference (`client.toml`)")
+            .nth(1)
+            .expect("docs/CONFIG.md has a client.toml section");
+        let example = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("the client.toml section has a toml example");
+        let c: ClientConfig = toml::from_str(example).unwrap();
+        assert_eq!(c.cluster, "dev");
+        assert_eq!(c.client_id, "cli");
+        assert_eq!(c.nats, ["nats://127.0.0.1:4222"]);
+        assert_eq!(c.manifest, PathBuf::from("manifest.toml"));
+        assert_eq!(c.initiator, "alice");
+        assert_eq!(c.initiator_key, PathBuf::from("alice.key"));
+        for key in [
+            "cluster",
+            "client_id",
+            "nats",
+            "manifest",
+            "initiator",
+            "initiator_key",
+        ] {
+            assert!(
+                section.contains(&format!("| `{key}` |")),
+                "{key} is not in the table"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_client_keys_are_errors() {
+        let text = "cluster = \"dev\"\nclient_id = \"cli\"\nnats = []\nmanifest = \"m\"\n\
+                    initiator = \"a\"\ninitiator_key = \"k\"\ncolour = \"blue\"\n";
+        let e = toml::from_str::<ClientConfig>(text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+}

@@ -1,0 +1,607 @@
+//! What `keyrack client` prints: text for people, or with `--json` one JSON object on stdout
+//! whose fields are listed in each command's long help (the `*_JSON` texts below, kept next
+//! to the code that writes them). Outcomes go to stdout; a failure's text goes to stderr
+//! (with `--json`, the failure object goes to stdout).
+
+use std::time::Duration;
+
+use keyrack_client::request::PayloadKind;
+use keyrack_client::result::{KeyInfo, SignatureInfo, Status};
+use keyrack_client::scheme::Scheme;
+use keyrack_client::sdk::{
+    AgreedKeys, KeyStatusReport, NodeResults, RequestResults, SdkError, VerifiedSignature,
+};
+use serde::Serialize;
+
+use super::parse::DerivationPath;
+
+/// Long help of `keygen`: its JSON output.
+pub(super) const KEYGEN_JSON: &str = "\
+With --json, stdout holds one JSON object:
+  ok            true
+  request_id    the request's id (32 hex), for `keyrack client status`
+  key_id        the key id
+  nodes         the nodes that reported the keys (every node of the manifest)
+  keys          one object per scheme: scheme, status (null here), public_key (hex),
+                chain_code (64 hex), threshold, participants (node ids), version
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}}, kind one
+of refused, failed, timeout, disagreement, invalid_result, bad_signature, transport,
+streams_missing; node and code are null when they do not apply.";
+
+/// Long help of `sign`: its JSON output.
+pub(super) const SIGN_JSON: &str = "\
+With --json, stdout holds one JSON object:
+  ok                 true
+  request_id         the request's id (32 hex), for `keyrack client status`
+  key_id, scheme     as asked
+  payload_kind       \"message\" or \"digest\"
+  path               the derivation path, e.g. \"m/0/1\" (\"m\": the key itself)
+  derivation_path    the same as a list of indexes
+  public_key         the key that signed (the derived child key with --path), hex
+  digest_or_message  exactly what the signature verifies over, hex: the message for
+                     ed25519, the 32-byte digest for ecdsa-secp256k1 and schnorr-secp256k1
+  signature          64 bytes, hex (ECDSA: r || s, low s)
+  r, s, v            ECDSA only (else null): r and s (64 hex each), recovery id v (0 or 1)
+  node               the node whose result carried the signature
+  verified           true: the client verified the signature itself
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}} (see
+`keyrack client keygen --help`).";
+
+/// Long help of `status`: its JSON output.
+pub(super) const STATUS_JSON: &str = "\
+Exit status: 0 when every node that answered answered ok (and every signature verified); 1
+otherwise, or when no node answered; 2 on a usage or configuration error.
+
+With --json, stdout holds one JSON object.
+status --key KEY_ID:
+  ok          true when every node that answered answered ok
+  request_id  the status request's id
+  key_id      the key id
+  agree       true when every node that answered ok reports the same keys
+  nodes       every node of the manifest, in order: node; answer (\"ok\", \"refused\",
+              \"failed\" or \"missing\": no answer in time); code and message (null unless
+              refused or failed); keys: one object per scheme the node holds under the id
+              (none: an unknown key) with scheme, status (\"PENDING\", \"READY\", \"ERROR\",
+              \"DELETED\"), public_key and chain_code (hex; \"\" for a key that was never
+              READY), threshold, participants, version
+status REQUEST_ID:
+  ok          true when at least one node answered, every answer is ok and every
+              signature verified
+  request_id  the request id
+  nodes       every node of the manifest, in order: node; status (\"ok\", \"refused\",
+              \"failed\", or \"pending\": no result, because the node is still working,
+              was not among the signers, or never got the request); code; message;
+              results: each result the node published, with status, code, message,
+              request_hash (hex of SHA-256 of the request bytes it answers), at_ms, keys
+              (as above) and signature (null, or the fields of `sign --json` from scheme
+              to v, plus verified and verify_error)
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}} (see
+`keyrack client keygen --help`).";
+
+#[derive(Serialize)]
+struct KeyJson<'a> {
+    scheme: Scheme,
+    status: Option<&'static str>,
+    public_key: String,
+    chain_code: String,
+    threshold: u16,
+    participants: &'a [String],
+    version: u32,
+}
+
+impl<'a> KeyJson<'a> {
+    fn of(k: &'a KeyInfo) -> Self {
+        let has_key = !k.public_key.is_empty();
+        KeyJson {
+            scheme: k.scheme,
+            status: k.status.map(|s| s.as_str()),
+            public_key: hex::encode(&k.public_key),
+            chain_code: if has_key {
+                hex::encode(k.chain_code)
+            } else {
+                String::new()
+            },
+            threshold: k.threshold,
+            participants: &k.participants,
+            version: k.version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SignatureJson<'a> {
+    scheme: Scheme,
+    path: String,
+    derivation_path: &'a [u32],
+    public_key: String,
+    digest_or_message: String,
+    signature: String,
+    r: Option<String>,
+    s: Option<String>,
+    v: Option<u8>,
+}
+
+impl<'a> SignatureJson<'a> {
+    fn of(s: &'a SignatureInfo) -> Self {
+        SignatureJson {
+            scheme: s.scheme,
+            path: DerivationPath(s.derivation_path.clone()).to_string(),
+            derivation_path: &s.derivation_path,
+            public_key: hex::encode(&s.public_key),
+            digest_or_message: hex::encode(&s.digest_or_message),
+            signature: hex::encode(s.signature),
+            r: s.r.map(hex::encode),
+            s: s.s.map(hex::encode),
+            v: s.v,
+        }
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Refused => "refused",
+        Status::Failed => "failed",
+    }
+}
+
+/// A keygen every node agreed on.
+pub(super) fn keygen(
+    request_id: &str,
+    key_id: &str,
+    agreed: &AgreedKeys,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: &'a str,
+            key_id: &'a str,
+            nodes: &'a [String],
+            keys: Vec<KeyJson<'a>>,
+        }
+        return print_json(&Out {
+            ok: true,
+            request_id,
+            key_id,
+            nodes: &agreed.nodes,
+            keys: agreed.keys.iter().map(KeyJson::of).collect(),
+        });
+    }
+    let Some(first) = agreed.keys.first() else {
+        anyhow::bail!("internal: a keygen outcome without keys");
+    };
+    println!(
+        "key {key_id}: threshold {} of {} ({}); all {} nodes report the same keys",
+        first.threshold,
+        first.participants.len(),
+        first.participants.join(", "),
+        agreed.nodes.len()
+    );
+    for k in &agreed.keys {
+        println!("  {}", k.scheme);
+        println!("    public key  {}", hex::encode(&k.public_key));
+        println!("    chain code  {}", hex::encode(k.chain_code));
+        println!("    version     {}", k.version);
+    }
+    println!("request {request_id}");
+    Ok(())
+}
+
+/// A signature the SDK verified.
+pub(super) fn signature(
+    request_id: &str,
+    key_id: &str,
+    kind: PayloadKind,
+    path: &DerivationPath,
+    signed: &VerifiedSignature,
+    json: bool,
+) -> anyhow::Result<()> {
+    let s = &signed.signature;
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: &'a str,
+            key_id: &'a str,
+            payload_kind: PayloadKind,
+            #[serde(flatten)]
+            signature: SignatureJson<'a>,
+            node: &'a str,
+            verified: bool,
+        }
+        return print_json(&Out {
+            ok: true,
+            request_id,
+            key_id,
+            payload_kind: kind,
+            signature: SignatureJson::of(s),
+            node: &signed.node,
+            verified: true,
+        });
+    }
+    println!(
+        "signature by key {key_id} ({}, path {path}) from node {}: verified",
+        s.scheme, signed.node
+    );
+    print_signature_lines(s, "  ");
+    println!("request {request_id}");
+    Ok(())
+}
+
+fn print_signature_lines(s: &SignatureInfo, indent: &str) {
+    let what = if s.scheme == Scheme::Ed25519 {
+        "message   "
+    } else {
+        "digest    "
+    };
+    println!("{indent}public key  {}", hex::encode(&s.public_key));
+    println!("{indent}{what}  {}", hex::encode(&s.digest_or_message));
+    println!("{indent}signature   {}", hex::encode(s.signature));
+    if let (Some(r), Some(sv), Some(v)) = (s.r, s.s, s.v) {
+        println!("{indent}r           {}", hex::encode(r));
+        println!("{indent}s           {}", hex::encode(sv));
+        println!("{indent}v           {v}");
+    }
+}
+
+/// Each node's view of a key, nodes in `members` (manifest) order; returns whether every
+/// node that answered answered ok.
+pub(super) fn key_status(
+    request_id: &str,
+    key_id: &str,
+    report: &KeyStatusReport,
+    members: &[String],
+    timeout: Duration,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let all_ok = report.nodes.iter().all(|n| n.answer.status == Status::Ok);
+    let ok_keys: Vec<&[KeyInfo]> = report
+        .nodes
+        .iter()
+        .filter(|n| n.answer.status == Status::Ok)
+        .map(|n| n.keys.as_slice())
+        .collect();
+    let agree = ok_keys.windows(2).all(|w| same_keys(w[0], w[1]));
+    if json {
+        #[derive(Serialize)]
+        struct NodeJson<'a> {
+            node: &'a str,
+            answer: &'static str,
+            code: Option<String>,
+            message: Option<&'a str>,
+            keys: Vec<KeyJson<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: &'a str,
+            key_id: &'a str,
+            agree: bool,
+            nodes: Vec<NodeJson<'a>>,
+        }
+        let nodes = members
+            .iter()
+            .map(
+                |m| match report.nodes.iter().find(|n| &n.answer.node == m) {
+                    Some(n) => NodeJson {
+                        node: m,
+                        answer: status_str(n.answer.status),
+                        code: n.answer.code.map(|c| c.to_string()),
+                        message: n.answer.code.map(|_| n.answer.message.as_str()),
+                        keys: n.keys.iter().map(KeyJson::of).collect(),
+                    },
+                    None => NodeJson {
+                        node: m,
+                        answer: "missing",
+                        code: None,
+                        message: None,
+                        keys: vec![],
+                    },
+                },
+            )
+            .collect();
+        print_json(&Out {
+            ok: all_ok,
+            request_id,
+            key_id,
+            agree,
+            nodes,
+        })?;
+        return Ok(all_ok);
+    }
+    println!(
+        "key {key_id}: {} of {} nodes answered",
+        report.nodes.len(),
+        members.len()
+    );
+    for node in members {
+        let Some(n) = report.nodes.iter().find(|n| &n.answer.node == node) else {
+            println!(
+                "  {node:<10} missing: no answer within {:.0}s",
+                timeout.as_secs_f64()
+            );
+            continue;
+        };
+        if n.answer.status != Status::Ok {
+            println!(
+                "  {node:<10} {}",
+                answer_line(n.answer.status, n.answer.code, &n.answer.message)
+            );
+            continue;
+        }
+        if n.keys.is_empty() {
+            println!("  {node:<10} no key '{key_id}'");
+        }
+        for k in &n.keys {
+            let status = k.status.map_or("?", |s| s.as_str());
+            let public = if k.public_key.is_empty() {
+                "none yet".to_owned()
+            } else {
+                hex::encode(&k.public_key)
+            };
+            println!(
+                "  {node:<10} {:<18} {status:<8} version {}  threshold {} of {}  public key {public}",
+                k.scheme.as_str(),
+                k.version,
+                k.threshold,
+                k.participants.len()
+            );
+        }
+    }
+    if ok_keys.len() > 1 && ok_keys.iter().any(|keys| !keys.is_empty()) {
+        if agree {
+            println!(
+                "the {} nodes that answered ok report the same keys",
+                ok_keys.len()
+            );
+        } else {
+            println!("the nodes DISAGREE on the keys: see above");
+        }
+    }
+    if !all_ok {
+        eprintln!("error: not every node that answered answered ok");
+    }
+    Ok(all_ok)
+}
+
+/// Whether two nodes report the same keys (scheme, status, public key, chain code, version).
+fn same_keys(a: &[KeyInfo], b: &[KeyInfo]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            (x.scheme, x.status, &x.public_key, x.chain_code, x.version)
+                == (y.scheme, y.status, &y.public_key, y.chain_code, y.version)
+        })
+}
+
+fn answer_line(
+    status: Status,
+    code: Option<keyrack_client::codes::ErrorCode>,
+    message: &str,
+) -> String {
+    match code {
+        Some(code) => format!("{} {code}: {message}", status_str(status)),
+        None => status_str(status).to_owned(),
+    }
+}
+
+/// Each node's results for a request; returns whether at least one node answered and every
+/// answer is ok with its signature (if any) verified.
+pub(super) fn request_results(results: &RequestResults, json: bool) -> anyhow::Result<bool> {
+    let answered = results
+        .nodes
+        .iter()
+        .filter(|n| n.answer().is_some())
+        .count();
+    let all_ok = answered > 0
+        && results.nodes.iter().all(|n| {
+            n.results.iter().all(|r| {
+                r.body.code == Some(keyrack_client::codes::ErrorCode::Replayed)
+                    || (r.body.status == Status::Ok && !matches!(r.signature_check, Some(Err(_))))
+            })
+        });
+    if json {
+        request_results_json(results, all_ok)?;
+        return Ok(all_ok);
+    }
+    println!(
+        "request {}: {answered} of {} nodes answered",
+        results.request_id,
+        results.nodes.len()
+    );
+    for n in &results.nodes {
+        print_node_results(n);
+    }
+    if results.ignored.total() > 0 {
+        println!("{}", results.ignored);
+    }
+    if answered == 0 {
+        eprintln!(
+            "error: no result for request {} from this client: not sent by this client id, \
+             not answered yet, or older than the result stream keeps (one hour)",
+            results.request_id
+        );
+    } else if !all_ok {
+        eprintln!("error: not every node's answer is ok");
+    }
+    Ok(all_ok)
+}
+
+fn print_node_results(n: &NodeResults) {
+    let node = &n.node;
+    if n.results.is_empty() {
+        println!(
+            "  {node:<10} pending: no result (still working, not among the signers, or never \
+             got the request)"
+        );
+        return;
+    }
+    let several = n.results.len() > 1;
+    for r in &n.results {
+        let b = &r.body;
+        print!("  {node:<10} {}", answer_line(b.status, b.code, &b.message));
+        if several {
+            print!("  (about request bytes {})", hex::encode(b.request_hash));
+        }
+        println!();
+        for k in &b.keys {
+            println!(
+                "    {} public key {}  version {}  threshold {} of {}",
+                k.scheme,
+                hex::encode(&k.public_key),
+                k.version,
+                k.threshold,
+                k.participants.join(", ")
+            );
+        }
+        if let Some(s) = &b.signature {
+            let path = DerivationPath(s.derivation_path.clone());
+            match &r.signature_check {
+                Some(Ok(())) => println!("    {} signature, path {path}: verified", s.scheme),
+                Some(Err(why)) => {
+                    println!(
+                        "    {} signature, path {path}: DOES NOT VERIFY ({why})",
+                        s.scheme
+                    )
+                }
+                None => println!("    {} signature, path {path}", s.scheme),
+            }
+            print_signature_lines(s, "    ");
+        }
+    }
+}
+
+fn request_results_json(results: &RequestResults, all_ok: bool) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct SignedJson<'a> {
+        #[serde(flatten)]
+        signature: SignatureJson<'a>,
+        verified: bool,
+        verify_error: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct ResultJson<'a> {
+        status: &'static str,
+        code: Option<String>,
+        message: &'a str,
+        request_hash: String,
+        at_ms: u64,
+        keys: Vec<KeyJson<'a>>,
+        signature: Option<SignedJson<'a>>,
+    }
+    #[derive(Serialize)]
+    struct NodeJson<'a> {
+        node: &'a str,
+        status: &'static str,
+        code: Option<String>,
+        message: Option<&'a str>,
+        results: Vec<ResultJson<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Out<'a> {
+        ok: bool,
+        request_id: &'a str,
+        nodes: Vec<NodeJson<'a>>,
+    }
+    let nodes = results
+        .nodes
+        .iter()
+        .map(|n| {
+            let answer = n.answer().map(|r| &r.body);
+            NodeJson {
+                node: &n.node,
+                status: answer.map_or("pending", |b| status_str(b.status)),
+                code: answer.and_then(|b| b.code).map(|c| c.to_string()),
+                message: answer.map(|b| b.message.as_str()),
+                results: n
+                    .results
+                    .iter()
+                    .map(|r| ResultJson {
+                        status: status_str(r.body.status),
+                        code: r.body.code.map(|c| c.to_string()),
+                        message: &r.body.message,
+                        request_hash: hex::encode(r.body.request_hash),
+                        at_ms: r.body.at_ms,
+                        keys: r.body.keys.iter().map(KeyJson::of).collect(),
+                        signature: r.body.signature.as_ref().map(|s| SignedJson {
+                            signature: SignatureJson::of(s),
+                            verified: matches!(r.signature_check, Some(Ok(()))),
+                            verify_error: match &r.signature_check {
+                                Some(Err(why)) => Some(why.as_str()),
+                                _ => None,
+                            },
+                        }),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    print_json(&Out {
+        ok: all_ok,
+        request_id: &results.request_id,
+        nodes,
+    })
+}
+
+/// An SDK error after the request was sent (or while connecting): its kind, node, code and
+/// message, on stderr, or as the JSON failure object on stdout.
+pub(super) fn failure(e: &SdkError, request_id: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let (kind, node, code, message) = match e {
+        SdkError::Refused {
+            node,
+            code,
+            message,
+        } => ("refused", Some(node.as_str()), Some(*code), message.clone()),
+        SdkError::Failed {
+            node,
+            code,
+            message,
+        } => ("failed", Some(node.as_str()), Some(*code), message.clone()),
+        SdkError::InvalidResult { node, .. } => {
+            ("invalid_result", Some(node.as_str()), None, e.to_string())
+        }
+        SdkError::BadSignature { node, .. } => {
+            ("bad_signature", Some(node.as_str()), None, e.to_string())
+        }
+        SdkError::Disagreement { .. } => ("disagreement", None, None, e.to_string()),
+        SdkError::Timeout { .. } => ("timeout", None, None, e.to_string()),
+        SdkError::StreamsMissing { .. } => ("streams_missing", None, None, e.to_string()),
+        _ => ("transport", None, None, e.to_string()),
+    };
+    if json {
+        #[derive(Serialize)]
+        struct ErrorJson<'a> {
+            kind: &'a str,
+            node: Option<&'a str>,
+            code: Option<String>,
+            message: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: Option<&'a str>,
+            error: ErrorJson<'a>,
+        }
+        return print_json(&Out {
+            ok: false,
+            request_id,
+            error: ErrorJson {
+                kind,
+                node,
+                code: code.map(|c| c.to_string()),
+                message: &message,
+            },
+        });
+    }
+    eprintln!("error: {e}");
+    if let Some(id) = request_id {
+        eprintln!("request {id} (`keyrack client status {id}` shows each node's result)");
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `status` requests: this node's own view of a key, read from its store and reported at
+//! once. No handshake, no session, no share unsealed: every node that accepts the request
+//! answers for itself, so a client sees each node's status, public key and version side by
+//! side (and a node that is behind, or disagrees, stands out).
+//!
+//! A key id this node has no record of is not an error: the answer is `ok` with no keys.
+
+use std::sync::Arc;
+
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::request::VerifiedRequest;
+use keyrack_client::result::{KeyInfo, KeyStatus as WireStatus, Status};
+use keyrack_client::scheme::Scheme;
+
+use super::request::Outcome;
+use super::Node;
+use crate::store::{KeyRecord, KeyStatus};
+
+/// Answers a `status` request: one [`KeyInfo`] (with its status) per scheme asked (none
+/// asked: every scheme) for which the store has a record of the key id.
+pub(super) async fn status(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+    let schemes = if request.body.schemes.is_empty() {
+        Scheme::ALL.to_vec()
+    } else {
+        request.body.schemes.clone()
+    };
+    let (store, key_id) = (node.store.clone(), request.body.key_id.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        schemes
+            .into_iter()
+            .filter_map(|scheme| match store.key(&key_id, scheme.as_str()) {
+                Ok(None) => None,
+                Ok(Some(record)) => Some(key_info(scheme, record)),
+                Err(e) => Some(Err(format!("store: {e}"))),
+            })
+            .collect::<Result<Vec<KeyInfo>, String>>()
+    })
+    .await;
+    let failed = |message: String| Some(Err((Status::Failed, ErrorCode::Internal, message)));
+    match read {
+        Ok(Ok(keys)) => Some(Ok((keys, None))),
+        Ok(Err(message)) => failed(message),
+        Err(e) => failed(format!("store task: {e}")),
+    }
+}
+
+/// A key record as a status result reports it: no public key (empty, chain code zero)
+/// until the key was READY once.
+fn key_info(scheme: Scheme, record: KeyRecord) -> Result<KeyInfo, String> {
+    let status = match record.status {
+        KeyStatus::Pending => WireStatus::Pending,
+        KeyStatus::Ready => WireStatus::Ready,
+        KeyStatus::Error => WireStatus::Error,
+        KeyStatus::Deleted => WireStatus::Deleted,
+    };
+    let (public_key, chain_code) = match (record.public_key, record.chain_code) {
+        (Some(key), Some(chain)) => (key, chain),
+        _ if status == WireStatus::Ready => {
+            return Err(format!(
+                "{scheme} key '{}' is READY without a public key",
+                record.key_id
+            ))
+        }
+        _ => (Vec::new(), [0; 32]),
+    };
+    Ok(KeyInfo {
+        key_id: record.key_id,
+        scheme,
+        public_key,
+        chain_code,
+        threshold: record.threshold,
+        participants: record.participants,
+        version: record.version,
+        status: Some(status),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: KeyStatus, public_key: Option<Vec<u8>>) -> KeyRecord {
+        KeyRecord {
+            key_id: "wallet-1".into(),
+            scheme: "ed25519".into(),
+            status,
+            threshold: 2,
+            parties: 3,
+            participants: vec!["node0".into(), "node1".into(), "node2".into()],
+            chain_code: public_key.as_ref().map(|_| [7; 32]),
+            public_key,
+            version: 2,
+            created_at: std::time::UNIX_EPOCH,
+            updated_at: std::time::UNIX_EPOCH,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn each_store_status_is_reported_with_what_the_key_has() {
+        let key = Some(vec![5; 32]);
+        for (status, wire, public_key) in [
+            (KeyStatus::Ready, WireStatus::Ready, key.clone()),
+            (KeyStatus::Deleted, WireStatus::Deleted, key.clone()),
+            (KeyStatus::Deleted, WireStatus::Deleted, None),
+            (KeyStatus::Pending, WireStatus::Pending, None),
+            (KeyStatus::Error, WireStatus::Error, None),
+        ] {
+            let info = key_info(Scheme::Ed25519, record(status, public_key.clone())).unwrap();
+            assert_eq!(info.status, Some(wire));
+            assert_eq!(info.public_key, public_key.clone().unwrap_or_default());
+            let chain = if public_key.is_some() {
+                [7; 32]
+            } else {
+                [0; 32]
+            };
+            assert_eq!(info.chain_code, chain);
+            assert_eq!((info.threshold, info.version), (2, 2));
+            assert_eq!(info.participants.len(), 3);
+        }
+    }
+
+    #[test]
+    fn a_ready_key_without_a_public_key_is_an_error_not_an_empty_key() {
+        let e = key_info(Scheme::Ed25519, record(KeyStatus::Ready, None)).unwrap_err();
+        assert!(e.contains("READY without a public key"), "{e}");
+    }
+}

@@ -1,0 +1,689 @@
+//! `keyrack client`: the command as a user runs it, against three real `keyrack node`
+//! processes on SoftHSM tokens and a real nats-server, set up through the CLI. Every
+//! signature printed is checked again here with an independent library (ed25519-dalek,
+//! k256), and every derived key against the scheme plugin's own derivation.
+//!
+//! Configuration and usage errors need no cluster: they must exit 2 before anything is sent.
+
+use std::io::Write as _;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use keyrack_tests::NatsServer;
+use serde_json::Value;
+
+use super::*;
+
+const CLUSTER: &str = "c1";
+
+/// A `keyrack node` process, killed when dropped.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three nodes on their own SoftHSM tokens, an admin, the initiator `alice`, the signed
+/// manifest and a client.toml, all made with the CLI; the nodes running.
+struct Cluster {
+    work: tempfile::TempDir,
+    server: NatsServer,
+    _nodes: Vec<NodeProcess>,
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// Asserts the exit status `code`, showing the output if not.
+fn exits(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let server = NatsServer::start();
+        let work = tempfile::tempdir().unwrap();
+        let w = |name: &str| path(&work.path().join(name));
+        let mut configs = vec![];
+        for i in 0..3 {
+            let token = format!("keyrack-node{i}");
+            ok(keyrack(&[
+                "init",
+                "--dir",
+                &w(&format!("node{i}")),
+                "--node-id",
+                &format!("node{i}"),
+                "--backend",
+                "pkcs11",
+                "--pkcs11-module",
+                &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
+                "--token-label",
+                &token,
+                "--key-label",
+                &keyrack_tests::unique(&format!("client{i}")),
+                "--pin-file",
+                &path(&keyrack_tests::pin_file(&token)),
+            ]));
+            configs.push(work.path().join(format!("node{i}/keyrack.toml")));
+        }
+        for who in ["admin", "alice"] {
+            ok(keyrack(&[
+                "keys",
+                "generate",
+                "--out",
+                &w(&format!("{who}.key")),
+                "--public-out",
+                &w(&format!("{who}.pub")),
+            ]));
+        }
+        let (manifest, initiator, admin) = (
+            w("manifest.toml"),
+            format!("alice={}", w("alice.pub")),
+            format!("admin={}", w("admin.pub")),
+        );
+        let nodes: Vec<String> = (0..3).map(|i| w(&format!("node{i}"))).collect();
+        let mut create = vec![
+            "manifest",
+            "create",
+            "--cluster",
+            CLUSTER,
+            "--out",
+            &manifest,
+        ];
+        for n in &nodes {
+            create.extend(["--node", n.as_str()]);
+        }
+        create.extend([
+            "--initiator",
+            &initiator,
+            "--admin",
+            &admin,
+            "--admin-threshold",
+            "1",
+        ]);
+        ok(keyrack(&create));
+        ok(keyrack(&[
+            "manifest",
+            "sign",
+            "--manifest",
+            &manifest,
+            "--key",
+            &w("admin.key"),
+            "--admin",
+            "admin",
+        ]));
+        for config in &configs {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(config)
+                .unwrap();
+            writeln!(
+                f,
+                "\n[cluster]\nmanifest = \"{manifest}\"\nnats = [\"{}\"]\n\
+                 leader_timeout_ms = 1000\nsession_timeout_ms = 5000",
+                server.url
+            )
+            .unwrap();
+        }
+        // Relative paths: they resolve against the directory of client.toml.
+        std::fs::write(
+            work.path().join("client.toml"),
+            format!(
+                "cluster = \"{CLUSTER}\"\nclient_id = \"cli\"\nnats = [\"{}\"]\n\
+                 manifest = \"manifest.toml\"\ninitiator = \"alice\"\n\
+                 initiator_key = \"alice.key\"\n",
+                server.url
+            ),
+        )
+        .unwrap();
+        let nodes = configs
+            .iter()
+            .map(|config| {
+                NodeProcess(
+                    Command::new(KEYRACK)
+                        .args(["node", "--config", &path(config)])
+                        .env(
+                            "KEYRACK_LOG",
+                            std::env::var("KEYRACK_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+                        )
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::inherit())
+                        .spawn()
+                        .expect("start keyrack node"),
+                )
+            })
+            .collect();
+        let cluster = Cluster {
+            work,
+            server,
+            _nodes: nodes,
+        };
+        cluster.wait_until_every_node_answers();
+        cluster
+    }
+
+    /// Polls with `status --key` until all three nodes answer (each node creates its
+    /// request consumer when it starts; a request published before that is never seen by
+    /// it).
+    fn wait_until_every_node_answers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.client(&["status", "--key", "probe", "--timeout", "2", "--json"]);
+            let answered = serde_json::from_slice::<Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["nodes"].as_array().cloned())
+                .is_some_and(|nodes| nodes.iter().all(|n| n["answer"] == "ok"));
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes did not all answer within 60 s: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn config(&self) -> String {
+        path(&self.work.path().join("client.toml"))
+    }
+
+    /// `keyrack client --config client.toml ARGS…`.
+    fn client(&self, args: &[&str]) -> Output {
+        let config = self.config();
+        let mut all = vec!["client", "--config", config.as_str()];
+        all.extend_from_slice(args);
+        keyrack(&all)
+    }
+
+    /// Runs `keyrack client … --json`, expects exit 0 and returns the JSON object.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.client(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not one JSON object ({e}): {}",
+                stdout(&out)
+            )
+        })
+    }
+
+    /// The last sequence number of the request stream (every request ever published).
+    async fn requests_published(&self) -> u64 {
+        let nats = async_nats::connect(&self.server.url).await.unwrap();
+        let js = async_nats::jetstream::new(nats);
+        let mut stream = js
+            .get_stream(keyrack_client::subjects::request_stream(CLUSTER).unwrap())
+            .await
+            .unwrap();
+        stream.info().await.unwrap().state.last_sequence
+    }
+}
+
+/// The hex value after `label` on the first line of `text` that starts with it
+/// (`  label  <hex>…`).
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix(label))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|value| hex::decode(value).is_ok())
+        .unwrap_or_else(|| panic!("no '{label} <hex>' line in:\n{text}"))
+        .to_owned()
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))).unwrap()
+}
+
+fn ed25519_verify(public_key: &[u8], message: &[u8], signature: &[u8]) {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(public_key.try_into().unwrap()).unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(signature).unwrap();
+    key.verify_strict(message, &signature)
+        .expect("the printed signature verifies with ed25519-dalek");
+}
+
+/// The child key the scheme derives at `path` from a root key and chain code.
+fn derived(
+    scheme: &dyn keyrack_plugin::SchemePlugin,
+    root: &[u8],
+    chain: &[u8],
+    path: &[u32],
+) -> Vec<u8> {
+    scheme
+        .derive_public_key(root, chain.try_into().unwrap(), path)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_client_keygen_sign_and_status_on_three_node_processes() {
+    let cluster = Cluster::start();
+    let ed25519 = keyrack_eddsa_frost::ed25519();
+
+    // keygen, as text: one key per scheme, every node agreeing, threshold 2 of 3 by default.
+    let out = cluster.client(&[
+        "keygen",
+        "wallet-1",
+        "--scheme",
+        "eddsa",
+        "--scheme",
+        "schnorr-secp256k1",
+    ]);
+    let text = ok(out);
+    assert!(
+        text.contains("key wallet-1: threshold 2 of 3 (node0, node1, node2); all 3 nodes report the same keys"),
+        "{text}"
+    );
+    let keygen_request = field(&text, "request");
+    assert_eq!(keygen_request.len(), 32, "{text}");
+
+    // keygen again with --json: idempotent, the same keys come back.
+    let keygen = cluster.json(&[
+        "keygen",
+        "wallet-1",
+        "--scheme",
+        "ed25519",
+        "--scheme",
+        "schnorr-secp256k1",
+        "--threshold",
+        "2",
+    ]);
+    assert_eq!(keygen["ok"], true);
+    assert_eq!(keygen["key_id"], "wallet-1");
+    assert_eq!(keygen["nodes"].as_array().unwrap().len(), 3);
+    let keys = keygen["keys"].as_array().unwrap();
+    let key = |scheme: &str| {
+        keys.iter()
+            .find(|k| k["scheme"] == scheme)
+            .unwrap_or_else(|| panic!("no {scheme} key in {keygen}"))
+    };
+    let (ed_key, schnorr_key) = (key("ed25519"), key("schnorr-secp256k1"));
+    let ed_public = unhex(&ed_key["public_key"]);
+    let ed_chain = unhex(&ed_key["chain_code"]);
+    assert!(
+        text.contains(&hex::encode(&ed_public)),
+        "the text keygen printed another ed25519 key:\n{text}"
+    );
+    assert_eq!(ed_key["threshold"], 2);
+    assert_eq!(ed_key["version"], 1);
+    assert_eq!(
+        ed_key["participants"],
+        serde_json::json!(["node0", "node1", "node2"])
+    );
+
+    // sign --message with --path, as text: verified by the client, and again here under
+    // the child key, which is the one the scheme derives from the root key.
+    let text = ok(cluster.client(&[
+        "sign",
+        "wallet-1",
+        "--scheme",
+        "eddsa",
+        "--message",
+        "pay 5 to bob",
+        "--path",
+        "m/0/1",
+    ]));
+    assert!(
+        text.contains("(ed25519, path m/0/1) from node node"),
+        "{text}"
+    );
+    assert!(text.contains(": verified"), "{text}");
+    let child = hex::decode(field(&text, "public key")).unwrap();
+    assert_eq!(child, derived(&ed25519, &ed_public, &ed_chain, &[0, 1]));
+    assert_eq!(
+        hex::decode(field(&text, "message")).unwrap(),
+        b"pay 5 to bob"
+    );
+    ed25519_verify(
+        &child,
+        b"pay 5 to bob",
+        &hex::decode(field(&text, "signature")).unwrap(),
+    );
+    let sign_request = field(&text, "request");
+
+    // sign --message-hex with --path, --json.
+    let message = [0x00, 0xff, 0x10, 0x20];
+    let signed = cluster.json(&[
+        "sign",
+        "wallet-1",
+        "--scheme",
+        "ed25519",
+        "--message-hex",
+        &hex::encode(message),
+        "--path",
+        "m/7",
+    ]);
+    assert_eq!(signed["ok"], true);
+    assert_eq!(signed["verified"], true);
+    assert_eq!(signed["payload_kind"], "message");
+    assert_eq!(signed["path"], "m/7");
+    assert_eq!(signed["derivation_path"], serde_json::json!([7]));
+    assert_eq!(signed["r"], Value::Null);
+    assert_eq!(unhex(&signed["digest_or_message"]), message);
+    let child = unhex(&signed["public_key"]);
+    assert_eq!(child, derived(&ed25519, &ed_public, &ed_chain, &[7]));
+    ed25519_verify(&child, &message, &unhex(&signed["signature"]));
+
+    // BIP-340 over a raw digest, checked with k256.
+    let digest = [0x42u8; 32];
+    let signed = cluster.json(&[
+        "sign",
+        "wallet-1",
+        "--scheme",
+        "schnorr-secp256k1",
+        "--digest",
+        &hex::encode(digest),
+    ]);
+    assert_eq!(signed["payload_kind"], "digest");
+    assert_eq!(unhex(&signed["digest_or_message"]), digest);
+    assert_eq!(signed["public_key"], schnorr_key["public_key"]);
+    let key = k256::schnorr::VerifyingKey::from_bytes(&unhex(&signed["public_key"])).unwrap();
+    let signature =
+        k256::schnorr::Signature::try_from(unhex(&signed["signature"]).as_slice()).unwrap();
+    key.verify_raw(&digest, &signature)
+        .expect("the BIP-340 signature verifies with k256");
+
+    // status of the keygen request: every node answered ok with the same keys.
+    let text = ok(cluster.client(&["status", &keygen_request]));
+    assert!(
+        text.contains(&format!("request {keygen_request}: 3 of 3 nodes answered")),
+        "{text}"
+    );
+    for node in ["node0", "node1", "node2"] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(node))
+            .unwrap();
+        assert_eq!(line.split_whitespace().nth(1), Some("ok"), "{text}");
+    }
+    let status = cluster.json(&["status", &keygen_request]);
+    assert_eq!(status["ok"], true);
+    for n in status["nodes"].as_array().unwrap() {
+        assert_eq!(n["status"], "ok", "{status}");
+        let results = n["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "{status}");
+        assert_eq!(results[0]["keys"].as_array().unwrap().len(), 2, "{status}");
+    }
+
+    // status of the sign request: t = 2 nodes signed; the third stood down (pending).
+    let status = cluster.json(&["status", &sign_request]);
+    let nodes = status["nodes"].as_array().unwrap();
+    let signers: Vec<&Value> = nodes.iter().filter(|n| n["status"] == "ok").collect();
+    assert!(signers.len() >= 2, "{status}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["status"] == "ok" || n["status"] == "pending"),
+        "{status}"
+    );
+    for n in signers {
+        let s = &n["results"][0]["signature"];
+        assert_eq!(s["verified"], true, "{status}");
+        ed25519_verify(
+            &unhex(&s["public_key"]),
+            b"pay 5 to bob",
+            &unhex(&s["signature"]),
+        );
+    }
+
+    // status --key: READY on every node, with equal public keys, as text and JSON.
+    let text = ok(cluster.client(&["status", "--key", "wallet-1"]));
+    assert!(
+        text.contains("key wallet-1: 3 of 3 nodes answered"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the 3 nodes that answered ok report the same keys"),
+        "{text}"
+    );
+    let ed_hex = hex::encode(&ed_public);
+    for node in ["node0", "node1", "node2"] {
+        assert!(
+            text.lines().any(|l| l.contains(node)
+                && l.contains("ed25519")
+                && l.contains("READY")
+                && l.contains(&ed_hex)),
+            "{text}"
+        );
+    }
+    let view = cluster.json(&["status", "--key", "wallet-1", "--scheme", "eddsa"]);
+    assert_eq!(view["ok"], true);
+    assert_eq!(view["agree"], true);
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        assert_eq!(n["answer"], "ok", "{view}");
+        let keys = n["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "only the scheme asked: {view}");
+        assert_eq!(keys[0]["status"], "READY");
+        assert_eq!(keys[0]["public_key"], ed_key["public_key"]);
+        assert_eq!(keys[0]["version"], 1);
+    }
+
+    // status --key for a key nobody has: every node answers, with no key.
+    let text = ok(cluster.client(&["status", "--key", "no-such-wallet"]));
+    assert_eq!(text.matches("no key 'no-such-wallet'").count(), 3, "{text}");
+    let view = cluster.json(&["status", "--key", "no-such-wallet"]);
+    assert_eq!(view["ok"], true);
+    for n in view["nodes"].as_array().unwrap() {
+        assert_eq!(n["answer"], "ok");
+        assert_eq!(n["keys"], serde_json::json!([]));
+    }
+
+    // A refused request exits 1 and says the code, as text and as JSON.
+    let out = cluster.client(&[
+        "sign",
+        "no-such-wallet",
+        "--scheme",
+        "ed25519",
+        "--message",
+        "x",
+        "--timeout",
+        "30",
+    ]);
+    exits(&out, 1);
+    assert!(
+        stderr(&out).contains("refused the request: unknown_key"),
+        "{}",
+        stderr(&out)
+    );
+    let refused_request = field(&stderr(&out), "request");
+    let out = cluster.client(&[
+        "sign",
+        "no-such-wallet",
+        "--scheme",
+        "ed25519",
+        "--message",
+        "x",
+        "--json",
+    ]);
+    exits(&out, 1);
+    let failure: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["ok"], false);
+    assert_eq!(failure["error"]["kind"], "refused");
+    assert_eq!(failure["error"]["code"], "unknown_key");
+    assert_eq!(failure["request_id"].as_str().unwrap().len(), 32);
+    // …and its status shows the refusals, with exit 1.
+    let out = cluster.client(&["status", &refused_request]);
+    exits(&out, 1);
+    assert!(
+        stdout(&out).contains("refused unknown_key"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A digest of the wrong length is refused before anything is sent (exit 2).
+    let before = cluster.requests_published().await;
+    let out = cluster.client(&[
+        "sign",
+        "wallet-1",
+        "--scheme",
+        "schnorr-secp256k1",
+        "--digest",
+        &"ab".repeat(31),
+    ]);
+    exits(&out, 2);
+    assert!(
+        stderr(&out).contains("a digest is 32 bytes (64 hex digits); this is 31 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // So is a digest for ed25519, which signs messages.
+    let out = cluster.client(&[
+        "sign",
+        "wallet-1",
+        "--scheme",
+        "eddsa",
+        "--digest",
+        &"ab".repeat(32),
+    ]);
+    exits(&out, 2);
+    assert!(
+        stderr(&out).contains("ed25519 signs the message itself"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        cluster.requests_published().await,
+        before,
+        "a request was sent"
+    );
+
+    // The config is found through KEYRACK_CLIENT_CONFIG too.
+    let out = Command::new(KEYRACK)
+        .args(["client", "status", "--key", "wallet-1", "--json"])
+        .env("KEYRACK_CLIENT_CONFIG", cluster.config())
+        .env("KEYRACK_LOG", "error")
+        .output()
+        .unwrap();
+    exits(&out, 0);
+}
+
+/// A client.toml in a fresh directory, with `text`; returns (dir, its path).
+fn client_toml(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, path(&file))
+}
+
+const GOOD: &str = "cluster = \"c1\"\nclient_id = \"cli\"\nnats = [\"nats://127.0.0.1:9\"]\n\
+                    manifest = \"manifest.toml\"\ninitiator = \"alice\"\n\
+                    initiator_key = \"alice.key\"\n";
+
+/// Runs `keyrack client --config FILE status --key k` and expects exit 2 with every one
+/// of `says` on stderr.
+fn refused_config(config: &str, says: &[&str]) {
+    let out = keyrack(&["client", "--config", config, "status", "--key", "k"]);
+    exits(&out, 2);
+    for s in says {
+        assert!(stderr(&out).contains(s), "{s:?} not in: {}", stderr(&out));
+    }
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn client_config_errors_exit_2_naming_the_problem() {
+    // An unknown key.
+    let (_dir, config) = client_toml(&format!("{GOOD}colour = \"blue\"\n"));
+    refused_config(&config, &[&config, "unknown field `colour`"]);
+    // A missing manifest file.
+    let (_dir, config) = client_toml(GOOD);
+    refused_config(
+        &config,
+        &[&config, "manifest = \"manifest.toml\"", "cannot read"],
+    );
+    // A missing key.
+    let (_dir, config) = client_toml(&GOOD.replace("client_id = \"cli\"\n", ""));
+    refused_config(&config, &["missing field `client_id`"]);
+    // No NATS server.
+    let (_dir, config) = client_toml(&GOOD.replace("[\"nats://127.0.0.1:9\"]", "[]"));
+    refused_config(&config, &["nats lists no server"]);
+    // No config file at all.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = path(&dir.path().join("client.toml"));
+    refused_config(&missing, &[&missing, "KEYRACK_CLIENT_CONFIG"]);
+}
+
+#[test]
+fn client_usage_errors_exit_2_saying_what_to_write() {
+    let (_dir, config) = client_toml(GOOD);
+    for (args, says) in [
+        (
+            vec![
+                "sign",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--message",
+                "x",
+                "--path",
+                "m/44'/0",
+            ],
+            "hardened index",
+        ),
+        (
+            vec![
+                "sign",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--message",
+                "x",
+                "--path",
+                "m/2147483648",
+            ],
+            "not below 2^31",
+        ),
+        (
+            vec!["keygen", "w", "--scheme", "schnorr"],
+            "unknown scheme 'schnorr'",
+        ),
+        (
+            vec![
+                "sign",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--message",
+                "x",
+                "--message-hex",
+                "00",
+            ],
+            "cannot be used with",
+        ),
+        (vec!["sign", "w", "--scheme", "ed25519"], "required"),
+        (
+            vec!["sign", "w", "--scheme", "ed25519", "--message-hex", "xyz"],
+            "not hex",
+        ),
+        (vec!["status"], "required"),
+        (vec!["status", "--scheme", "ed25519"], "required"),
+    ] {
+        let mut all = vec!["client", "--config", config.as_str()];
+        all.extend(args.iter().copied());
+        let out = keyrack(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
