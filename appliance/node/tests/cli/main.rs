@@ -2,6 +2,7 @@
 //! binary against real backends (SoftHSM, swtpm, the YubiHSM mock's HTTP connector, soft).
 
 mod client;
+mod cluster;
 mod hsm_check;
 mod init;
 mod keys;

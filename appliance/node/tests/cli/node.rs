@@ -1,217 +1,252 @@
 //! `keyrack node`: real node processes, set up through the CLI (init on SoftHSM, keys,
-//! manifest), on a real nats-server; a client submits signed requests and verifies what
-//! comes back. Covers keygen, t-of-n signing, a node killed with SIGKILL, and a restart of
-//! the nodes with one still down (shares unsealed from SQLite through SoftHSM).
+//! manifest; see [`super::cluster`]), on a real nats-server; a client submits signed requests
+//! and verifies what comes back. Covers keygen, t-of-n signing, a node killed with SIGKILL,
+//! and a restart of the nodes with one still down (shares unsealed from SQLite through
+//! SoftHSM). The modules below cover the rest of the cluster's process-level behaviour.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+mod faults;
+mod refusals;
+mod signing;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyrack_client::manifest::SignedManifest;
-use keyrack_client::request::{InitiatorKey, PayloadKind};
+use keyrack_client::request::{PayloadKind, RequestBody, RequestKind};
+use keyrack_client::result::{ResultBody, SignatureInfo, Status};
 use keyrack_client::scheme::Scheme;
-use keyrack_client::sdk::{Client, SdkError};
-use keyrack_tests::NatsServer;
+use keyrack_client::sdk::{Client, Outcome, SdkError, VerifiedSignature};
 
-use super::*;
+use super::cluster::{describe, Builder, Cluster, Results};
 
-const CLUSTER: &str = "c1";
+/// The wallet id the tests create their keys under.
+const WALLET: &str = "wallet-1";
+/// How long a test waits for one request.
+const WAIT: Duration = Duration::from_secs(30);
 
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_node(config: &Path) -> NodeProcess {
-    let child = Command::new(KEYRACK)
-        .args(["node", "--config", config.to_str().unwrap()])
-        .env(
-            "KEYRACK_LOG",
-            std::env::var("KEYRACK_NODE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start keyrack node");
-    NodeProcess(child)
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    stdout(&out)
-}
-
-/// Signs `message` with the Ed25519 key through the SDK (which verifies the signature
-/// itself) and checks it once more with ed25519-dalek; returns the node that answered.
-async fn sign_and_verify(client: &Client, public_key: &[u8], message: &[u8]) -> String {
-    let signed = client
-        .sign(
-            "wallet-1",
-            Scheme::Ed25519,
-            message,
-            PayloadKind::Message,
-            &[],
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("a verified signature");
-    assert_eq!(signed.signature.public_key, public_key);
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&public_key.try_into().unwrap()).unwrap();
-    key.verify_strict(
-        message,
-        &ed25519_dalek::Signature::from_bytes(&signed.signature.signature),
-    )
-    .expect("verifies independently");
-    signed.node
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn softhsm_node_processes_keygen_sign_survive_a_kill_and_a_restart() {
-    let server = NatsServer::start();
-    let work = tempfile::tempdir().unwrap();
-    let w = |name: &str| work.path().join(name);
-    // Three nodes, each with its own SoftHSM token (as each appliance has its own HSM).
-    let mut configs = vec![];
-    for i in 0..3 {
-        let dir = w(&format!("node{i}"));
-        let label = keyrack_tests::unique(&format!("node{i}"));
-        let token = format!("keyrack-node{i}");
-        let pin = keyrack_tests::pin_file(&token);
-        ok(keyrack(&[
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--node-id",
-            &format!("node{i}"),
-            "--backend",
-            "pkcs11",
-            "--pkcs11-module",
-            &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
-            "--token-label",
-            &token,
-            "--key-label",
-            &label,
-            "--pin-file",
-            pin.to_str().unwrap(),
-        ]));
-        configs.push(dir.join("keyrack.toml"));
-    }
-    // An admin and an initiator, and the signed manifest.
-    ok(keyrack(&[
-        "keys",
-        "generate",
-        "--out",
-        w("admin.key").to_str().unwrap(),
-        "--public-out",
-        w("admin.pub").to_str().unwrap(),
-    ]));
-    ok(keyrack(&[
-        "keys",
-        "generate",
-        "--out",
-        w("alice.key").to_str().unwrap(),
-        "--public-out",
-        w("alice.pub").to_str().unwrap(),
-    ]));
-    let manifest = w("manifest.toml");
-    let mut create = vec![
-        "manifest",
-        "create",
-        "--cluster",
-        CLUSTER,
-        "--out",
-        manifest.to_str().unwrap(),
-    ];
-    let nodes: Vec<String> = (0..3)
-        .map(|i| w(&format!("node{i}")).to_str().unwrap().to_owned())
-        .collect();
-    for n in &nodes {
-        create.extend(["--node", n.as_str()]);
-    }
-    let initiator = format!("alice={}", w("alice.pub").display());
-    let admin = format!("admin={}", w("admin.pub").display());
-    create.extend([
-        "--initiator",
-        &initiator,
-        "--admin",
-        &admin,
-        "--admin-threshold",
-        "1",
-    ]);
-    ok(keyrack(&create));
-    ok(keyrack(&[
-        "manifest",
-        "sign",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--key",
-        w("admin.key").to_str().unwrap(),
-        "--admin",
-        "admin",
-    ]));
-    for config in &configs {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(config)
-            .unwrap();
-        writeln!(f, "\n[cluster]\nmanifest = \"{}\"\nnats = [\"{}\"]\nleader_timeout_ms = 1000\nsession_timeout_ms = 5000", manifest.display(), server.url).unwrap();
-    }
-
-    let mut procs: Vec<Option<NodeProcess>> = configs.iter().map(|c| Some(start_node(c))).collect();
-    let manifest = SignedManifest::from_toml(&std::fs::read_to_string(&manifest).unwrap())
-        .unwrap()
-        .verify_bootstrap()
-        .unwrap();
-    let alice = || InitiatorKey::load("alice", &w("alice.key")).unwrap();
-    // The nodes create the streams when they start.
-    let client = loop {
-        match Client::connect(
-            std::slice::from_ref(&server.url),
-            CLUSTER,
-            "app",
-            alice(),
-            manifest.clone(),
-        )
-        .await
-        {
-            Ok(c) => break c,
-            Err(SdkError::StreamsMissing { .. }) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
-
-    // Keygen: all three nodes report the same key (the SDK waits for every node to agree).
+/// Creates `WALLET` with `schemes`, threshold 2, and checks that every node reports it;
+/// returns the public keys in the order of `schemes`.
+async fn keygen(cluster: &Cluster, client: &Client, schemes: &[Scheme]) -> Vec<KeyInfo> {
     let agreed = client
-        .keygen("wallet-1", &[Scheme::Ed25519], 2, Duration::from_secs(60))
+        .keygen(WALLET, schemes, 2, WAIT)
         .await
         .expect("keygen");
     let mut nodes = agreed.nodes.clone();
     nodes.sort();
-    assert_eq!(nodes, ["node0", "node1", "node2"]);
-    let public_key = agreed.keys[0].public_key.clone();
+    assert_eq!(nodes, cluster.node_ids());
+    schemes
+        .iter()
+        .map(|s| {
+            let key = agreed
+                .keys
+                .iter()
+                .find(|k| k.scheme == *s)
+                .unwrap_or_else(|| panic!("no {s:?} key in {agreed:?}"));
+            KeyInfo {
+                scheme: *s,
+                public_key: key.public_key.clone(),
+                chain_code: key.chain_code,
+            }
+        })
+        .collect()
+}
 
-    sign_and_verify(&client, &public_key, b"first payment").await;
+/// A key of `WALLET`.
+#[derive(Clone, Debug)]
+struct KeyInfo {
+    scheme: Scheme,
+    public_key: Vec<u8>,
+    chain_code: [u8; 32],
+}
+
+/// Checks a signature a node returned: of `scheme`, under `expected_key` (the root key, or
+/// the derived child), over `message` (Ed25519), or its SHA-256 (BIP-340: what a node signs
+/// for a message payload), verified with an independent library: ed25519-dalek (strict) or
+/// k256.
+fn check_signature(info: &SignatureInfo, scheme: Scheme, expected_key: &[u8], message: &[u8]) {
+    use sha2::Digest;
+    assert_eq!(info.scheme, scheme);
+    assert_eq!(
+        info.public_key, expected_key,
+        "signed under the expected key"
+    );
+    match scheme {
+        Scheme::Ed25519 => {
+            assert_eq!(info.digest_or_message, message);
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&expected_key.try_into().unwrap()).unwrap();
+            key.verify_strict(
+                message,
+                &ed25519_dalek::Signature::from_bytes(&info.signature),
+            )
+            .expect("the Ed25519 signature verifies (ed25519-dalek)");
+        }
+        Scheme::SchnorrSecp256k1 => {
+            let digest = sha2::Sha256::digest(message);
+            assert_eq!(info.digest_or_message, digest.as_slice());
+            let key = k256::schnorr::VerifyingKey::from_bytes(expected_key).unwrap();
+            let sig = k256::schnorr::Signature::try_from(&info.signature[..]).unwrap();
+            key.verify_raw(&digest, &sig)
+                .expect("the BIP-340 signature verifies (k256)");
+        }
+        other => panic!("no independent check for {other:?} here"),
+    }
+}
+
+/// The nodes that sent `answers` (one request's results), asserting each is an `ok` carrying
+/// `signature`: the request was signed in one session, not two.
+fn signers(answers: &[&ResultBody], signature: &[u8; 64]) -> BTreeSet<String> {
+    for r in answers {
+        assert_eq!(
+            r.status,
+            Status::Ok,
+            "{}",
+            describe(answers.iter().copied())
+        );
+        let s = r
+            .signature
+            .as_ref()
+            .expect("an ok sign result has a signature");
+        assert_eq!(
+            &s.signature, signature,
+            "{} returned another signature",
+            r.node_id
+        );
+    }
+    answers.iter().map(|r| r.node_id.clone()).collect()
+}
+
+/// A cluster of three (made by `builder`) with `WALLET`'s Ed25519 key, an SDK client `app`,
+/// and a reader of every result `app` gets.
+async fn ed25519_cluster(builder: Builder) -> (Cluster, Client, Results, KeyInfo) {
+    let cluster = builder.start();
+    let client = cluster.client("app").await;
+    let results = cluster.results("app").await;
+    let key = keygen(&cluster, &client, &[Scheme::Ed25519])
+        .await
+        .remove(0);
+    (cluster, client, results, key)
+}
+
+/// Signs `message` with `WALLET`'s key of `key.scheme` along `path` through the SDK (which
+/// verifies the signature itself), checks that it is under `expected_key` (the root key, or
+/// the derived child) and verifies it once more independently. Returns what the SDK returned.
+async fn sign_and_verify(
+    client: &Client,
+    scheme: Scheme,
+    expected_key: &[u8],
+    message: &[u8],
+    path: &[u32],
+) -> VerifiedSignature {
+    let signed = client
+        .sign(WALLET, scheme, message, PayloadKind::Message, path, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("a verified {scheme:?} signature: {e}"));
+    assert_eq!(signed.signature.derivation_path, path);
+    check_signature(&signed.signature, scheme, expected_key, message);
+    signed
+}
+
+/// A sign request body for `WALLET`'s key of `scheme`: `message` along `path`.
+fn sign_body(client: &Client, scheme: Scheme, message: &[u8], path: &[u32]) -> RequestBody {
+    let mut body = client.new_request(RequestKind::Sign, WALLET, WAIT);
+    body.schemes = vec![scheme];
+    body.payload = Some(message.to_vec());
+    body.payload_kind = Some(PayloadKind::Message);
+    body.derivation_path = path.to_vec();
+    body
+}
+
+/// The signature of a completed sign request (panics on any other outcome).
+fn signature_of(outcome: Result<Outcome, SdkError>) -> VerifiedSignature {
+    match outcome {
+        Ok(Outcome::Signature(s)) => *s,
+        Ok(other) => panic!("a sign request completed with {other:?}"),
+        Err(e) => panic!("a sign request failed: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_node_processes_keygen_sign_survive_a_kill_and_a_restart() {
+    // Three nodes, each with its own SoftHSM token (as each appliance has its own HSM).
+    let mut cluster = Cluster::start(3);
+    let client = cluster.client("app").await;
+
+    // Keygen: all three nodes report the same key (the SDK waits for every node to agree).
+    let key = keygen(&cluster, &client, &[Scheme::Ed25519])
+        .await
+        .remove(0);
+    let pk = key.public_key.as_slice();
+    sign_and_verify(&client, Scheme::Ed25519, pk, b"first payment", &[]).await;
 
     // SIGKILL one node: the other two still sign (after leader failover if it led).
-    let mut killed = procs[1].take().unwrap();
-    Command::new("kill")
-        .args(["-9", &killed.0.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = killed.0.wait();
-    let by = sign_and_verify(&client, &public_key, b"while node1 is down").await;
-    assert_ne!(by, "node1");
+    cluster.kill_node(1);
+    let by = sign_and_verify(&client, Scheme::Ed25519, pk, b"while node1 is down", &[]).await;
+    assert_ne!(by.node, "node1");
 
     // Restart: node0 and node1 come back, node2 stays down. The shares come back from SQLite
     // through SoftHSM, node1 catches up on what it missed, and the two sign.
-    procs.clear();
-    let _procs: Vec<NodeProcess> = configs[..2].iter().map(|c| start_node(c)).collect();
-    let by = sign_and_verify(&client, &public_key, b"after a restart").await;
-    assert_ne!(by, "node2");
+    cluster.stop_node(0);
+    cluster.stop_node(2);
+    cluster.start_node(0);
+    cluster.start_node(1);
+    let by = sign_and_verify(&client, Scheme::Ed25519, pk, b"after a restart", &[]).await;
+    assert_ne!(by.node, "node2");
+}
+
+/// The harness itself (what other tests build on): hooks run once per node, node by node,
+/// on complete files before the first start; lines land in the `[cluster]` section of every
+/// node or of one; `restart_all` brings every node back (SIGTERM, clean exit) and they sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_cluster_harness_hooks_config_lines_and_restart_all() {
+    let hooked = Arc::new(Mutex::new(vec![]));
+    let mut cluster = Cluster::builder(3)
+        .leader_timeout_ms(1_500)
+        .session_timeout_ms(6_000)
+        .cluster_line("max_in_flight = 8")
+        .node_cluster_line(2, "store = \"node2.db\"")
+        .before_start({
+            let hooked = hooked.clone();
+            move |node| {
+                let config = std::fs::read_to_string(&node.config).unwrap();
+                assert!(config.contains("[cluster]") && config.contains(&node.token));
+                assert!(node.dir.join("identity.sealed").exists());
+                assert!(!node.log.exists(), "{} has not started yet", node.id);
+                // What a hook may do: open the store and the HSM as the node will.
+                assert!(!node.store.exists());
+                assert!(node.open_store().keys().unwrap().is_empty());
+                let sealer = node.sealer();
+                let blob = sealer.seal(b"hook", b"seeded").unwrap();
+                assert_eq!(&sealer.unseal(b"hook", &blob).unwrap()[..], b"seeded");
+                hooked.lock().unwrap().push(node.id.clone());
+            }
+        })
+        .start();
+    assert_eq!(*hooked.lock().unwrap(), cluster.node_ids());
+    for node in cluster.nodes() {
+        let config = std::fs::read_to_string(&node.config).unwrap();
+        assert!(
+            config.contains("leader_timeout_ms = 1500") && config.contains("max_in_flight = 8")
+        );
+        assert_eq!(config.contains("node2.db"), node.index == 2, "{config}");
+    }
+    assert!(cluster.manifest_path().exists() && cluster.initiator_key_path().exists());
+    assert!(cluster.nats_url().starts_with("nats://127.0.0.1:"));
+
+    let client = cluster.client("app").await;
+    let key = keygen(&cluster, &client, &[Scheme::Ed25519])
+        .await
+        .remove(0);
+    sign_and_verify(&client, Scheme::Ed25519, &key.public_key, b"before", &[]).await;
+    cluster.restart_all();
+    let store = &cluster.node(2).store;
+    assert!(
+        store.ends_with("node2.db") && store.exists(),
+        "{}",
+        store.display()
+    );
+    for i in 0..3 {
+        assert!(cluster.is_running(i));
+    }
+    sign_and_verify(&client, Scheme::Ed25519, &key.public_key, b"after", &[]).await;
 }

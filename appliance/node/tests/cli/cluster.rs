@@ -1,0 +1,698 @@
+//! A real cluster for process-level tests: `n` `keyrack node` processes on their own SoftHSM
+//! tokens (`keyrack-node0`, `keyrack-node1`, …, made by `softhsm-setup/softhsm-init.sh`; the
+//! setup makes node0 to node2: a test with more nodes needs its tokens added to the token
+//! lists of `softhsm-setup/test.sh` and `keyrack_tests::SETUP_HINT`), set up through the CLI
+//! as an operator would (`keyrack init`, `keyrack keys generate`, `keyrack manifest create|sign`, a
+//! `[cluster]` section), on a nats-server of their own.
+//!
+//! [`Cluster::start`] (or [`Cluster::builder`] for timeouts, extra config lines and a hook on
+//! each node's files before the first start) returns once every node serves: it reads each
+//! node's log for the daemon's `node running` line, logged once its streams and its request
+//! consumer exist. Nodes can then be stopped ([`Cluster::stop_node`]: SIGTERM, and a clean
+//! exit is asserted), killed ([`Cluster::kill_node`]: SIGKILL) and started again
+//! ([`Cluster::start_node`], [`Cluster::restart_all`]); [`Cluster::client`] connects the SDK
+//! as the manifest's initiator; [`Cluster::results`] reads every result a client id received,
+//! each checked against the manifest, for tests that count what the SDK does not show;
+//! [`Cluster::key_states`] reads a stopped node's store.
+//!
+//! Each node's stderr goes to `node.log` in its directory (all its runs, appended). When a test
+//! panics, the cluster prints the end of every node's log. `KEYRACK_NODE_LOG` adds tracing
+//! directives to the nodes' filter (e.g. `keyrack_node=debug`).
+//!
+//! The process-control methods block while they wait (for a start, for an exit): call them
+//! from a multi-thread runtime (`#[tokio::test(flavor = "multi_thread")]`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use keyrack_client::manifest::{SignedManifest, VerifiedManifest};
+use keyrack_client::request::InitiatorKey;
+use keyrack_client::result::{ResultBody, SignedResult, Status};
+use keyrack_client::sdk::{Client, SdkError};
+use keyrack_client::subjects;
+use keyrack_tests::NatsServer;
+
+use super::{keyrack, stderr, stdout, KEYRACK};
+
+/// The cluster id.
+pub const CLUSTER: &str = "c1";
+/// The initiator listed in the manifest.
+pub const INITIATOR: &str = "alice";
+
+/// How long a node may take to start serving, or to exit after SIGTERM.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
+/// How long [`Results::until_ok`] waits.
+const WAIT_RESULTS: Duration = Duration::from_secs(30);
+/// The daemon's log line once its streams and request consumer exist.
+const READY_LINE: &str = "node running";
+/// What the nodes log unless told more: warnings, the daemon's info lines (start, intake
+/// refusals) and the envelopes sessions and the control listener drop.
+const BASE_LOG_FILTER: &str = "warn,keyrack_node::daemon=info,keyrack_node::session=debug,\
+     keyrack_node::daemon::control=debug";
+
+/// The files of one node.
+#[derive(Clone, Debug)]
+pub struct NodeFiles {
+    /// Position in the cluster (0-based).
+    pub index: usize,
+    /// Node id: `node<index>`.
+    pub id: String,
+    /// Its SoftHSM token: `keyrack-node<index>`.
+    pub token: String,
+    /// The node directory made by `keyrack init`.
+    pub dir: PathBuf,
+    /// Its `keyrack.toml`.
+    pub config: PathBuf,
+    /// Its SQLite store, as its config says (by default `keyrack.db` in the node directory).
+    pub store: PathBuf,
+    /// Its stderr, all runs.
+    pub log: PathBuf,
+}
+
+impl NodeFiles {
+    /// The node's config, as the node reads it.
+    pub fn load_config(&self) -> keyrack_node::config::LoadedConfig {
+        keyrack_node::config::LoadedConfig::load(&self.config).unwrap()
+    }
+
+    /// The node's HSM backend, opened as the node opens it (its key must exist), e.g. to seal
+    /// what a [`Builder::before_start`] hook puts in the store. Only while the node does not
+    /// run: one process per SoftHSM token.
+    pub fn sealer(&self) -> Box<dyn keyrack_hsm::Sealer> {
+        let loaded = self.load_config();
+        keyrack_hsm::open(
+            &loaded.config.hsm,
+            &loaded.base_dir,
+            keyrack_hsm::KeyPolicy::MustExist,
+        )
+        .unwrap()
+    }
+
+    /// The node's store, opened (created if new) as the node opens it. Only while the node
+    /// does not run.
+    pub fn open_store(&self) -> keyrack_node::store::Store {
+        keyrack_node::store::Store::open(&self.store, CLUSTER, &self.id).unwrap()
+    }
+}
+
+type Hook = Box<dyn FnMut(&NodeFiles)>;
+
+/// How to make a [`Cluster`].
+pub struct Builder {
+    nodes: usize,
+    leader_timeout_ms: u64,
+    session_timeout_ms: u64,
+    lines: Vec<String>,
+    node_lines: Vec<(usize, String)>,
+    hooks: Vec<Hook>,
+}
+
+impl Builder {
+    /// `[cluster] leader_timeout_ms` of every node (default 1000).
+    pub fn leader_timeout_ms(mut self, ms: u64) -> Self {
+        self.leader_timeout_ms = ms;
+        self
+    }
+
+    /// `[cluster] session_timeout_ms` of every node (default 5000).
+    pub fn session_timeout_ms(mut self, ms: u64) -> Self {
+        self.session_timeout_ms = ms;
+        self
+    }
+
+    /// A line added to every node's `[cluster]` section, e.g. `max_in_flight = 4`.
+    pub fn cluster_line(mut self, line: &str) -> Self {
+        self.lines.push(line.to_owned());
+        self
+    }
+
+    /// A line added to node `index`'s `[cluster]` section only.
+    pub fn node_cluster_line(mut self, index: usize, line: &str) -> Self {
+        self.node_lines.push((index, line.to_owned()));
+        self
+    }
+
+    /// Runs `hook` on each node's files once they are complete (identity, config with its
+    /// `[cluster]` section, signed manifest) and before the node first starts: e.g. to seed
+    /// its store. Hooks run in the order given, node by node.
+    pub fn before_start(mut self, hook: impl FnMut(&NodeFiles) + 'static) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Sets the cluster up and starts every node; returns once all serve.
+    pub fn start(mut self) -> Cluster {
+        assert!(self.nodes >= 2, "a cluster has at least two nodes");
+        let nats = NatsServer::start();
+        let work = tempfile::tempdir().unwrap();
+        let w = |name: &str| work.path().join(name);
+        let mut nodes = vec![];
+        for index in 0..self.nodes {
+            let id = format!("node{index}");
+            let token = format!("keyrack-node{index}");
+            let dir = w(&id);
+            let pin = keyrack_tests::pin_file(&token);
+            ok(keyrack(&[
+                "init",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--node-id",
+                &id,
+                "--backend",
+                "pkcs11",
+                "--pkcs11-module",
+                &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
+                "--token-label",
+                &token,
+                "--key-label",
+                &keyrack_tests::unique(&id),
+                "--pin-file",
+                pin.to_str().unwrap(),
+            ]));
+            nodes.push(NodeFiles {
+                index,
+                config: dir.join("keyrack.toml"),
+                store: dir.join("keyrack.db"),
+                log: dir.join("node.log"),
+                dir,
+                id,
+                token,
+            });
+        }
+        let key = |name: &str| {
+            ok(keyrack(&[
+                "keys",
+                "generate",
+                "--out",
+                w(&format!("{name}.key")).to_str().unwrap(),
+                "--public-out",
+                w(&format!("{name}.pub")).to_str().unwrap(),
+            ]))
+        };
+        key("admin");
+        key(INITIATOR);
+        let manifest_path = w("manifest.toml");
+        let mut create: Vec<String> = [
+            "manifest",
+            "create",
+            "--cluster",
+            CLUSTER,
+            "--out",
+            manifest_path.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for node in &nodes {
+            create.extend(["--node".to_owned(), node.dir.to_str().unwrap().to_owned()]);
+        }
+        create.extend([
+            "--initiator".to_owned(),
+            format!("{INITIATOR}={}", w(&format!("{INITIATOR}.pub")).display()),
+            "--admin".to_owned(),
+            format!("admin={}", w("admin.pub").display()),
+            "--admin-threshold".to_owned(),
+            "1".to_owned(),
+        ]);
+        ok(keyrack(
+            &create.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        ok(keyrack(&[
+            "manifest",
+            "sign",
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+            "--key",
+            w("admin.key").to_str().unwrap(),
+            "--admin",
+            "admin",
+        ]));
+        for node in &mut nodes {
+            let mut section = format!(
+                "\n[cluster]\nmanifest = {:?}\nnats = [{:?}]\nleader_timeout_ms = {}\nsession_timeout_ms = {}\n",
+                manifest_path.to_str().unwrap(),
+                nats.url,
+                self.leader_timeout_ms,
+                self.session_timeout_ms,
+            );
+            let own = self.node_lines.iter().filter(|(i, _)| *i == node.index);
+            for line in self.lines.iter().chain(own.map(|(_, l)| l)) {
+                section.push_str(line);
+                section.push('\n');
+            }
+            let mut config = std::fs::read_to_string(&node.config).unwrap();
+            config.push_str(&section);
+            std::fs::write(&node.config, config).unwrap();
+            let loaded = node.load_config();
+            node.store = loaded.resolve(&loaded.config.cluster.as_ref().unwrap().store);
+        }
+        for node in &nodes {
+            for hook in &mut self.hooks {
+                hook(node);
+            }
+        }
+        let manifest = SignedManifest::from_toml(&std::fs::read_to_string(&manifest_path).unwrap())
+            .unwrap()
+            .verify_bootstrap()
+            .unwrap();
+        let mut cluster = Cluster {
+            procs: nodes.iter().map(|_| None).collect(),
+            initiator_key: w(&format!("{INITIATOR}.key")),
+            manifest_path,
+            manifest,
+            nodes,
+            nats,
+            _work: work,
+        };
+        cluster.start_all();
+        cluster
+    }
+}
+
+/// A running node process: its child and where its log started.
+struct Running {
+    child: Child,
+    log_from: u64,
+}
+
+/// A cluster of `keyrack node` processes (see the module docs). Dropping it kills them all.
+pub struct Cluster {
+    nodes: Vec<NodeFiles>,
+    procs: Vec<Option<Running>>,
+    manifest_path: PathBuf,
+    manifest: VerifiedManifest,
+    initiator_key: PathBuf,
+    // Dropped after the fields above, and the nodes are killed in Drop first.
+    nats: NatsServer,
+    _work: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A builder for `nodes` nodes (leader timeout 1 s, session timeout 5 s).
+    pub fn builder(nodes: usize) -> Builder {
+        Builder {
+            nodes,
+            leader_timeout_ms: 1_000,
+            session_timeout_ms: 5_000,
+            lines: vec![],
+            node_lines: vec![],
+            hooks: vec![],
+        }
+    }
+
+    /// `nodes` nodes with the builder's defaults, all started.
+    pub fn start(nodes: usize) -> Cluster {
+        Cluster::builder(nodes).start()
+    }
+
+    /// The files of node `i`.
+    pub fn node(&self, i: usize) -> &NodeFiles {
+        &self.nodes[i]
+    }
+
+    /// Every node's files, in node order.
+    pub fn nodes(&self) -> &[NodeFiles] {
+        &self.nodes
+    }
+
+    /// The node ids, in node order.
+    pub fn node_ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// The signed manifest file.
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest_path
+    }
+
+    /// The manifest, verified.
+    pub fn manifest(&self) -> &VerifiedManifest {
+        &self.manifest
+    }
+
+    /// The initiator's key file.
+    pub fn initiator_key_path(&self) -> &Path {
+        &self.initiator_key
+    }
+
+    /// The initiator's key, as listed in the manifest.
+    pub fn initiator(&self) -> InitiatorKey {
+        InitiatorKey::load(INITIATOR, &self.initiator_key).unwrap()
+    }
+
+    /// The NATS URL the nodes use.
+    pub fn nats_url(&self) -> &str {
+        &self.nats.url
+    }
+
+    /// A plain NATS connection (for publishing crafted messages, or listening in).
+    pub async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats.url).await.unwrap()
+    }
+
+    /// The SDK, connected as the initiator with client id `client_id`.
+    pub async fn client(&self, client_id: &str) -> Client {
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            match Client::connect(
+                std::slice::from_ref(&self.nats.url),
+                CLUSTER,
+                client_id,
+                self.initiator(),
+                self.manifest.clone(),
+            )
+            .await
+            {
+                Ok(c) => return c,
+                Err(SdkError::StreamsMissing { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("connect the SDK: {e}"),
+            }
+        }
+    }
+
+    /// Every result published for `client_id`, from the first, each verified under the
+    /// manifest.
+    pub async fn results(&self, client_id: &str) -> Results {
+        let js = async_nats::jetstream::new(self.nats().await);
+        let stream = js
+            .get_stream(subjects::result_stream(CLUSTER).unwrap())
+            .await
+            .expect("the result stream (the nodes create it)");
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subjects::result_filter(CLUSTER, client_id).unwrap(),
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        Results {
+            messages: consumer.messages().await.unwrap(),
+            manifest: self.manifest.clone(),
+            seen: vec![],
+        }
+    }
+
+    /// Publishes `bytes` to the request subject of `kind` (`sign`, `keygen`, …) through
+    /// JetStream with `Nats-Msg-Id: msg_id`, as a client would, and waits for the ack.
+    pub async fn publish_request(&self, kind: &str, msg_id: &str, bytes: Vec<u8>) {
+        let js = async_nats::jetstream::new(self.nats().await);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        let ack = js
+            .publish_with_headers(
+                subjects::request_subject(CLUSTER, kind).unwrap(),
+                headers,
+                bytes.into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            !ack.duplicate,
+            "JetStream took message id {msg_id} for a duplicate"
+        );
+    }
+
+    /// Whether node `i` runs (started by this cluster, not stopped or killed since).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.procs[i].as_mut() {
+            Some(p) => p.child.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// Starts node `i` and waits until it serves.
+    pub fn start_node(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_serving(i);
+    }
+
+    /// Starts every node that is not running; waits until all serve.
+    pub fn start_all(&mut self) {
+        let stopped: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.procs[*i].is_none())
+            .collect();
+        for &i in &stopped {
+            self.spawn(i);
+        }
+        for &i in &stopped {
+            self.wait_serving(i);
+        }
+    }
+
+    /// Stops node `i` with SIGTERM and asserts that it exits cleanly (status 0) in time.
+    pub fn stop_node(&mut self, i: usize) {
+        let mut running = self.procs[i].take().expect("the node runs");
+        let status = Command::new("kill")
+            .args(["-TERM", &running.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM node{i}");
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        let status = loop {
+            if let Some(status) = running.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                panic!(
+                    "node{i} did not exit within {PROCESS_DEADLINE:?} of SIGTERM; its log:\n{}",
+                    self.log_since(i, running.log_from)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "node{i} exited with {status} after SIGTERM; its log:\n{}",
+            self.log_since(i, running.log_from)
+        );
+    }
+
+    /// Kills node `i` with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_node(&mut self, i: usize) {
+        let mut running = self.procs[i].take().expect("the node runs");
+        running.child.kill().unwrap();
+        running.child.wait().unwrap();
+    }
+
+    /// Stops every running node (SIGTERM) and starts them all again.
+    pub fn restart_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.procs[i].is_some() {
+                self.stop_node(i);
+            }
+        }
+        self.start_all();
+    }
+
+    /// The keys in node `i`'s store, read from the SQLite file directly (read-only; the node
+    /// must not run), each with whether the sealed share of its current version is there.
+    pub fn key_states(&mut self, i: usize) -> Vec<KeyState> {
+        assert!(!self.is_running(i), "node{i} runs: stop or kill it first");
+        let db = rusqlite::Connection::open_with_flags(
+            &self.nodes[i].store,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut query = db
+            .prepare(
+                "SELECT k.key_id, k.scheme, k.status, k.version, EXISTS (SELECT 1 FROM key_shares s \
+                 WHERE s.key_id = k.key_id AND s.scheme = k.scheme AND s.version = k.version) \
+                 FROM keys k ORDER BY k.key_id, k.scheme",
+            )
+            .unwrap();
+        let rows = query
+            .query_map([], |row| {
+                Ok(KeyState {
+                    key_id: row.get(0)?,
+                    scheme: row.get(1)?,
+                    status: row.get(2)?,
+                    version: row.get(3)?,
+                    has_share: row.get(4)?,
+                })
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Everything node `i` logged, all runs.
+    pub fn log(&self, i: usize) -> String {
+        self.log_since(i, 0)
+    }
+
+    fn log_since(&self, i: usize, from: u64) -> String {
+        let bytes = std::fs::read(&self.nodes[i].log).unwrap_or_default();
+        let from = usize::try_from(from).unwrap().min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    fn spawn(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "node{i} already runs");
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let log_from = log.metadata().unwrap().len();
+        let filter = match std::env::var("KEYRACK_NODE_LOG") {
+            Ok(more) => format!("{BASE_LOG_FILTER},{more}"),
+            Err(_) => BASE_LOG_FILTER.to_owned(),
+        };
+        let child = Command::new(KEYRACK)
+            .args(["node", "--config", node.config.to_str().unwrap()])
+            .env("KEYRACK_LOG", filter)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start keyrack node");
+        self.procs[i] = Some(Running { child, log_from });
+    }
+
+    fn wait_serving(&mut self, i: usize) {
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            let running = self.procs[i].as_mut().expect("the node was started");
+            let log_from = running.log_from;
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!(
+                    "node{i} exited ({status}) before serving; its log:\n{}",
+                    self.log_since(i, log_from)
+                );
+            }
+            if self.log_since(i, log_from).contains(READY_LINE) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node{i} did not serve within {PROCESS_DEADLINE:?}; its log:\n{}",
+                self.log_since(i, log_from)
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for running in self.procs.iter_mut().filter_map(Option::take) {
+            let mut child = running.child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..self.nodes.len() {
+                let log = self.log(i);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("----- node{i}: last {} log lines -----", tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// A key record as the store holds it (see [`Cluster::key_states`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key (wallet) id.
+    pub key_id: String,
+    /// The scheme id.
+    pub scheme: String,
+    /// `PENDING`, `READY`, `ERROR` or `DELETED`.
+    pub status: String,
+    /// The share generation.
+    pub version: u32,
+    /// Whether the sealed share of that generation is stored.
+    pub has_share: bool,
+}
+
+/// The results one client id received (see [`Cluster::results`]).
+pub struct Results {
+    messages: async_nats::jetstream::consumer::pull::Ordered,
+    manifest: VerifiedManifest,
+    seen: Vec<ResultBody>,
+}
+
+impl Results {
+    /// Reads results until `done` holds for all of them so far; panics naming `what` if it
+    /// does not within `timeout`. Every result must verify under its manifest node's key.
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[ResultBody]) -> bool,
+    ) -> &[ResultBody] {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.seen) {
+            let next = tokio::time::timeout_at(deadline, self.messages.next()).await;
+            let message = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => panic!("reading results: {e}"),
+                Ok(None) => panic!("the result consumer ended"),
+                Err(_) => panic!(
+                    "{what}: not within {timeout:?}; results so far:\n{}",
+                    describe(&self.seen)
+                ),
+            };
+            let body = SignedResult::parse(&message.payload)
+                .and_then(|r| r.verify_with(&self.manifest))
+                .unwrap_or_else(|e| panic!("a result on {} does not verify: {e}", message.subject));
+            self.seen.push(body);
+        }
+        &self.seen
+    }
+
+    /// Reads results until `count` nodes answered `request_id` with `ok`; returns every
+    /// answer to it read so far.
+    pub async fn until_ok(&mut self, request_id: &str, count: usize) -> Vec<&ResultBody> {
+        let oks = |r: &[ResultBody]| {
+            r.iter()
+                .filter(|r| r.request_id == request_id && r.status == Status::Ok)
+                .count()
+        };
+        let what = format!("{count} ok results for request {request_id}");
+        self.until(WAIT_RESULTS, &what, |r| oks(r) >= count).await;
+        self.of(request_id)
+    }
+
+    /// The results of one request read so far.
+    pub fn of(&self, request_id: &str) -> Vec<&ResultBody> {
+        self.seen
+            .iter()
+            .filter(|r| r.request_id == request_id)
+            .collect()
+    }
+}
+
+/// One line per result: request, node, status, code, message.
+pub fn describe<'a>(results: impl IntoIterator<Item = &'a ResultBody>) -> String {
+    results
+        .into_iter()
+        .map(|r| {
+            format!(
+                "  {} {} {:?} {} {}\n",
+                r.request_id,
+                r.node_id,
+                r.status,
+                r.code.map(|c| c.as_str()).unwrap_or("-"),
+                r.message
+            )
+        })
+        .collect()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
