@@ -57,13 +57,16 @@ pub enum ErrorCode {
     ProtocolFailed,
     /// The HSM refused or failed to seal or unseal.
     HsmFailure,
+    /// The node stopped (crashed or restarted) while it handled the request, which did not
+    /// complete there. Send a new request.
+    Interrupted,
     /// A bug or an unexpected local failure; the node's log has the details.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::BadSignature,
@@ -86,6 +89,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::ProtocolFailed,
         ErrorCode::HsmFailure,
+        ErrorCode::Interrupted,
         ErrorCode::Internal,
     ];
 
@@ -114,6 +118,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::ProtocolFailed => "protocol_failed",
             ErrorCode::HsmFailure => "hsm_failure",
+            ErrorCode::Interrupted => "interrupted",
             ErrorCode::Internal => "internal",
         }
     }
@@ -129,6 +134,7 @@ impl ErrorCode {
                 | ErrorCode::KeyInProgress
                 | ErrorCode::ProtocolFailed
                 | ErrorCode::HsmFailure
+                | ErrorCode::Interrupted
                 | ErrorCode::ApprovalsRequired
                 | ErrorCode::NotYetValid
         )

@@ -30,6 +30,7 @@ fn error_code_strings_are_stable() {
             "timeout",
             "protocol_failed",
             "hsm_failure",
+            "interrupted",
             "internal",
         ]
     );

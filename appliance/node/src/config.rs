@@ -61,6 +61,12 @@ pub struct ClusterSection {
     /// Requests handled at once; more wait in NATS.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Pairs of safe primes kept ready (sealed) for ECDSA committee setup; 0 keeps none.
+    #[serde(default = "default_prime_pool")]
+    pub prime_pool: usize,
+    /// The longest wait for one message of ECDSA committee setup, in milliseconds.
+    #[serde(default = "default_setup_timeout_ms")]
+    pub setup_timeout_ms: u64,
 }
 
 fn default_store() -> PathBuf {
@@ -74,6 +80,12 @@ fn default_session_timeout_ms() -> u64 {
 }
 fn default_max_in_flight() -> usize {
     32
+}
+fn default_prime_pool() -> usize {
+    1
+}
+fn default_setup_timeout_ms() -> u64 {
+    300_000
 }
 
 /// `[node]`.

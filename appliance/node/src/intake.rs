@@ -161,15 +161,35 @@ pub fn refusal_result(
     now: SystemTime,
 ) -> Option<SignedResult> {
     let route = refusal.route.as_ref()?;
+    answer(
+        route,
+        node,
+        Status::Refused,
+        refusal.code,
+        &refusal.message,
+        now,
+    )
+}
+
+/// A signed result with `status` (refused or failed) and `code` for the request `route`
+/// names.
+pub fn answer(
+    route: &Route,
+    node: &NodeIdentity,
+    status: Status,
+    code: ErrorCode,
+    message: &str,
+    now: SystemTime,
+) -> Option<SignedResult> {
     let body = ResultBody {
         version: 1,
         request_id: route.request_id.clone(),
         request_hash: route.request_hash,
         node_id: node.node_id().to_owned(),
         client_id: route.client_id.clone(),
-        status: Status::Refused,
-        code: Some(refusal.code),
-        message: refusal.message.clone(),
+        status,
+        code: Some(code),
+        message: message.to_owned(),
         keys: vec![],
         signature: None,
         at_ms: millis(now),
@@ -177,7 +197,7 @@ pub fn refusal_result(
     match body.sign(node.signing_key()) {
         Ok(signed) => Some(signed),
         Err(e) => {
-            tracing::error!(error = %e, "cannot sign a refusal");
+            tracing::error!(error = %e, "cannot sign a result");
             None
         }
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod daemon;
+pub mod ecdsa;
 pub mod fsutil;
 pub mod identity;
 pub mod intake;

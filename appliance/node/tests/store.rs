@@ -775,18 +775,20 @@ fn sessions_are_recorded_and_restarts_fail_the_running_ones() {
 const FIXTURE_CLUSTER: &str = "golden";
 const FIXTURE_NODE: &str = "node0";
 
+fn fixture_path_of(version: i64) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/testdata/store/schema-v{version}.sqlite"))
+}
+
 fn fixture_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/store/schema-v1.sqlite")
+    fixture_path_of(1)
 }
 
 #[test]
 #[ignore = "writes the golden fixture; run only when adding a fixture"]
 fn write_golden_fixture() {
-    let path = fixture_path();
-    assert_eq!(
-        SCHEMA_VERSION, 1,
-        "write a new fixture file for a new schema version"
-    );
+    // Each schema version gets its own fixture file; older ones are kept and must still open.
+    let path = fixture_path_of(SCHEMA_VERSION);
     let _ = std::fs::remove_file(&path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let store = Store::open(&path, FIXTURE_CLUSTER, FIXTURE_NODE).unwrap();

@@ -235,6 +235,27 @@ impl CommitteeAux {
         )
     }
 
+    /// A fingerprint of the public part (every member's Paillier modulus and ring-Pedersen
+    /// parameters): equal at every member of one committee setup, different for any other
+    /// setup. Members compare it to agree that they hold the same aux info.
+    pub fn fingerprint(&self) -> Result<[u8; 32], ProtocolError> {
+        use sha2::{Digest, Sha256};
+        let public: Vec<(&_, &_, &_)> = self
+            .aux
+            .parties
+            .iter()
+            .map(|p| (&p.N, &p.s, &p.t))
+            .collect();
+        let mut encoded = Vec::new();
+        ciborium::into_writer(&(self.parties, &public), &mut encoded)
+            .map_err(|e| ProtocolError::InvalidMaterial(format!("cannot encode aux info: {e}")))?;
+        Ok(Sha256::new()
+            .chain_update(b"keyrack/ecdsa-secp256k1/aux-fingerprint/v1")
+            .chain_update(&encoded)
+            .finalize()
+            .into())
+    }
+
     /// Decodes (and re-validates) [`CommitteeAux::to_bytes`] output.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let r: AuxRecord = envelope::decode(AUX_FORMAT, bytes, "aux info")?;

@@ -58,6 +58,8 @@
 mod aux;
 mod driver;
 mod envelope;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod reshare;

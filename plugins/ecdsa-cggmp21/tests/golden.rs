@@ -28,3 +28,22 @@ fn golden_share_set_still_loads_and_signs() {
     .unwrap();
     agreed(&out, &msg, &child);
 }
+
+#[test]
+fn aux_fingerprints_agree_within_a_committee_and_differ_across_committees() {
+    let three: Vec<[u8; 32]> = fixture_aux(3)
+        .iter()
+        .map(|a| a.fingerprint().unwrap())
+        .collect();
+    assert!(
+        three.iter().all(|f| *f == three[0]),
+        "one setup, one fingerprint"
+    );
+    // Decoding the stored bytes again gives the same fingerprint (it is what nodes compare).
+    let again =
+        keyrack_ecdsa_cggmp21::CommitteeAux::from_bytes(&fixture_aux(3)[1].to_bytes().unwrap())
+            .unwrap();
+    assert_eq!(again.fingerprint().unwrap(), three[0]);
+    let four = fixture_aux(4)[0].fingerprint().unwrap();
+    assert_ne!(four, three[0], "another committee, another fingerprint");
+}

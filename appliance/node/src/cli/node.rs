@@ -12,6 +12,7 @@ use keyrack_hsm::KeyPolicy;
 
 use crate::config::LoadedConfig;
 use crate::daemon::{default_registry, ControlRouter, Node, Settings};
+use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::IntakeLimits;
 use crate::store::Store;
@@ -79,9 +80,14 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         leader_timeout: Duration::from_millis(cluster.leader_timeout_ms),
         session_timeout: Duration::from_millis(cluster.session_timeout_ms),
+        setup_timeout: Duration::from_millis(cluster.setup_timeout_ms),
         max_in_flight: cluster.max_in_flight,
         intake: IntakeLimits::default(),
     };
+    let store = Arc::new(store);
+    let sealer: Arc<dyn keyrack_hsm::Sealer> = Arc::from(sealer);
+    let primes = PrimeKeeper::start(store.clone(), sealer.clone(), cluster.prime_pool)
+        .context("cannot start the safe-prime keeper")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -90,12 +96,14 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         let node = Arc::new(Node {
             identity: Arc::new(identity),
             manifest: Arc::new(manifest),
-            store: Arc::new(store),
-            sealer: Arc::from(sealer),
+            store,
+            sealer,
             bus,
             registry: default_registry(),
             settings,
             control: Arc::new(ControlRouter::default()),
+            primes: Arc::new(primes),
+            peers: Arc::default(),
         });
         println!("node {node_id} running in cluster {}", node.manifest.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -2,28 +2,36 @@
 //! agrees with its peers who runs them ([`crate::coordinator`]), runs the protocol over NATS
 //! ([`crate::session`]), keeps the outcome sealed in its store, and publishes a signed result.
 //!
-//! Schemes served so far: `ed25519` and `schnorr-secp256k1` (FROST). `ecdsa-secp256k1` needs
-//! the committee's aux info in the store, which the daemon does not provision yet: such
-//! requests are refused with `unsupported_scheme`, saying so.
+//! Schemes served: `ecdsa-secp256k1` (cggmp21; committee setup in [`crate::ecdsa`]),
+//! `ed25519` and `schnorr-secp256k1` (FROST).
 
 mod control;
+pub mod heartbeat;
 mod request;
 mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::result::Status;
 use keyrack_hsm::Sealer;
 use keyrack_plugin::Registry;
 use tokio::sync::Semaphore;
 
+use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
-use crate::intake::{intake, refusal_result, Intake, IntakeLimits};
+use crate::intake::{answer, intake, refusal_result, Intake, IntakeLimits, Route};
+use crate::store::SessionState;
 use crate::store::Store;
 use crate::transport::{Bus, TransportError};
 
 pub use control::ControlRouter;
+
+/// How often a node tells NATS that a request it holds is still in progress (well inside
+/// the consumer's acknowledgement wait).
+const PROGRESS_EVERY: Duration = Duration::from_secs(20);
 
 /// Timing and capacity of a node.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +40,9 @@ pub struct Settings {
     pub leader_timeout: Duration,
     /// The longest wait for any one protocol message.
     pub session_timeout: Duration,
+    /// The longest wait for one message of ECDSA committee setup (a peer may first have to
+    /// generate its safe primes).
+    pub setup_timeout: Duration,
     /// Requests handled at once; more are handed back to NATS (NAK with delay), never dropped.
     pub max_in_flight: usize,
     /// Request time rules.
@@ -43,6 +54,7 @@ impl Default for Settings {
         Settings {
             leader_timeout: Duration::from_secs(3),
             session_timeout: Duration::from_secs(20),
+            setup_timeout: Duration::from_secs(300),
             max_in_flight: 32,
             intake: IntakeLimits::default(),
         }
@@ -67,11 +79,18 @@ pub struct Node {
     pub settings: Settings,
     /// Control messages, routed to the requests they are about.
     pub control: Arc<ControlRouter>,
+    /// The sealed safe-prime pool (ECDSA committee setup).
+    pub primes: Arc<PrimeKeeper>,
+    /// Which peers are live (from their heartbeats).
+    pub peers: Arc<heartbeat::Peers>,
 }
 
 /// The default scheme registry of a node.
 pub fn default_registry() -> Registry {
     let mut registry = Registry::new();
+    registry.register(Arc::new(keyrack_ecdsa_cggmp21::EcdsaPlugin::new(Arc::new(
+        crate::ecdsa::NoAux,
+    ))));
     registry.register(Arc::new(keyrack_eddsa_frost::ed25519()));
     registry.register(Arc::new(keyrack_eddsa_frost::schnorr_secp256k1()));
     registry
@@ -86,6 +105,8 @@ impl Node {
             .request_consumer(self.identity.node_id(), self.settings.max_in_flight as i64)
             .await?;
         tokio::spawn(control::listen(self.clone()));
+        tokio::spawn(heartbeat::watch(self.clone()));
+        tokio::spawn(heartbeat::beat(self.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         tracing::info!(
             node = self.identity.node_id(),
@@ -103,7 +124,24 @@ impl Node {
             };
             let node = self.clone();
             tokio::spawn(async move {
-                node.handle(&delivery.payload, &delivery.subject).await;
+                // A long request (ECDSA committee setup, say) tells NATS it is still being
+                // worked on, so that it is not redelivered while it runs.
+                let work = node.handle(&delivery.payload, &delivery.subject, delivery.delivered);
+                let mut work = std::pin::pin!(work);
+                let mut progress = tokio::time::interval_at(
+                    tokio::time::Instant::now() + PROGRESS_EVERY,
+                    PROGRESS_EVERY,
+                );
+                loop {
+                    tokio::select! {
+                        () = &mut work => break,
+                        _ = progress.tick() => {
+                            if let Err(e) = delivery.in_progress().await {
+                                tracing::warn!(error = %e, "cannot tell NATS a request is in progress");
+                            }
+                        }
+                    }
+                }
                 if let Err(e) = delivery.ack().await {
                     tracing::warn!(error = %e, "cannot acknowledge a request");
                 }
@@ -112,7 +150,7 @@ impl Node {
         }
     }
 
-    async fn handle(self: &Arc<Self>, bytes: &[u8], subject: &str) {
+    async fn handle(self: &Arc<Self>, bytes: &[u8], subject: &str, delivered: i64) {
         let outcome = {
             let (node, bytes, subject) = (self.clone(), bytes.to_vec(), subject.to_owned());
             tokio::task::spawn_blocking(move || {
@@ -129,6 +167,17 @@ impl Node {
         };
         let request = match outcome {
             Ok(Intake::Accepted(request)) => request,
+            Ok(Intake::Refused(refusal))
+                if refusal.code == ErrorCode::Replayed && delivered > 1 =>
+            {
+                // NATS delivered this request to this node before: the node stopped (or lost
+                // its acknowledgement) while handling it. Not an attacker's replay, which
+                // arrives as a new message.
+                if let Some(route) = refusal.route {
+                    self.redelivered(&route).await;
+                }
+                return;
+            }
             Ok(Intake::Refused(refusal)) => {
                 tracing::info!(code = refusal.code.as_str(), message = %refusal.message, "request refused at intake");
                 if let (Some(route), Some(result)) = (
@@ -157,5 +206,45 @@ impl Node {
             }
         };
         request::handle(self.clone(), *request).await;
+    }
+
+    /// A request this node had taken before came again (it stopped while handling it, or its
+    /// acknowledgement was lost). Its record says what happened: completed requests were
+    /// answered already; anything else did not complete here and is answered `interrupted`.
+    async fn redelivered(self: &Arc<Self>, route: &Route) {
+        let (store, id) = (self.store.clone(), route.request_id.clone());
+        let record = tokio::task::spawn_blocking(move || store.session(&id)).await;
+        let why = match record {
+            Ok(Ok(Some(r))) if r.state == SessionState::Completed => return,
+            Ok(Ok(Some(r))) if r.state == SessionState::Running => return, // still in hand
+            Ok(Ok(Some(r))) => r.error.unwrap_or_default(),
+            Ok(Ok(None)) => "the node stopped before the request started".into(),
+            Ok(Err(e)) => return tracing::error!(error = %e, "cannot read a session record"),
+            Err(e) => return tracing::error!(error = %e, "session lookup failed"),
+        };
+        tracing::info!(request = %route.request_id, reason = %why, "request redelivered after an interruption");
+        let message = format!("interrupted at {}: {why}", self.identity.node_id());
+        let Some(result) = answer(
+            route,
+            &self.identity,
+            Status::Failed,
+            ErrorCode::Interrupted,
+            &message,
+            std::time::SystemTime::now(),
+        ) else {
+            return;
+        };
+        let published = self
+            .bus
+            .publish_result(
+                &route.client_id,
+                &route.request_id,
+                self.identity.node_id(),
+                result.to_json(),
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "cannot publish a result");
+        }
     }
 }

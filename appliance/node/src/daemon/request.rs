@@ -10,11 +10,14 @@ use keyrack_client::scheme::Scheme;
 use keyrack_plugin::{KeyShare, KeygenParams, SchemePlugin, Session, SignRequest};
 use sha2::{Digest, Sha256};
 
+use keyrack_ecdsa_cggmp21::EcdsaPlugin;
+
 use super::control::{self, Control};
 use super::Node;
 use crate::coordinator::{Action, Handshake, Need, Start};
+use crate::ecdsa::{ensure_committee, CommitteeContext, FixedAux};
 use crate::session::{run_session, SessionRoute};
-use crate::store::{KeyStatus, KeygenStart, NewKey, StoreError};
+use crate::store::{KeyStatus, KeygenStart, NewKey, NewSession, StoreError};
 
 /// An outcome to report: `Ok` with what to put in the result, or a code and a message.
 pub(super) type Outcome =
@@ -32,6 +35,32 @@ fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, Stri
 /// a node left out of a signing session stands down silently).
 pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     let request_id = request.body.request_id.clone();
+    let runs_protocol = matches!(request.body.kind, RequestKind::Keygen | RequestKind::Sign);
+    if runs_protocol {
+        // One session record per request this node works on (keyed by the request id): what
+        // a redelivery after a crash is answered from, and what the console lists.
+        let (store, body) = (node.store.clone(), request.body.clone());
+        let recorded = blocking(move || {
+            store.start_session(&NewSession {
+                session_id: &body.request_id,
+                request_id: &body.request_id,
+                kind: body.kind.as_str(),
+                key: body
+                    .schemes
+                    .first()
+                    .map(|s| (body.key_id.as_str(), s.as_str())),
+            })
+        })
+        .await;
+        let failed = match recorded {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err((_, _, e)) => Some(e),
+        };
+        if let Some(e) = failed {
+            tracing::error!(error = %e, request = %request_id, "cannot record the session");
+        }
+    }
     let outcome = match request.body.kind {
         RequestKind::Keygen => keygen(&node, &request).await,
         RequestKind::Sign => sign(&node, &request).await,
@@ -42,6 +71,20 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         ))),
     };
     node.control.unregister(&request_id);
+    if runs_protocol {
+        let (store, id) = (node.store.clone(), request_id.clone());
+        let end: Result<(), String> = match &outcome {
+            Some(Err((_, code, message))) => Err(format!("{code}: {message}")),
+            _ => Ok(()),
+        };
+        let finished = blocking(move || {
+            store.finish_session(&id, end.as_ref().map(|_| ()).map_err(|e| e.as_str()))
+        })
+        .await;
+        if let Ok(Err(e)) = finished {
+            tracing::error!(error = %e, request = %request_id, "cannot record the end of a session");
+        }
+    }
     let Some(outcome) = outcome else { return };
     let (status, code, message, keys, signature) = match outcome {
         Ok((keys, signature)) => (Status::Ok, None, String::new(), keys, signature),
@@ -86,7 +129,7 @@ fn plugin_for(
     node.registry.scheme(scheme.as_str()).ok_or_else(|| {
         refuse(
             ErrorCode::UnsupportedScheme,
-            format!("{} is not served by this node yet (ECDSA committee setup is not wired into the daemon)", scheme.as_str()),
+            format!("{} is not served by this node", scheme.as_str()),
         )
     })
 }
@@ -313,7 +356,23 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
             session: scheme_session(&start, scheme),
             participants: start.participants.clone(),
         };
-        let plugin = plugins[&scheme].clone();
+        let plugin = if scheme == Scheme::EcdsaSecp256k1 {
+            // cggmp21 keys need the committee's aux info: agree on it (or make it) first.
+            let context = CommitteeContext {
+                node,
+                session: route.session,
+                members: &start.participants,
+            };
+            match ensure_committee(context).await {
+                Ok(aux) => Arc::new(EcdsaPlugin::new(Arc::new(FixedAux(aux)))),
+                Err(reason) => {
+                    fail_all(reason.clone()).await;
+                    return Some(Err(fail(ErrorCode::ProtocolFailed, reason)));
+                }
+            }
+        } else {
+            plugins[&scheme].clone()
+        };
         let id = route.session;
         let ran = run_session(
             &node.bus,

@@ -1,5 +1,6 @@
 //! The node's SQLite store: one database file per node holding its keys and sealed shares,
-//! the replay store, protocol sessions and sealed presignature pools.
+//! the replay store, protocol sessions, sealed presignature pools, the sealed safe-prime pool
+//! and each committee's sealed ECDSA aux info.
 //!
 //! What it owns: the schema and its migrations; the key lifecycle (PENDING → READY or ERROR,
 //! DELETED tombstones) and the rule that a key is READY only together with its sealed share;
@@ -19,6 +20,7 @@
 //! Every call blocks (SQLite and the HSM): on an async runtime, call it through
 //! `tokio::task::spawn_blocking`. [`Store`] is `Send + Sync`; share it in an `Arc`.
 
+mod committee;
 mod error;
 mod keys;
 mod lifecycle;
@@ -36,12 +38,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+pub use committee::StoredCommitteeAux;
 pub use error::{Result, StoreError};
 pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;
-pub use sealed::{presignature_aad, share_aad};
+pub use sealed::{committee_aux_aad, presignature_aad, primes_aad, share_aad};
 pub use sessions::{NewSession, Recovery, SessionRecord, SessionState};
 
 /// How long a call waits for another connection's write lock before failing with `SQLITE_BUSY`.

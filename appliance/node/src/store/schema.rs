@@ -118,8 +118,25 @@ WHEN OLD.state = 'USED' AND NEW.state <> 'USED'
 BEGIN SELECT RAISE(ABORT, 'keyrack store: a used presignature cannot be reused'); END;
 "#;
 
+/// Version 2: the sealed safe-prime pool and each committee's sealed ECDSA aux info.
+const V2: &str = r#"
+CREATE TABLE primes (
+    id         TEXT PRIMARY KEY,
+    sealed     BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE committee_aux (
+    committee_id TEXT PRIMARY KEY,
+    members      TEXT NOT NULL,
+    fingerprint  BLOB NOT NULL CHECK (length(fingerprint) = 32),
+    sealed       BLOB NOT NULL,
+    created_at   INTEGER NOT NULL
+) STRICT;
+"#;
+
 /// The migrations, oldest first. Never edit a released step; append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -46,6 +46,26 @@ pub fn presignature_aad(
     .into_bytes()
 }
 
+/// The AAD of a pair of safe primes in the pool: it names cluster, node and the entry's id.
+pub fn primes_aad(cluster: &str, node: &str, id: &str) -> Vec<u8> {
+    format!("keyrack/v1/primes/{cluster}/{node}/{id}").into_bytes()
+}
+
+/// The AAD of a committee's aux info: it names cluster, node, the committee id and the
+/// aux info's public fingerprint, so a blob opens only for the row it was written to.
+pub fn committee_aux_aad(
+    cluster: &str,
+    node: &str,
+    committee: &str,
+    fingerprint: &[u8; 32],
+) -> Vec<u8> {
+    format!(
+        "keyrack/v1/committee-aux/{cluster}/{node}/{committee}/{}",
+        hex::encode(fingerprint)
+    )
+    .into_bytes()
+}
+
 /// Checks an id that becomes one component of a record name: 1..=`max` bytes of
 /// `[A-Za-z0-9._:-]`, so that no id can contain the `/` separating components.
 pub(crate) fn check_component(kind: &str, value: &str, max: usize) -> Result<()> {

@@ -83,6 +83,14 @@ impl RequestDelivery {
         self.message.ack().await.map_err(|e| js_err("ack")(&e))
     }
 
+    /// Tells NATS the request is still being handled (resets its acknowledgement wait).
+    pub async fn in_progress(&self) -> Result<(), TransportError> {
+        self.message
+            .ack_with(jetstream::AckKind::Progress)
+            .await
+            .map_err(|e| js_err("progress")(&e))
+    }
+
     /// Hands the request back, to be redelivered after `delay`.
     pub async fn delay(&self, delay: Duration) -> Result<(), TransportError> {
         self.message
