@@ -1,41 +1,83 @@
 #!/usr/bin/env bash
-# The keyrack demo, as root on Debian 12: installs what is missing, builds keyrack, creates
-# three SoftHSM tokens (one per node, as three appliances would each have their own HSM),
-# initialises three node identities sealed by them, and checks each one from a fresh process.
+# The keyrack demo, as root on Debian 12: installs what is missing, builds keyrack, starts a
+# local three-node cluster with `keyrack dev` (nats-server, and each node's secrets sealed by
+# its own SoftHSM token), creates a wallet holding an ECDSA (secp256k1) and an Ed25519 key
+# shared by the nodes (2 of 3 sign), signs with each key and with an HD-derived ECDSA child
+# key, and prints the signatures the client verified.
+#
+# The cluster then keeps running until Ctrl-C. KEYRACK_DEMO_EXIT=1 stops it right away
+# instead (for automated runs). Its state stays in .state/dev: a second run brings back the
+# same cluster and the same wallet; `keyrack dev --fresh` starts over.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KEYRACK_REPO"
-export KEYRACK_STATE_DIR="$KEYRACK_REPO/.state/demo"
-export SOFTHSM2_CONF="$KEYRACK_STATE_DIR/softhsm2.conf"
-mkdir -p "$KEYRACK_STATE_DIR"
-NODES=(node0 node1 node2)
+DIR="$KEYRACK_REPO/.state/dev"
+DEV_OUT="$KEYRACK_REPO/.state/dev.out"
+MESSAGE="hello from keyrack"
 
 bash softhsm-setup/install-deps.sh
 say "building keyrack"
 cargo build --locked -p keyrack-node
 KEYRACK="$CARGO_TARGET_DIR/debug/keyrack"
+CLIENT=("$KEYRACK" client --config "$DIR/client.toml")
 
-# A demo run starts from scratch: new tokens, new identities.
-rm -rf "$KEYRACK_STATE_DIR/nodes"
-bash softhsm-setup/softhsm-init.sh --fresh "${NODES[@]/#/keyrack-}"
+# keyrack dev runs in the background of this script; whatever way the script ends, it is
+# stopped (it stops its nodes, then nats-server).
+DEV_PID=
+stop_dev() {
+  if [[ -n $DEV_PID ]] && kill -0 "$DEV_PID" 2>/dev/null; then
+    kill -TERM "$DEV_PID" 2>/dev/null || true
+    wait "$DEV_PID" 2>/dev/null || true
+  fi
+  DEV_PID=
+}
+trap stop_dev EXIT
+trap 'exit 130' INT TERM
 
-for n in "${NODES[@]}"; do
-  say "keyrack init $n (sealed by SoftHSM token keyrack-$n)"
-  "$KEYRACK" init --dir "$KEYRACK_STATE_DIR/nodes/$n" --node-id "$n" --backend pkcs11 \
-    --pkcs11-module "$KEYRACK_PKCS11_MODULE" --token-label "keyrack-$n" \
-    --pin-file "$KEYRACK_STATE_DIR/pins/keyrack-$n.pin"
+say "keyrack dev: nats-server and three nodes, each sealed by its own SoftHSM token"
+mkdir -p "$(dirname "$DEV_OUT")"
+: > "$DEV_OUT"
+"$KEYRACK" dev --dir "$DIR" --nodes 3 --threshold 2 > >(tee -i "$DEV_OUT") 2>&1 &
+DEV_PID=$!
+for _ in $(seq 1 1200); do
+  grep -q "is ready" "$DEV_OUT" && break
+  kill -0 "$DEV_PID" 2>/dev/null || die "keyrack dev stopped (its output is above and in $DEV_OUT)"
+  sleep 0.1
 done
+grep -q "is ready" "$DEV_OUT" || die "the cluster was not ready within 120 s (see $DEV_OUT and $DIR/logs)"
 
-for n in "${NODES[@]}"; do
-  say "keyrack hsm check $n"
-  "$KEYRACK" hsm check --config "$KEYRACK_STATE_DIR/nodes/$n/keyrack.toml"
-done
+say "keygen: wallet-1 with an ECDSA (secp256k1) and an Ed25519 key; every node must report the same keys"
+echo "    (the first ECDSA key of a committee needs its setup first: tens of seconds; the nodes report progress below)"
+"${CLIENT[@]}" keygen wallet-1 --scheme ecdsa --scheme eddsa --threshold 2 --timeout 600 ||
+  die "keygen of wallet-1 failed (the error is above; node logs in $DIR/logs)"
 
-say "the sealing key of node0, as the token itself lists it (pkcs11-tool)"
-pkcs11-tool --module "$KEYRACK_PKCS11_MODULE" --token-label keyrack-node0 --login \
-  --pin "$(head -n1 "$KEYRACK_STATE_DIR/pins/keyrack-node0.pin")" --list-objects --type secrkey 2>/dev/null
+say "sign \"$MESSAGE\" with the Ed25519 key (2 of the 3 nodes take part)"
+"${CLIENT[@]}" sign wallet-1 --scheme eddsa --message "$MESSAGE" ||
+  die "Ed25519 signing failed (the error is above; node logs in $DIR/logs)"
 
-say "what a peer receives: node0's public identity"
-cat "$KEYRACK_STATE_DIR/nodes/node0/identity.pub.toml"
-echo
-say "demo done: three nodes with sealed identities in $KEYRACK_STATE_DIR/nodes"
-echo "    SOFTHSM2_CONF=$SOFTHSM2_CONF $KEYRACK hsm check --config $KEYRACK_STATE_DIR/nodes/node0/keyrack.toml"
+say "sign \"$MESSAGE\" with the ECDSA key (the nodes sign its SHA-256 digest)"
+"${CLIENT[@]}" sign wallet-1 --scheme ecdsa --message "$MESSAGE" --timeout 300 ||
+  die "ECDSA signing failed (the error is above; node logs in $DIR/logs)"
+
+say "sign with the ECDSA child key m/0/1 (HD derivation: each node derives its own share)"
+"${CLIENT[@]}" sign wallet-1 --scheme ecdsa --message "$MESSAGE" --path m/0/1 --timeout 300 ||
+  die "HD-derived ECDSA signing failed (the error is above; node logs in $DIR/logs)"
+
+say "demo done: every signature above was verified by the client under the wallet's public key"
+cat <<EOF
+    The cluster runs on, with its state in $DIR. Use it from another terminal:
+      ${CLIENT[*]} keygen wallet-2 --scheme eddsa
+      ${CLIENT[*]} sign wallet-1 --scheme ecdsa --message 'pay 1 BTC' --path m/44/0/7
+      ${CLIENT[*]} status --key wallet-1
+    Node logs: $DIR/logs/. Next time, without the demo (same cluster, same wallets):
+      $KEYRACK dev --dir $DIR
+    The operator console (keyrack-tui) is not built yet: there is no console to open so far.
+EOF
+
+if [[ ${KEYRACK_DEMO_EXIT:-} == 1 ]]; then
+  say "KEYRACK_DEMO_EXIT=1: stopping the cluster"
+  stop_dev
+  exit 0
+fi
+say "the cluster keeps running; press Ctrl-C to stop it"
+trap 'stop_dev; exit 0' INT TERM
+wait "$DEV_PID" || die "keyrack dev stopped on its own (see above and $DIR/logs)"

@@ -3,9 +3,7 @@
 //! this module only gathers what the operator gives, writes files and reports. It never
 //! installs a manifest on a node and never holds an admin key beyond one signature.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,7 +18,7 @@ mod report;
 use report::Report;
 
 use super::keys::{load_key, public_key_arg, PUBLIC_PREFIX};
-use crate::fsutil::write_new_file;
+use crate::fsutil::{replace_file, write_new_file};
 
 /// [`write_new_file`] with the path made absolute (it syncs the parent directory, which a
 /// bare file name does not name).
@@ -192,35 +190,6 @@ fn write_unsigned(manifest: Manifest, out: &Path) -> anyhow::Result<SignedManife
     }
     create_file(out, text.as_bytes()).with_context(|| format!("--out {}", out.display()))?;
     Ok(signed)
-}
-
-/// Replaces `path` atomically (temp file in the same directory, fsync, rename), keeping its
-/// permissions.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => fs::File::open(parent)?.sync_all(),
-        None => Ok(()),
-    }
 }
 
 fn ids(admins: &[Admin]) -> String {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod dev;
 mod hsm;
 mod init;
 mod keys;
@@ -36,6 +37,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Send keygen, sign and status requests to a cluster (as the initiator in client.toml).
     Client(client::ClientArgs),
+    /// Start a local development cluster: nats-server and n nodes on SoftHSM tokens.
+    Dev(dev::DevArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Node(args) => node::run(args),
         Command::Client(args) => client::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 
 mod client;
 mod cluster;
+mod dev;
 mod hsm_check;
 mod init;
 mod keys;
