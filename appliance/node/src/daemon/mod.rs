@@ -31,7 +31,7 @@ pub use control::ControlRouter;
 
 /// How often a node tells NATS that a request it holds is still in progress (well inside
 /// the consumer's acknowledgement wait).
-const PROGRESS_EVERY: Duration = Duration::from_secs(20);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Timing and capacity of a node.
 #[derive(Clone, Copy, Debug)]

@@ -15,7 +15,7 @@ const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Window in which a re-published message with the same `Nats-Msg-Id` is dropped.
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// How long a node may hold a request before NATS redelivers it.
-const ACK_WAIT: Duration = Duration::from_secs(120);
+const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! and a restart of the nodes with one still down (shares unsealed from SQLite through
 //! SoftHSM). The modules below cover the rest of the cluster's process-level behaviour.
 
+mod ecdsa;
 mod faults;
 mod refusals;
 mod signing;
@@ -89,7 +90,23 @@ fn check_signature(info: &SignatureInfo, scheme: Scheme, expected_key: &[u8], me
             key.verify_raw(&digest, &sig)
                 .expect("the BIP-340 signature verifies (k256)");
         }
-        other => panic!("no independent check for {other:?} here"),
+        Scheme::EcdsaSecp256k1 => {
+            use k256::ecdsa::signature::hazmat::PrehashVerifier;
+            let digest = sha2::Sha256::digest(message);
+            assert_eq!(info.digest_or_message, digest.as_slice());
+            let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(expected_key).unwrap();
+            let sig = k256::ecdsa::Signature::from_slice(&info.signature).unwrap();
+            assert!(sig.normalize_s().is_none(), "low s");
+            key.verify_prehash(&digest, &sig)
+                .expect("the ECDSA signature verifies (k256)");
+            let v = k256::ecdsa::RecoveryId::from_byte(info.v.expect("ECDSA results carry v"))
+                .unwrap();
+            let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(&digest, &sig, v)
+                .expect("v recovers a key");
+            assert_eq!(recovered, key, "v recovers the signing key");
+            assert_eq!(info.r.unwrap()[..], info.signature[..32]);
+            assert_eq!(info.s.unwrap()[..], info.signature[32..]);
+        }
     }
 }
 
