@@ -49,7 +49,8 @@ const WAIT_RESULTS: Duration = Duration::from_secs(30);
 const READY_LINE: &str = "node running";
 /// What the nodes log unless told more: warnings, the daemon's info lines (start, intake
 /// refusals) and the envelopes sessions and the control listener drop.
-const BASE_LOG_FILTER: &str = "warn,keyrack_node::daemon=info,keyrack_node::ecdsa=info,keyrack_node::session=debug,\
+const BASE_LOG_FILTER: &str =
+    "warn,keyrack_node::daemon=info,keyrack_node::ecdsa=info,keyrack_node::session=debug,\
      keyrack_node::daemon::control=debug";
 
 /// The files of one node.

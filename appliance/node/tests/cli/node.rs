@@ -99,8 +99,8 @@ fn check_signature(info: &SignatureInfo, scheme: Scheme, expected_key: &[u8], me
             assert!(sig.normalize_s().is_none(), "low s");
             key.verify_prehash(&digest, &sig)
                 .expect("the ECDSA signature verifies (k256)");
-            let v = k256::ecdsa::RecoveryId::from_byte(info.v.expect("ECDSA results carry v"))
-                .unwrap();
+            let v =
+                k256::ecdsa::RecoveryId::from_byte(info.v.expect("ECDSA results carry v")).unwrap();
             let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(&digest, &sig, v)
                 .expect("v recovers a key");
             assert_eq!(recovered, key, "v recovers the signing key");
