@@ -776,8 +776,10 @@ const FIXTURE_CLUSTER: &str = "golden";
 const FIXTURE_NODE: &str = "node0";
 
 fn fixture_path_of(version: i64) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/testdata/store/schema-v{version}.sqlite"))
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test and nextest at run time"),
+    )
+    .join(format!("tests/testdata/store/schema-v{version}.sqlite"))
 }
 
 fn fixture_path() -> PathBuf {

@@ -10,9 +10,11 @@ use keyrack_plugin::sim::{self, Faults};
 use keyrack_plugin::{KeyShare, KeygenParams, SchemePlugin, Session, SignRequest};
 
 fn fixture(scheme: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(format!("{scheme}-2of3-v1.cbor"))
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test and nextest at run time"),
+    )
+    .join("testdata")
+    .join(format!("{scheme}-2of3-v1.cbor"))
 }
 
 fn session(me: u16, parties: u16) -> Session {

@@ -87,9 +87,11 @@ pub fn verified_v1() -> VerifiedManifest {
 }
 
 pub fn testdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/testdata")
-        .join(name)
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test and nextest at run time"),
+    )
+    .join("tests/testdata")
+    .join(name)
 }
 
 /// Compares `actual` with the golden file, or writes it when `KEYRACK_BLESS=1`.

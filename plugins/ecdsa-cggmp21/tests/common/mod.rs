@@ -18,9 +18,11 @@ use keyrack_plugin::{
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn testdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(name)
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test and nextest at run time"),
+    )
+    .join("testdata")
+    .join(name)
 }
 
 /// A list of byte strings stored as CBOR.
