@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::request::VerifiedRequest;
-use keyrack_client::result::{KeyInfo, KeyStatus as WireStatus, Status};
+use keyrack_client::result::{KeyInfo, KeyStatus, Status};
 use keyrack_client::scheme::Scheme;
 
 use super::request::Outcome;
 use super::Node;
-use crate::store::{KeyRecord, KeyStatus};
+use crate::store::KeyRecord;
 
 /// Answers a `status` request: one [`KeyInfo`] (with its status) per scheme asked (none
 /// asked: every scheme) for which the store has a record of the key id.
@@ -47,15 +47,10 @@ pub(super) async fn status(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
 /// A key record as a status result reports it: no public key (empty, chain code zero)
 /// until the key was READY once.
 fn key_info(scheme: Scheme, record: KeyRecord) -> Result<KeyInfo, String> {
-    let status = match record.status {
-        KeyStatus::Pending => WireStatus::Pending,
-        KeyStatus::Ready => WireStatus::Ready,
-        KeyStatus::Error => WireStatus::Error,
-        KeyStatus::Deleted => WireStatus::Deleted,
-    };
+    let status = record.status;
     let (public_key, chain_code) = match (record.public_key, record.chain_code) {
         (Some(key), Some(chain)) => (key, chain),
-        _ if status == WireStatus::Ready => {
+        _ if status == KeyStatus::Ready => {
             return Err(format!(
                 "{scheme} key '{}' is READY without a public key",
                 record.key_id
@@ -99,15 +94,15 @@ mod tests {
     #[test]
     fn each_store_status_is_reported_with_what_the_key_has() {
         let key = Some(vec![5; 32]);
-        for (status, wire, public_key) in [
-            (KeyStatus::Ready, WireStatus::Ready, key.clone()),
-            (KeyStatus::Deleted, WireStatus::Deleted, key.clone()),
-            (KeyStatus::Deleted, WireStatus::Deleted, None),
-            (KeyStatus::Pending, WireStatus::Pending, None),
-            (KeyStatus::Error, WireStatus::Error, None),
+        for (status, public_key) in [
+            (KeyStatus::Ready, key.clone()),
+            (KeyStatus::Deleted, key.clone()),
+            (KeyStatus::Deleted, None),
+            (KeyStatus::Pending, None),
+            (KeyStatus::Error, None),
         ] {
             let info = key_info(Scheme::Ed25519, record(status, public_key.clone())).unwrap();
-            assert_eq!(info.status, Some(wire));
+            assert_eq!(info.status, Some(status));
             assert_eq!(info.public_key, public_key.clone().unwrap_or_default());
             let chain = if public_key.is_some() {
                 [7; 32]

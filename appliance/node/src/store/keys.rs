@@ -13,49 +13,22 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::{Result, StoreError};
 use super::{from_json, from_ms, key_name, now_ms, sealed};
 
-/// A key's lifecycle status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyStatus {
-    /// A keygen session is running.
-    Pending,
-    /// The key has a sealed share and can sign.
-    Ready,
-    /// The last keygen failed; a new keygen may retry.
-    Error,
-    /// Deleted: the share is erased and the id stays taken (a tombstone).
-    Deleted,
-}
+/// A key's lifecycle status: the wire type of status results, stored by its name.
+pub use keyrack_client::result::KeyStatus;
 
-impl KeyStatus {
-    /// The name stored in the database and shown to operators.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Pending => "PENDING",
-            KeyStatus::Ready => "READY",
-            KeyStatus::Error => "ERROR",
-            KeyStatus::Deleted => "DELETED",
+/// Reads a status stored by [`KeyStatus::as_str`].
+fn parse_status(s: &str) -> Result<KeyStatus> {
+    Ok(match s {
+        "PENDING" => KeyStatus::Pending,
+        "READY" => KeyStatus::Ready,
+        "ERROR" => KeyStatus::Error,
+        "DELETED" => KeyStatus::Deleted,
+        other => {
+            return Err(StoreError::Corrupt {
+                what: format!("unknown key status '{other}'"),
+            })
         }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "PENDING" => KeyStatus::Pending,
-            "READY" => KeyStatus::Ready,
-            "ERROR" => KeyStatus::Error,
-            "DELETED" => KeyStatus::Deleted,
-            other => {
-                return Err(StoreError::Corrupt {
-                    what: format!("unknown key status '{other}'"),
-                })
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for KeyStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+    })
 }
 
 /// A key record. Holds nothing secret.
@@ -152,7 +125,7 @@ pub(super) fn key_from_raw(raw: RawKey) -> Result<KeyRecord> {
         }
     };
     Ok(KeyRecord {
-        status: KeyStatus::parse(&status)?,
+        status: parse_status(&status)?,
         threshold: u16::try_from(threshold).map_err(|_| corrupt_int("threshold", threshold))?,
         parties: u16::try_from(parties).map_err(|_| corrupt_int("parties", parties))?,
         participants: from_json("participants", &participants)?,
