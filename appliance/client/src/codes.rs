@@ -38,7 +38,7 @@ pub enum ErrorCode {
     KeyDeleted,
     /// A keygen for an existing key id asked for other schemes or another threshold.
     KeyExistsWithOtherParams,
-    /// The threshold is impossible or below policy (`t` must satisfy `n/2 < t <= n`).
+    /// The threshold is impossible or below policy (`n >= 2` and `n/2 < t <= n`).
     InvalidThreshold,
     /// Well-formed but not meaningful: a field missing or forbidden for this kind, a value
     /// out of range, the wrong cluster.

@@ -239,12 +239,13 @@ pub fn is_valid_key_id(key_id: &str) -> bool {
             .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
-/// Checks a threshold `t` for a committee of `n`: `n/2 < t <= n` (a majority must sign).
+/// Checks a threshold `t` for a committee of `n`: `n >= 2` and `n/2 < t <= n` (a majority
+/// must sign).
 pub fn check_threshold(t: u16, n: usize) -> Result<(), RequestError> {
     let t_n = usize::from(t);
-    if t == 0 || t_n > n || 2 * t_n <= n {
+    if n < 2 || t == 0 || t_n > n || 2 * t_n <= n {
         return Err(RequestError::InvalidThreshold(format!(
-            "threshold {t} with {n} nodes: need {n}/2 < t <= {n}"
+            "threshold {t} with {n} nodes: need n >= 2 and {n}/2 < t <= {n}"
         )));
     }
     Ok(())

@@ -359,9 +359,10 @@ fn field_rules_are_enforced() {
     check(b, ErrorCode::InvalidRequest);
 
     check_threshold(2, 3).unwrap();
-    check_threshold(1, 1).unwrap();
+    check_threshold(2, 2).unwrap();
     check_threshold(3, 5).unwrap();
-    for (t, n) in [(1, 2), (1, 3), (2, 4), (4, 3), (0, 1)] {
+    // One node alone is no threshold key (the scheme plugins refuse n < 2 as well).
+    for (t, n) in [(1, 1), (1, 2), (1, 3), (2, 4), (4, 3), (0, 1), (0, 0)] {
         assert_eq!(
             check_threshold(t, n).unwrap_err().code(),
             ErrorCode::InvalidThreshold
