@@ -252,3 +252,52 @@ async fn softhsm_refusals_replayed_expired_tampered_unknown_initiator_malformed(
         "the replayed request: nothing more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_sign_refusals_for_digests_a_scheme_cannot_sign() {
+    let (cluster, client, mut results, _) = ed25519_cluster(Cluster::builder(3)).await;
+    // The wallet gets a BIP-340 key as well (a new scheme under the same id).
+    client
+        .keygen(WALLET, &[Scheme::SchnorrSecp256k1], 2, WAIT)
+        .await
+        .expect("schnorr keygen");
+    let digest_request = |scheme: Scheme, digest: &[u8]| {
+        let mut body = sign_body(&client, scheme, digest, &[]);
+        body.payload_kind = Some(PayloadKind::Digest);
+        body
+    };
+    // A digest that is not 32 bytes never leaves the client: the SDK checks the body as the
+    // nodes' intake does (tests/intake.rs covers the nodes' side of it).
+    for len in [31, 33] {
+        let refused = client
+            .submit(digest_request(Scheme::SchnorrSecp256k1, &vec![7; len]))
+            .await;
+        assert!(
+            matches!(&refused, Err(SdkError::Request(_))),
+            "{len}-byte digest: {refused:?}"
+        );
+    }
+    // Ed25519 signs messages: a digest request for it reaches the nodes and each refuses it.
+    let body = digest_request(Scheme::Ed25519, &[7; 32]);
+    let request_id = body.request_id.clone();
+    let _pending = client.submit(body).await.unwrap();
+    refused_by_all(
+        &mut results,
+        &request_id,
+        ErrorCode::InvalidRequest,
+        "a digest for Ed25519",
+    )
+    .await;
+    // A well-formed raw digest is signed as sent (not hashed again), and verifies.
+    let digest = [9u8; 32];
+    let body = digest_request(Scheme::SchnorrSecp256k1, &digest);
+    let signed = signature_of(client.submit(body).await.unwrap().wait(WAIT).await);
+    assert_eq!(signed.signature.digest_or_message, digest);
+    let key = k256::schnorr::VerifyingKey::from_bytes(&signed.signature.public_key).unwrap();
+    key.verify_raw(
+        &digest,
+        &k256::schnorr::Signature::try_from(&signed.signature.signature[..]).unwrap(),
+    )
+    .expect("the raw digest's signature verifies (k256)");
+    drop(cluster);
+}
