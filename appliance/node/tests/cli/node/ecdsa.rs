@@ -135,6 +135,10 @@ async fn softhsm_ecdsa_wallet_survives_an_interrupted_setup_subsets_hd_and_resta
             .clone()
     };
     let (ecdsa, ed) = (key(Scheme::EcdsaSecp256k1), key(Scheme::Ed25519));
+    // A fresh reader (it replays every result): the one above sat unread through the keygen,
+    // and an ordered consumer left idle that long has been seen to stall.
+    drop(results);
+    let mut results = cluster.results("app").await;
     assert_eq!(ecdsa.public_key.len(), 33, "compressed SEC1");
 
     // 3. Every 2-node subset signs with the ECDSA key, the third node stopped.
