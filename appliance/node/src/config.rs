@@ -67,6 +67,14 @@ pub struct ClusterSection {
     /// The longest wait for one message of ECDSA committee setup, in milliseconds.
     #[serde(default = "default_setup_timeout_ms")]
     pub setup_timeout_ms: u64,
+    /// Presignatures (FROST: nonce commitments) kept ready, sealed, per hot key and signer
+    /// set; 0 disables the pools.
+    #[serde(default = "default_presign_pool")]
+    pub presign_pool: usize,
+    /// How long a key and signer set stay hot (pools refilled) after their last signing, in
+    /// milliseconds.
+    #[serde(default = "default_hot_window_ms")]
+    pub hot_window_ms: u64,
 }
 
 fn default_store() -> PathBuf {
@@ -86,6 +94,12 @@ fn default_prime_pool() -> usize {
 }
 fn default_setup_timeout_ms() -> u64 {
     300_000
+}
+fn default_presign_pool() -> usize {
+    4
+}
+fn default_hot_window_ms() -> u64 {
+    600_000
 }
 
 /// `[node]`.
@@ -175,6 +189,7 @@ mod tests {
             ),
             (3_000, 20_000, 32)
         );
+        assert_eq!((cluster.presign_pool, cluster.hot_window_ms), (4, 600_000));
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         setup_timeout: Duration::from_millis(cluster.setup_timeout_ms),
         max_in_flight: cluster.max_in_flight,
         intake: IntakeLimits::default(),
+        presign_pool: cluster.presign_pool,
+        hot_window: Duration::from_millis(cluster.hot_window_ms),
     };
     let store = Arc::new(store);
     let sealer: Arc<dyn keyrack_hsm::Sealer> = Arc::from(sealer);
@@ -104,6 +106,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             control: Arc::new(ControlRouter::default()),
             primes: Arc::new(primes),
             peers: Arc::default(),
+            pools: Arc::default(),
         });
         println!("node {node_id} running in cluster {}", node.manifest.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

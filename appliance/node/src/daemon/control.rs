@@ -1,7 +1,8 @@
 //! Coordinator control messages (`Ready`, `Start`), in signed envelopes on the request's
 //! control subject, routed to the task handling that request. `Ready` goes to the leader
 //! only (encrypted to it); `Start` is broadcast. Messages for a request this node has not
-//! taken from its consumer yet wait in a bounded buffer.
+//! taken from its consumer yet wait in a bounded buffer. A `Presign` order (on the subject
+//! of its pool id) goes to a new presign follower task instead ([`super::pool::follow`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use keyrack_client::subjects;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::pool::{self, PresignOrder};
 use super::Node;
 use crate::coordinator::Start;
 
@@ -28,6 +30,8 @@ pub enum Control {
     },
     /// The leader's decision; valid only from the leader it names.
     Start(Start),
+    /// Make one presignature for a pool; valid only from the order's first signer.
+    Presign(PresignOrder),
 }
 
 type Routed = (String, Control);
@@ -157,6 +161,15 @@ pub async fn listen(node: Arc<Node>) {
             continue;
         }
         match ciborium::from_reader::<Control, _>(payload.as_slice()) {
+            Ok(Control::Presign(order)) if order.pool_id == request_id => {
+                tokio::spawn(pool::follow(node.clone(), header.from, order));
+            }
+            Ok(Control::Presign(_)) => {
+                tracing::debug!(
+                    from = header.from,
+                    "presign order on another pool's subject"
+                )
+            }
             Ok(control) => node.control.route(&request_id, (header.from, control)),
             Err(e) => tracing::debug!(error = %e, from = header.from, "malformed control message"),
         }

@@ -2,11 +2,14 @@
 //! agrees with its peers who runs them ([`crate::coordinator`]), runs the protocol over NATS
 //! ([`crate::session`]), keeps the outcome sealed in its store, and publishes a signed result.
 //!
+//! Hot keys get presignature pools, refilled in the background ([`pool`]).
+//!
 //! Schemes served: `ecdsa-secp256k1` (cggmp21; committee setup in [`crate::ecdsa`]),
 //! `ed25519` and `schnorr-secp256k1` (FROST).
 
 mod control;
 pub mod heartbeat;
+pub mod pool;
 mod request;
 mod status;
 
@@ -17,12 +20,13 @@ use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::result::Status;
 use keyrack_hsm::Sealer;
-use keyrack_plugin::Registry;
+use keyrack_plugin::{Channel, PartyIndex, ProtocolError, Registry};
 use tokio::sync::Semaphore;
 
 use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::{answer, intake, refusal_result, Intake, IntakeLimits, Route};
+use crate::session::{run_session, SessionError, SessionRoute, SessionStats};
 use crate::store::SessionState;
 use crate::store::Store;
 use crate::transport::{Bus, TransportError};
@@ -47,6 +51,11 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Request time rules.
     pub intake: IntakeLimits,
+    /// Presignatures (nonce commitments for FROST) kept ready per hot (key, signer set);
+    /// 0 disables pools.
+    pub presign_pool: usize,
+    /// How long a (key, signer set) stays hot after its last signing.
+    pub hot_window: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +66,8 @@ impl Default for Settings {
             setup_timeout: Duration::from_secs(300),
             max_in_flight: 32,
             intake: IntakeLimits::default(),
+            presign_pool: 4,
+            hot_window: Duration::from_secs(600),
         }
     }
 }
@@ -83,6 +94,8 @@ pub struct Node {
     pub primes: Arc<PrimeKeeper>,
     /// Which peers are live (from their heartbeats).
     pub peers: Arc<heartbeat::Peers>,
+    /// Hot (key, signer set) pairs and the presign sessions under way ([`pool`]).
+    pub pools: Arc<pool::PoolState>,
 }
 
 /// The default scheme registry of a node.
@@ -97,6 +110,28 @@ pub fn default_registry() -> Registry {
 }
 
 impl Node {
+    /// Runs `protocol` as this node's part of the session `route`, with the node's session
+    /// timeout.
+    pub(crate) async fn run_session<T, F>(
+        &self,
+        route: &SessionRoute,
+        protocol: F,
+    ) -> Result<(T, SessionStats), SessionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
+    {
+        run_session(
+            &self.bus,
+            self.identity.clone(),
+            self.manifest.clone(),
+            route,
+            self.settings.session_timeout,
+            protocol,
+        )
+        .await
+    }
+
     /// Runs the node until the consumer or NATS fails for good.
     pub async fn run(self: Arc<Self>) -> Result<(), TransportError> {
         self.bus.ensure_streams().await?;
@@ -107,6 +142,7 @@ impl Node {
         tokio::spawn(control::listen(self.clone()));
         tokio::spawn(heartbeat::watch(self.clone()));
         tokio::spawn(heartbeat::beat(self.clone()));
+        tokio::spawn(pool::refill(self.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         tracing::info!(
             node = self.identity.node_id(),

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use keyrack_ecdsa_cggmp21::EcdsaPlugin;
 
 use super::control::{self, Control};
+use super::pool::{self, PoolKey, PoolUse};
 use super::Node;
 use crate::coordinator::{Action, Handshake, Need, Start};
 use crate::ecdsa::{ensure_committee, CommitteeContext, FixedAux};
-use crate::session::{run_session, SessionRoute};
+use crate::session::SessionRoute;
 use crate::store::{KeyStatus, KeygenStart, NewKey, NewSession, StoreError};
 
 /// An outcome to report: `Ok` with what to put in the result, or a code and a message.
@@ -185,7 +186,7 @@ async fn handshake(
                     Control::Ready { attempt } => hs.on_ready(&from, attempt),
                     // A Start counts only from the leader it names: the sender is authenticated.
                     Control::Start(start) if start.leader == from => hs.on_start(start),
-                    Control::Start(_) => vec![],
+                    Control::Start(_) | Control::Presign(_) => vec![],
                 };
             }
             _ = tokio::time::sleep_until(deadline) => actions = hs.on_tick(Instant::now()),
@@ -374,21 +375,15 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
             plugins[&scheme].clone()
         };
         let id = route.session;
-        let ran = run_session(
-            &node.bus,
-            node.identity.clone(),
-            node.manifest.clone(),
-            &route,
-            node.settings.session_timeout,
-            move |me, ch| {
+        let ran = node
+            .run_session(&route, move |me, ch| {
                 plugin.keygen(
                     &Session { id, me, parties },
                     ch,
                     &KeygenParams { threshold },
                 )
-            },
-        )
-        .await;
+            })
+            .await;
         let share = match ran {
             Ok((share, _)) => share,
             Err(e) => {
@@ -498,9 +493,27 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
             Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
             Err(e) => return Some(Err(e)),
         };
+    // Every signer remembers the (key, signer set) as hot, whichever way it signs: its
+    // first member keeps that set's presignature pool filled from now on ([`pool`]).
+    if node.settings.presign_pool > 0 {
+        node.pools.record_signing(PoolKey {
+            key_id: body.key_id.clone(),
+            scheme: scheme.as_str().to_owned(),
+            key_version: record.version,
+            signers: start.participants.clone(),
+        });
+    }
     let route = SessionRoute {
         session: start.session,
         participants: start.participants.clone(),
+    };
+    let pool_use = PoolUse {
+        store: node.store.clone(),
+        sealer: node.sealer.clone(),
+        key_id: body.key_id.clone(),
+        scheme: scheme.as_str().to_owned(),
+        key_version: record.version,
+        enabled: node.settings.presign_pool > 0,
     };
     let sign_request = SignRequest {
         signers,
@@ -508,17 +521,30 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
         derivation_path: body.derivation_path.clone(),
     };
     let (id, parties) = (route.session, route.participants.len() as u16);
-    let ran = run_session(
-        &node.bus,
-        node.identity.clone(),
-        node.manifest.clone(),
-        &route,
-        node.settings.session_timeout,
-        move |me, ch| plugin.sign(&Session { id, me, parties }, ch, &share, &sign_request),
-    )
-    .await;
+    let started = Instant::now();
+    let ran = node
+        .run_session(&route, move |me, ch| {
+            let session = Session { id, me, parties };
+            pool::sign(
+                plugin.as_ref(),
+                &session,
+                ch,
+                &share,
+                &sign_request,
+                &pool_use,
+            )
+        })
+        .await;
     let output = match ran {
-        Ok((output, _)) => output,
+        Ok(((output, presignature), _)) => {
+            tracing::debug!(
+                request = %body.request_id,
+                presignature = presignature.as_deref().unwrap_or("none (full signing)"),
+                ms = started.elapsed().as_millis() as u64,
+                "signed"
+            );
+            output
+        }
         Err(e) => return Some(Err(fail(ErrorCode::ProtocolFailed, e.to_string()))),
     };
     let Ok(signature) = <[u8; 64]>::try_from(&output.signature[..64.min(output.signature.len())])
