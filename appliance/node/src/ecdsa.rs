@@ -30,7 +30,7 @@ use keyrack_plugin::rounds::RoundCollector;
 use keyrack_plugin::{Outgoing, PartyIndex, ProtocolError, Recipient, Session};
 use sha2::{Digest, Sha256};
 
-use crate::session::{run_session, SessionRoute};
+use crate::session::SessionRoute;
 use crate::store::{Store, StoreError};
 
 /// What a member with no aux info for the committee broadcasts as its fingerprint.
@@ -251,13 +251,8 @@ pub async fn ensure_committee(cx: CommitteeContext<'_>) -> Result<CommitteeAux, 
         participants: cx.members.to_vec(),
     };
     let parties = route.participants.len() as u16;
-    let (fingerprints, _) = run_session(
-        &node.bus,
-        node.identity.clone(),
-        node.manifest.clone(),
-        &route,
-        node.settings.session_timeout,
-        move |me, ch| {
+    let (fingerprints, _) = node
+        .run_session(&route, move |me, ch| {
             ch.send(Outgoing {
                 to: Recipient::Broadcast,
                 round: 0,
@@ -278,10 +273,9 @@ pub async fn ensure_committee(cx: CommitteeContext<'_>) -> Result<CommitteeAux, 
                 all.insert(f);
             }
             Ok(all)
-        },
-    )
-    .await
-    .map_err(|e| format!("committee aux check: {e}"))?;
+        })
+        .await
+        .map_err(|e| format!("committee aux check: {e}"))?;
 
     if fingerprints.len() == 1 && mine != NONE {
         let (store, sealer, id) = (node.store.clone(), node.sealer.clone(), committee.clone());
@@ -310,16 +304,12 @@ pub async fn ensure_committee(cx: CommitteeContext<'_>) -> Result<CommitteeAux, 
         participants: cx.members.to_vec(),
     };
     let id = route.session;
-    let (aux, _) = run_session(
-        &node.bus,
-        node.identity.clone(),
-        node.manifest.clone(),
-        &route,
-        node.settings.setup_timeout,
-        move |me, ch| committee_setup(&Session { id, me, parties }, ch, primes),
-    )
-    .await
-    .map_err(|e| format!("ECDSA committee setup: {e}"))?;
+    let (aux, _) = node
+        .run_session_for(&route, node.settings.setup_timeout, move |me, ch| {
+            committee_setup(&Session { id, me, parties }, ch, primes)
+        })
+        .await
+        .map_err(|e| format!("ECDSA committee setup: {e}"))?;
     let fingerprint = aux.fingerprint().map_err(|e| e.to_string())?;
     let bytes = aux.to_bytes().map_err(|e| e.to_string())?;
     let (store, sealer, members) = (node.store.clone(), node.sealer.clone(), cx.members.to_vec());

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use keyrack_client::envelope::{self, EnvelopeError, Header, MessageKind};
@@ -25,6 +25,9 @@ use keyrack_plugin::{Channel, Incoming, PartyIndex, ProtocolError, Recipient};
 
 use crate::identity::NodeIdentity;
 use crate::transport::{Bus, TransportError};
+
+/// How often a watched session checks that its participants are still heard from.
+const PEER_CHECK: Duration = Duration::from_secs(1);
 
 /// How often a node repeats its `join` while peers are missing.
 pub const JOIN_RESEND: Duration = Duration::from_millis(250);
@@ -43,6 +46,14 @@ pub enum SessionError {
     /// The protocol failed (names the culprit where the plugin could).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A participant fell silent (no heartbeat): the session cannot complete.
+    #[error("participant {node} is down: not heard from for {}s", silent.as_secs())]
+    PeerDown {
+        /// The silent participant.
+        node: String,
+        /// How long it had been silent.
+        silent: Duration,
+    },
 }
 
 /// What was dropped on the way in, by reason.
@@ -77,6 +88,16 @@ pub struct SessionRoute {
     pub participants: Vec<String>,
 }
 
+/// Ends a session early when a participant falls silent (its process died, say), instead of
+/// waiting out the message timeout.
+pub struct PeerWatch<'a> {
+    /// When each node was last heard from (its heartbeats); `None` if never.
+    pub last_heard: &'a (dyn Fn(&str) -> Option<Instant> + Sync),
+    /// How long a participant may be silent (counted from the session's start at the
+    /// earliest) before the session gives up on it.
+    pub silent_after: Duration,
+}
+
 /// Runs `protocol` as this node's part of a session; `timeout` bounds every wait for a
 /// message. Returns the protocol's output and what was dropped on the way.
 pub async fn run_session<T, F>(
@@ -91,6 +112,25 @@ where
     T: Send + 'static,
     F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
 {
+    run_session_watched(bus, identity, manifest, route, timeout, None, protocol).await
+}
+
+/// [`run_session`], also giving up with [`SessionError::PeerDown`] as soon as `watch` says
+/// a participant has been silent too long.
+pub async fn run_session_watched<T, F>(
+    bus: &Bus,
+    identity: Arc<NodeIdentity>,
+    manifest: Arc<VerifiedManifest>,
+    route: &SessionRoute,
+    timeout: Duration,
+    watch: Option<&PeerWatch<'_>>,
+    protocol: F,
+) -> Result<(T, SessionStats), SessionError>
+where
+    T: Send + 'static,
+    F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
+{
+    let started = Instant::now();
     let me = identity.node_id().to_owned();
     let cluster = manifest.cluster_id().to_owned();
     let my_index = route
@@ -144,6 +184,7 @@ where
     };
     let mut barrier = JoinBarrier::new(&me, route.participants.len());
     let mut resend = tokio::time::interval(JOIN_RESEND);
+    let mut check_peers = tokio::time::interval(PEER_CHECK);
 
     loop {
         let all_joined = barrier.complete();
@@ -161,6 +202,18 @@ where
                 return Ok((out?, stats));
             }
             _ = resend.tick(), if !all_joined => sender.send(MessageKind::Control, None, 0, JOIN).await?,
+            _ = check_peers.tick(), if watch.is_some() => {
+                if let Some(watch) = watch {
+                    let now = Instant::now();
+                    for p in route.participants.iter().filter(|p| **p != me) {
+                        let heard = (watch.last_heard)(p).map_or(started, |t| t.max(started));
+                        let silent = now.saturating_duration_since(heard);
+                        if silent > watch.silent_after {
+                            return Err(SessionError::PeerDown { node: p.clone(), silent });
+                        }
+                    }
+                }
+            }
             Some(msg) = outgoing.next() => {
                 if let Some(msg) = barrier.pass(msg) {
                     sender.send_protocol(msg).await?;

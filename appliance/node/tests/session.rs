@@ -268,3 +268,51 @@ async fn a_node_outside_the_session_or_manifest_cannot_run_it() {
     .await;
     assert!(matches!(r, Err(e) if e.to_string().contains("mallory")));
 }
+
+#[tokio::test]
+async fn a_watched_session_gives_up_on_a_silent_participant_before_its_timeout() {
+    use keyrack_node::session::{run_session_watched, PeerWatch, SessionError};
+    let server = NatsServer::start();
+    let (nodes, manifest) = cluster(3);
+    let bus = connect(&server.url, "node0").await;
+    let route = SessionRoute {
+        session: [3; 32],
+        participants: vec!["node0".into(), "node1".into(), "node2".into()],
+    };
+    // node1 was heard from a moment ago; node2 not for a minute (its process died, say).
+    // Neither ever joins, so without the watch the protocol would wait its full timeout.
+    let at_start = std::time::Instant::now();
+    let last_heard = move |node: &str| match node {
+        "node1" => Some(std::time::Instant::now()),
+        "node2" => Some(at_start - Duration::from_secs(60)),
+        _ => None,
+    };
+    let watch = PeerWatch {
+        last_heard: &last_heard,
+        silent_after: Duration::from_secs(2),
+    };
+    let started = tokio::time::Instant::now();
+    let r = run_session_watched(
+        &bus,
+        nodes[0].clone(),
+        manifest.clone(),
+        &route,
+        Duration::from_secs(600),
+        Some(&watch),
+        |_, ch| {
+            ch.recv()?;
+            Ok(())
+        },
+    )
+    .await;
+    match r {
+        Err(SessionError::PeerDown { node, silent }) => {
+            assert_eq!(node, "node2", "the silent one is named, not the live one");
+            assert!(silent > Duration::from_secs(2));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Silence counts from the session's start at the earliest: the session gave up once
+    // node2 had been silent 2 s into it, long before the 600 s message timeout.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

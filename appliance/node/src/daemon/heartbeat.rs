@@ -21,6 +21,9 @@ use crate::transport::Presence;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A peer is live if heard from within this window.
 pub const LIVE_WINDOW: Duration = Duration::from_secs(4);
+/// A session gives up on a participant not heard from for this long (a few missed
+/// heartbeats more than [`LIVE_WINDOW`], so a busy peer is not taken for a dead one).
+pub const SILENT_AFTER: Duration = Duration::from_secs(10);
 /// The largest clock difference at which a heartbeat is still taken.
 pub const MAX_SKEW: Duration = Duration::from_secs(30);
 
@@ -67,6 +70,11 @@ impl Peers {
             .into_iter()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// When `node` was last heard from, if ever.
+    pub fn last_heard(&self, node: &str) -> Option<Instant> {
+        self.presence().last_seen().get(node).copied()
     }
 
     /// Whether `node` was heard from lately.

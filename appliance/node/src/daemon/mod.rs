@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::{answer, intake, refusal_result, Intake, IntakeLimits, Route};
-use crate::session::{run_session, SessionError, SessionRoute, SessionStats};
+use crate::session::{run_session_watched, PeerWatch, SessionError, SessionRoute, SessionStats};
 use crate::store::SessionState;
 use crate::store::Store;
 use crate::transport::{Bus, TransportError};
@@ -121,12 +121,34 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
     {
-        run_session(
+        self.run_session_for(route, self.settings.session_timeout, protocol)
+            .await
+    }
+
+    /// [`Node::run_session`] with another message timeout (committee setup's, say). The
+    /// session gives up early on a participant that stops sending heartbeats.
+    pub(crate) async fn run_session_for<T, F>(
+        &self,
+        route: &SessionRoute,
+        timeout: Duration,
+        protocol: F,
+    ) -> Result<(T, SessionStats), SessionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
+    {
+        let last_heard = |node: &str| self.peers.last_heard(node);
+        let watch = PeerWatch {
+            last_heard: &last_heard,
+            silent_after: heartbeat::SILENT_AFTER,
+        };
+        run_session_watched(
             &self.bus,
             self.identity.clone(),
             self.manifest.clone(),
             route,
-            self.settings.session_timeout,
+            timeout,
+            Some(&watch),
             protocol,
         )
         .await
