@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use keyrack_client::manifest::{SignedManifest, VerifiedManifest};
+use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::request::{InitiatorKey, PayloadKind};
 use keyrack_client::scheme::Scheme;
 use keyrack_client::sdk::{Client, Outcome, SdkError};
@@ -216,22 +216,8 @@ impl Loaded {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let manifest_path = base.join(&config.manifest);
-        let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
-            format!(
-                "{shown}: manifest = {:?}: cannot read {}",
-                config.manifest,
-                manifest_path.display()
-            )
-        })?;
-        let manifest = SignedManifest::from_toml(&manifest_text)
-            .and_then(|m| m.verify_bootstrap())
-            .with_context(|| {
-                format!(
-                    "{shown}: the manifest {} does not verify",
-                    manifest_path.display()
-                )
-            })?;
+        let manifest = super::read_manifest(&base.join(&config.manifest))
+            .with_context(|| format!("{shown}: manifest = {:?}", config.manifest))?;
         let key_path = base.join(&config.initiator_key);
         let key = InitiatorKey::load(&config.initiator, &key_path)
             .with_context(|| format!("{shown}: initiator_key = {:?}", config.initiator_key))?;

@@ -68,3 +68,15 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Reads and verifies (as a bootstrap manifest) the signed cluster manifest at `path`.
+pub(crate) fn read_manifest(
+    path: &std::path::Path,
+) -> anyhow::Result<keyrack_client::manifest::VerifiedManifest> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the cluster manifest {}", path.display()))?;
+    keyrack_client::manifest::SignedManifest::from_toml(&text)
+        .and_then(|m| m.verify_bootstrap())
+        .with_context(|| format!("cluster manifest {} does not verify", path.display()))
+}

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keyrack_client::manifest::SignedManifest;
 use keyrack_hsm::KeyPolicy;
 
 use crate::config::LoadedConfig;
@@ -43,21 +42,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let identity = NodeIdentity::unseal(&node_id, sealer.as_ref(), &blob)
         .context("cannot unseal the node identity")?;
 
-    let manifest_path = loaded.resolve(&cluster.manifest);
-    let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
-        format!(
-            "cannot read the cluster manifest {}",
-            manifest_path.display()
-        )
-    })?;
-    let manifest = SignedManifest::from_toml(&manifest_text)
-        .and_then(|m| m.verify_bootstrap())
-        .with_context(|| {
-            format!(
-                "cluster manifest {} does not verify",
-                manifest_path.display()
-            )
-        })?;
+    let manifest = super::read_manifest(&loaded.resolve(&cluster.manifest))?;
     match manifest.node(&node_id) {
         Some(listed) if identity.matches(listed) => {}
         Some(_) => {
