@@ -825,3 +825,103 @@ fn the_schema_v1_golden_fixture_still_opens_and_loads() {
         presignature(&expected, &[0, 1], 0).secret
     );
 }
+
+// The safe-prime pool and committee aux info.
+
+#[test]
+fn primes_are_sealed_taken_oldest_first_and_never_twice() {
+    let (_dir, store) = fresh();
+    assert!(store.take_primes(sealer()).unwrap().is_none(), "empty pool");
+    let (a, b) = (marker("primes a", 600), marker("primes b", 600));
+    store.add_primes(&a, sealer()).unwrap();
+    store.add_primes(&b, sealer()).unwrap();
+    assert_eq!(store.prime_count().unwrap(), 2);
+    // Sealed: neither pair is in the database file in the clear.
+    store.checkpoint().unwrap();
+    let file = std::fs::read(store.path()).unwrap();
+    for p in [&a, &b] {
+        assert!(
+            !file.windows(32).any(|w| w == &p[..32]),
+            "a pair in the clear"
+        );
+    }
+    assert_eq!(*store.take_primes(sealer()).unwrap().unwrap(), a);
+    assert_eq!(store.prime_count().unwrap(), 1);
+    // Another store handle (another process) cannot take the same pair again.
+    let other = open(store.path());
+    assert_eq!(*other.take_primes(sealer()).unwrap().unwrap(), b);
+    assert!(store.take_primes(sealer()).unwrap().is_none());
+    assert_eq!(store.prime_count().unwrap(), 0);
+}
+
+#[test]
+fn a_tampered_prime_blob_is_a_seal_error_and_the_pair_is_spent() {
+    let (_dir, store) = fresh();
+    store.add_primes(&marker("primes", 600), sealer()).unwrap();
+    let conn = raw(&store);
+    let mut blob: Vec<u8> = conn
+        .query_row("SELECT sealed FROM primes", [], |r| r.get(0))
+        .unwrap();
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    conn.execute("UPDATE primes SET sealed = ?1", [&blob])
+        .unwrap();
+    assert!(matches!(
+        store.take_primes(sealer()),
+        Err(StoreError::Seal { .. })
+    ));
+    // Taken before it was unsealed: a pair is never offered twice, even a bad one.
+    assert_eq!(store.prime_count().unwrap(), 0);
+}
+
+#[test]
+fn committee_aux_is_sealed_per_committee_and_bound_to_its_fingerprint() {
+    let (_dir, store) = fresh();
+    let members = vec!["node0".to_owned(), "node1".to_owned(), "node2".to_owned()];
+    let aux = marker("aux info", 2000);
+    assert_eq!(store.committee_fingerprint("c-one").unwrap(), None);
+    assert!(store.committee_aux("c-one", sealer()).unwrap().is_none());
+    store
+        .put_committee_aux("c-one", &members, &[1; 32], &aux, sealer())
+        .unwrap();
+    assert_eq!(store.committee_fingerprint("c-one").unwrap(), Some([1; 32]));
+    let back = store.committee_aux("c-one", sealer()).unwrap().unwrap();
+    assert_eq!(
+        (back.members.clone(), back.fingerprint),
+        (members.clone(), [1; 32])
+    );
+    assert_eq!(*back.aux, aux);
+    assert!(
+        !format!("{back:?}").contains(&hex::encode(&aux[..16])),
+        "no secret in Debug"
+    );
+    // Another committee has none.
+    assert!(store.committee_aux("c-two", sealer()).unwrap().is_none());
+    // A new setup replaces the old one.
+    let newer = marker("newer aux info", 2000);
+    store
+        .put_committee_aux("c-one", &members, &[2; 32], &newer, sealer())
+        .unwrap();
+    assert_eq!(
+        *store.committee_aux("c-one", sealer()).unwrap().unwrap().aux,
+        newer
+    );
+    // A fingerprint changed behind the store's back no longer opens the blob (it is in the
+    // AAD), and nothing is deleted.
+    raw(&store)
+        .execute(
+            "UPDATE committee_aux SET fingerprint = ?1",
+            [&[3u8; 32][..]],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.committee_aux("c-one", sealer()),
+        Err(StoreError::Seal { .. })
+    ));
+    assert_eq!(store.committee_fingerprint("c-one").unwrap(), Some([3; 32]));
+    // An id that could change a record name is refused.
+    assert!(matches!(
+        store.put_committee_aux("a/b", &members, &[1; 32], &aux, sealer()),
+        Err(StoreError::InvalidRequest(_))
+    ));
+}
