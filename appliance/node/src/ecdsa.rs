@@ -30,7 +30,7 @@ use keyrack_plugin::rounds::RoundCollector;
 use keyrack_plugin::{Outgoing, PartyIndex, ProtocolError, Recipient, Session};
 use sha2::{Digest, Sha256};
 
-use crate::session::SessionRoute;
+use crate::session::{sub_session, SessionRoute};
 use crate::store::{Store, StoreError};
 
 /// What a member with no aux info for the committee broadcasts as its fingerprint.
@@ -220,15 +220,6 @@ pub struct CommitteeContext<'a> {
     pub session: [u8; 32],
     /// The committee, in key-index order (this node among them).
     pub members: &'a [String],
-}
-
-fn sub_session(session: &[u8; 32], what: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(session)
-        .chain_update(b"/")
-        .chain_update(what.as_bytes())
-        .finalize()
-        .into()
 }
 
 /// Makes sure every member holds the same aux info for the committee, running committee

@@ -88,6 +88,18 @@ pub struct SessionRoute {
     pub participants: Vec<String>,
 }
 
+/// The id of a session run within another (one per scheme of a keygen, committee setup
+/// within an ECDSA keygen…): SHA-256(parent ‖ "/" ‖ label).
+pub fn sub_session(parent: &[u8; 32], label: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(parent)
+        .chain_update(b"/")
+        .chain_update(label.as_bytes())
+        .finalize()
+        .into()
+}
+
 /// Ends a session early when a participant falls silent (its process died, say), instead of
 /// waiting out the message timeout.
 pub struct PeerWatch<'a> {

@@ -17,7 +17,7 @@ use super::pool::{self, PoolKey, PoolUse};
 use super::Node;
 use crate::coordinator::{Action, Handshake, Need, Start};
 use crate::ecdsa::{ensure_committee, CommitteeContext, FixedAux};
-use crate::session::SessionRoute;
+use crate::session::{sub_session, SessionRoute};
 use crate::store::{KeyStatus, KeygenStart, NewKey, NewSession, StoreError};
 
 /// An outcome to report: `Ok` with what to put in the result, or a code and a message.
@@ -194,15 +194,6 @@ async fn handshake(
     }
 }
 
-/// A session id per scheme within one started request.
-fn scheme_session(start: &Start, scheme: Scheme) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(start.session)
-        .chain_update(scheme.as_str().as_bytes())
-        .finalize()
-        .into()
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, (Status, ErrorCode, String)> {
@@ -354,7 +345,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
     };
     for (scheme, version) in to_run.clone() {
         let route = SessionRoute {
-            session: scheme_session(&start, scheme),
+            session: sub_session(&start.session, scheme.as_str()),
             participants: start.participants.clone(),
         };
         let plugin = if scheme == Scheme::EcdsaSecp256k1 {
