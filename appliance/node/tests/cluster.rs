@@ -21,7 +21,7 @@ use keyrack_hsm::Sealer;
 use keyrack_node::daemon::{default_registry, ControlRouter, Node, Settings};
 use keyrack_node::ecdsa::{committee_id, seed_fixture_primes, PrimeKeeper};
 use keyrack_node::identity::NodeIdentity;
-use keyrack_node::store::Store;
+use keyrack_node::store::{SessionState, Store};
 use keyrack_node::transport::Bus;
 use keyrack_tests::NatsServer;
 
@@ -345,6 +345,30 @@ async fn keygen_then_sign_across_three_nodes() {
             .all(|r| r.status == Status::Refused && r.code == Some(ErrorCode::UnknownKey)),
         "{refused:?}"
     );
+    // Every node keeps a record of each request it worked on, with how it ended: what a
+    // redelivery after a crash is answered from.
+    let refused_id = refused["node0"].request_id.clone();
+    let signed_id = signed.values().next().unwrap().request_id.clone();
+    for (i, store) in c.stores.iter().enumerate() {
+        let record = store
+            .session(&refused_id)
+            .unwrap()
+            .expect("a session record");
+        assert_eq!(record.state, SessionState::Failed, "node{i}");
+        assert!(
+            record
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("unknown_key"),
+            "node{i}: {record:?}"
+        );
+        let record = store
+            .session(&signed_id)
+            .unwrap()
+            .expect("a session record");
+        assert_eq!(record.state, SessionState::Completed, "node{i}: {record:?}");
+    }
 }
 
 fn fingerprints(c: &Cluster) -> Vec<Option<[u8; 32]>> {

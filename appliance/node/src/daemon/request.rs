@@ -40,8 +40,8 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     if runs_protocol {
         // One session record per request this node works on (keyed by the request id): what
         // a redelivery after a crash is answered from, and what the console lists.
-        let (store, body) = (node.store.clone(), request.body.clone());
-        let recorded = blocking(move || {
+        let body = request.body.clone();
+        record_session(&node, move |store| {
             store.start_session(&NewSession {
                 session_id: &body.request_id,
                 request_id: &body.request_id,
@@ -53,14 +53,6 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
             })
         })
         .await;
-        let failed = match recorded {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err((_, _, e)) => Some(e),
-        };
-        if let Some(e) = failed {
-            tracing::error!(error = %e, request = %request_id, "cannot record the session");
-        }
     }
     let outcome = match request.body.kind {
         RequestKind::Keygen => keygen(&node, &request).await,
@@ -73,18 +65,15 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     };
     node.control.unregister(&request_id);
     if runs_protocol {
-        let (store, id) = (node.store.clone(), request_id.clone());
-        let end: Result<(), String> = match &outcome {
-            Some(Err((_, code, message))) => Err(format!("{code}: {message}")),
-            _ => Ok(()),
+        let id = request_id.clone();
+        let error = match &outcome {
+            Some(Err((_, code, message))) => Some(format!("{code}: {message}")),
+            _ => None,
         };
-        let finished = blocking(move || {
-            store.finish_session(&id, end.as_ref().map(|_| ()).map_err(|e| e.as_str()))
+        record_session(&node, move |store| {
+            store.finish_session(&id, error.as_deref().map_or(Ok(()), Err))
         })
         .await;
-        if let Ok(Err(e)) = finished {
-            tracing::error!(error = %e, request = %request_id, "cannot record the end of a session");
-        }
     }
     let Some(outcome) = outcome else { return };
     let (status, code, message, keys, signature) = match outcome {
@@ -191,6 +180,20 @@ async fn handshake(
             }
             _ = tokio::time::sleep_until(deadline) => actions = hs.on_tick(Instant::now()),
         }
+    }
+}
+
+/// Writes to the session records off the runtime; a failure is logged (the request itself
+/// goes on: its result does not depend on its record).
+async fn record_session(
+    node: &Node,
+    write: impl FnOnce(&crate::store::Store) -> Result<(), StoreError> + Send + 'static,
+) {
+    let store = node.store.clone();
+    match blocking(move || write(&store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write a session record"),
+        Err((_, _, e)) => tracing::error!(error = %e, "cannot write a session record"),
     }
 }
 
