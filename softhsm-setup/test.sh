@@ -11,7 +11,7 @@ export SOFTHSM2_CONF="$KEYRACK_STATE_DIR/softhsm2.conf"
 mkdir -p "$KEYRACK_STATE_DIR"
 
 bash softhsm-setup/install-deps.sh
-bash softhsm-setup/softhsm-init.sh --fresh keyrack-test keyrack-badpin keyrack-node0 keyrack-node1 keyrack-node2
+bash softhsm-setup/softhsm-init.sh --fresh keyrack-test keyrack-badpin keyrack-node0 keyrack-node1 keyrack-node2 keyrack-node3
 bash softhsm-setup/services.sh start
 trap 'bash softhsm-setup/services.sh stop' EXIT
 source "$KEYRACK_STATE_DIR/services.env"

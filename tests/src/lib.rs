@@ -13,7 +13,7 @@ use keyrack_hsm::SecretSource;
 
 /// How to get the services: printed by every failure to find one.
 pub const SETUP_HINT: &str = "run the suite with softhsm-setup/test.sh, or start the services with \
-     `softhsm-setup/softhsm-init.sh keyrack-test keyrack-badpin keyrack-node0 keyrack-node1 keyrack-node2 && softhsm-setup/services.sh start` \
+     `softhsm-setup/softhsm-init.sh keyrack-test keyrack-badpin keyrack-node0 keyrack-node1 keyrack-node2 keyrack-node3 && softhsm-setup/services.sh start` \
      and `source .state/services.env`";
 
 /// An environment variable the setup scripts export; panics naming the script if unset.

@@ -217,6 +217,11 @@ pub struct RequestBody {
         skip_serializing_if = "Option::is_none"
     )]
     pub approves: Option<[u8; 32]>,
+    /// keygen: create the key even if its id belongs to a deleted key (a new key under the
+    /// old name). Absent or false: a deleted id is refused (`key_deleted`). Other kinds:
+    /// absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_deleted_id: bool,
     /// Where results go (a token; part of the result subject).
     pub client_id: String,
     /// 32 lowercase hex (16 random bytes), for the replay store.
@@ -276,6 +281,7 @@ impl RequestBody {
             payload_kind: None,
             derivation_path: Vec::new(),
             approves: None,
+            reuse_deleted_id: false,
             client_id: client_id.to_owned(),
             nonce: wire::random_id(),
             created_at_ms: now_ms,
@@ -344,6 +350,10 @@ impl RequestBody {
         forbid(
             self.kind != RequestKind::Reshare && self.participants.is_some(),
             "participants",
+        )?;
+        forbid(
+            self.kind != RequestKind::Keygen && self.reuse_deleted_id,
+            "reuse_deleted_id",
         )?;
         forbid(
             !matches!(self.kind, RequestKind::Keygen | RequestKind::Reshare)

@@ -227,7 +227,7 @@ pub struct CommitteeContext<'a> {
 /// same started request.
 pub async fn ensure_committee(cx: CommitteeContext<'_>) -> Result<CommitteeAux, String> {
     let node = cx.node;
-    let committee = committee_id(node.manifest.cluster_id(), cx.members);
+    let committee = committee_id(node.cluster_id(), cx.members);
     let store = node.store.clone();
     let id = committee.clone();
     let mine = tokio::task::spawn_blocking(move || store.committee_fingerprint(&id))

@@ -13,6 +13,7 @@ pub mod ecdsa;
 pub mod fsutil;
 pub mod identity;
 pub mod intake;
+pub mod membership;
 pub mod session;
 pub mod store;
 pub mod transport;

@@ -113,7 +113,9 @@ async fn cluster_with(settings: Settings) -> Cluster {
             .await
             .unwrap(),
             identity,
-            manifest: manifest.clone(),
+            membership: Arc::new(keyrack_node::membership::Membership::new(
+                (*manifest).clone(),
+            )),
             store,
             sealer,
             primes,

@@ -82,7 +82,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         let bus = Bus::connect(&cluster.nats, &node_id, manifest.cluster_id()).await?;
         let node = Arc::new(Node {
             identity: Arc::new(identity),
-            manifest: Arc::new(manifest),
+            membership: Arc::new(crate::membership::Membership::new(manifest)),
             store,
             sealer,
             bus,
@@ -93,7 +93,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             peers: Arc::default(),
             pools: Arc::default(),
         });
-        println!("node {node_id} running in cluster {}", node.manifest.cluster_id());
+        println!("node {node_id} running in cluster {}", node.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = node.run() => result.map(|_| ExitCode::SUCCESS).map_err(anyhow::Error::from),

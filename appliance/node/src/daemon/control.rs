@@ -104,7 +104,7 @@ pub async fn send(
     ciborium::into_writer(message, &mut payload).map_err(|e| e.to_string())?;
     let header = Header {
         version: 1,
-        cluster: node.manifest.cluster_id().to_owned(),
+        cluster: node.cluster_id().to_owned(),
         session: request_hash,
         kind: MessageKind::Control,
         round: 0,
@@ -112,10 +112,10 @@ pub async fn send(
         to: to.map(str::to_owned),
         seq: rand_core::RngCore::next_u64(&mut rand_core::OsRng),
     };
-    let sealed = crate::session::seal_as(&node.identity, &node.manifest, &header, &payload)
+    let sealed = crate::session::seal_as(&node.identity, &node.manifest(), &header, &payload)
         .map_err(|e| e.to_string())?;
-    let subject = subjects::control_subject(node.manifest.cluster_id(), request_id)
-        .map_err(|e| e.to_string())?;
+    let subject =
+        subjects::control_subject(node.cluster_id(), request_id).map_err(|e| e.to_string())?;
     node.bus
         .publish(subject, sealed)
         .await
@@ -124,7 +124,7 @@ pub async fn send(
 
 /// Reads every control message of the cluster and routes what this node may read.
 pub async fn listen(node: Arc<Node>) {
-    let filter = match subjects::control_filter(node.manifest.cluster_id()) {
+    let filter = match subjects::control_filter(node.cluster_id()) {
         Ok(f) => f,
         Err(e) => return tracing::error!(error = %e, "invalid cluster id"),
     };
@@ -143,11 +143,12 @@ pub async fn listen(node: Arc<Node>) {
         else {
             continue;
         };
+        let manifest = node.manifest();
         let opened = envelope::open(
             &message.payload,
-            |id| node.manifest.node(id),
+            |id| manifest.node(id),
             (&me, node.identity.agreement_secret()),
-            node.manifest.cluster_id(),
+            node.cluster_id(),
         );
         let (header, payload) = match opened {
             Ok(v) => v,

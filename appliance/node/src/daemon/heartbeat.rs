@@ -85,18 +85,17 @@ impl Peers {
 
 /// Publishes this node's heartbeat until the connection fails for good.
 pub async fn beat(node: Arc<Node>) {
-    let subject =
-        match subjects::heartbeat_subject(node.manifest.cluster_id(), node.identity.node_id()) {
-            Ok(s) => s,
-            Err(e) => return tracing::error!(error = %e, "invalid heartbeat subject"),
-        };
+    let subject = match subjects::heartbeat_subject(node.cluster_id(), node.identity.node_id()) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(error = %e, "invalid heartbeat subject"),
+    };
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let header = Header {
             version: 1,
-            cluster: node.manifest.cluster_id().to_owned(),
+            cluster: node.cluster_id().to_owned(),
             session: [0; 32],
             kind: MessageKind::Control,
             round: 0,
@@ -104,7 +103,7 @@ pub async fn beat(node: Arc<Node>) {
             to: None,
             seq: keyrack_client::now_ms(),
         };
-        let sealed = match crate::session::seal_as(&node.identity, &node.manifest, &header, &[]) {
+        let sealed = match crate::session::seal_as(&node.identity, &node.manifest(), &header, &[]) {
             Ok(s) => s,
             Err(e) => return tracing::error!(error = %e, "cannot seal a heartbeat"),
         };
@@ -116,7 +115,7 @@ pub async fn beat(node: Arc<Node>) {
 
 /// Reads the cluster's heartbeats into [`Node::peers`], and logs peers going down and up.
 pub async fn watch(node: Arc<Node>) {
-    let filter = match subjects::heartbeat_filter(node.manifest.cluster_id()) {
+    let filter = match subjects::heartbeat_filter(node.cluster_id()) {
         Ok(f) => f,
         Err(e) => return tracing::error!(error = %e, "invalid cluster id"),
     };
@@ -125,24 +124,18 @@ pub async fn watch(node: Arc<Node>) {
         Err(e) => return tracing::error!(error = %e, "cannot subscribe to heartbeats"),
     };
     let me = node.identity.node_id().to_owned();
-    let others: Vec<String> = node
-        .manifest
-        .nodes()
-        .iter()
-        .map(|n| n.node_id().to_owned())
-        .filter(|n| *n != me)
-        .collect();
     let mut was_live: Vec<String> = vec![];
     let mut check = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tokio::select! {
             message = sub.next() => {
                 let Some(message) = message else { return };
+                let manifest = node.manifest();
                 let opened = envelope::open(
                     &message.payload,
-                    |id| node.manifest.node(id),
+                    |id| manifest.node(id),
                     (&me, node.identity.agreement_secret()),
-                    node.manifest.cluster_id(),
+                    node.cluster_id(),
                 );
                 match opened {
                     Ok((header, payload))
@@ -158,6 +151,14 @@ pub async fn watch(node: Arc<Node>) {
                 }
             }
             _ = check.tick() => {
+                // The members of the current manifest (it changes when nodes join or leave).
+                let others: Vec<String> = node
+                    .manifest()
+                    .nodes()
+                    .iter()
+                    .map(|n| n.node_id().to_owned())
+                    .filter(|n| *n != me)
+                    .collect();
                 let live = node.peers.live(&others);
                 for p in others.iter().filter(|p| live.contains(p) && !was_live.contains(p)) {
                     tracing::info!(peer = %p, "peer is up");

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::{answer, intake, refusal_result, Intake, IntakeLimits, Route};
+use crate::membership::Membership;
 use crate::session::{run_session_watched, PeerWatch, SessionError, SessionRoute, SessionStats};
 use crate::store::SessionState;
 use crate::store::Store;
@@ -76,8 +77,8 @@ impl Default for Settings {
 pub struct Node {
     /// This node's identity (secret keys unsealed in memory).
     pub identity: Arc<NodeIdentity>,
-    /// The verified cluster manifest.
-    pub manifest: Arc<VerifiedManifest>,
+    /// The current cluster manifest (replaced when a signed successor arrives).
+    pub membership: Arc<Membership>,
     /// The node's store.
     pub store: Arc<Store>,
     /// The HSM backend that seals shares.
@@ -110,6 +111,17 @@ pub fn default_registry() -> Registry {
 }
 
 impl Node {
+    /// The current cluster manifest: hold the `Arc` for the whole of one request or message,
+    /// so that a membership change does not apply halfway through it.
+    pub fn manifest(&self) -> Arc<VerifiedManifest> {
+        self.membership.current()
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> &str {
+        self.membership.cluster_id()
+    }
+
     /// Runs `protocol` as this node's part of the session `route`, with the node's session
     /// timeout.
     pub(crate) async fn run_session<T, F>(
@@ -145,7 +157,7 @@ impl Node {
         run_session_watched(
             &self.bus,
             self.identity.clone(),
-            self.manifest.clone(),
+            self.manifest(),
             route,
             timeout,
             Some(&watch),
@@ -168,7 +180,7 @@ impl Node {
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         tracing::info!(
             node = self.identity.node_id(),
-            cluster = self.manifest.cluster_id(),
+            cluster = self.cluster_id(),
             "node running"
         );
         loop {
@@ -215,7 +227,7 @@ impl Node {
                 intake(
                     &bytes,
                     &subject,
-                    &node.manifest,
+                    &node.manifest(),
                     &node.store,
                     std::time::SystemTime::now(),
                     node.settings.intake,

@@ -227,7 +227,7 @@ fn key_info(
 async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
     let body = &request.body;
     let members: Vec<String> = node
-        .manifest
+        .manifest()
         .nodes()
         .iter()
         .map(|n| n.node_id().to_owned())
@@ -260,7 +260,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
                 threshold,
                 parties,
                 participants: members.clone(),
-                allow_reuse_of_deleted_id: false,
+                allow_reuse_of_deleted_id: body.reuse_deleted_id,
             },
         );
         let started =

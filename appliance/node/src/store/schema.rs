@@ -135,8 +135,34 @@ CREATE TABLE committee_aux (
 ) STRICT;
 "#;
 
+/// Version 3: accepted cluster manifests (membership changes received over NATS) and new
+/// shares staged by a reshare or refresh until every new member holds theirs.
+const V3: &str = r#"
+CREATE TABLE manifests (
+    version     INTEGER PRIMARY KEY CHECK (version >= 1),
+    hash        BLOB NOT NULL CHECK (length(hash) = 32),
+    signed_toml TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE staged_shares (
+    key_id       TEXT NOT NULL,
+    scheme       TEXT NOT NULL,
+    version      INTEGER NOT NULL CHECK (version >= 1),
+    from_version INTEGER NOT NULL,
+    threshold    INTEGER NOT NULL,
+    parties      INTEGER NOT NULL,
+    participants TEXT NOT NULL,
+    public_key   BLOB NOT NULL,
+    chain_code   BLOB NOT NULL CHECK (length(chain_code) = 32),
+    sealed       BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (key_id, scheme)
+) STRICT;
+"#;
+
 /// The migrations, oldest first. Never edit a released step; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
