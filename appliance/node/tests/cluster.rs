@@ -121,6 +121,7 @@ async fn cluster_with(settings: Settings) -> Cluster {
             primes,
             peers: Arc::default(),
             pools: Arc::default(),
+            key_ops: Arc::default(),
             registry: default_registry(),
             settings,
             control: Arc::new(ControlRouter::default()),

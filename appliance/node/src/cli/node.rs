@@ -92,6 +92,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             primes: Arc::new(primes),
             peers: Arc::default(),
             pools: Arc::default(),
+            key_ops: Arc::default(),
         });
         println!("node {node_id} running in cluster {}", node.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -9,6 +9,8 @@
 
 mod control;
 pub mod heartbeat;
+pub mod lifecycle;
+mod membership;
 pub mod pool;
 mod request;
 mod status;
@@ -97,6 +99,8 @@ pub struct Node {
     pub peers: Arc<heartbeat::Peers>,
     /// Hot (key, signer set) pairs and the presign sessions under way ([`pool`]).
     pub pools: Arc<pool::PoolState>,
+    /// Keys with a reshare, refresh or delete under way ([`lifecycle`]).
+    pub key_ops: Arc<lifecycle::KeyOps>,
 }
 
 /// The default scheme registry of a node.
@@ -177,6 +181,7 @@ impl Node {
         tokio::spawn(heartbeat::watch(self.clone()));
         tokio::spawn(heartbeat::beat(self.clone()));
         tokio::spawn(pool::refill(self.clone()));
+        tokio::spawn(membership::watch(self.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         tracing::info!(
             node = self.identity.node_id(),

@@ -24,11 +24,13 @@ mod committee;
 mod error;
 mod keys;
 mod lifecycle;
+mod manifests;
 mod pools;
 mod replay;
 mod schema;
 mod sealed;
 mod sessions;
+mod staged;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;

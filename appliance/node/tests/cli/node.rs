@@ -6,6 +6,8 @@
 
 mod ecdsa;
 mod faults;
+mod lifecycle;
+mod membership;
 mod refusals;
 mod signing;
 

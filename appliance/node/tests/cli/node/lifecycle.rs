@@ -1,0 +1,1 @@
+//! Reshare, refresh and delete on real node processes (issue 5; being built).

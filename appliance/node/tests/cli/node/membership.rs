@@ -1,0 +1,1 @@
+//! Membership changes on real node processes (issue 5; being built).
