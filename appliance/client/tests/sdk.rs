@@ -796,3 +796,390 @@ async fn results_of_reads_back_every_checked_result_of_an_earlier_request() {
         Err(SdkError::Config(_))
     ));
 }
+
+/// The ids of nodes `indexes`, in that order.
+fn ids(indexes: &[u8]) -> Vec<String> {
+    indexes.iter().map(|i| node(*i).id).collect()
+}
+
+/// Node `i` reports the keys of a reshare or refresh, made from the test key `seed`:
+/// threshold `t`, committee `committee` (node indexes, in key-index order), `version`.
+fn reshared(
+    i: u8,
+    request: &VerifiedRequest,
+    seed: u8,
+    t: u16,
+    committee: &[u8],
+    version: u32,
+) -> Answer {
+    let mut b = body(&node(i).id, request, Status::Ok);
+    b.keys = request
+        .body
+        .schemes
+        .iter()
+        .map(|scheme| KeyInfo {
+            key_id: request.body.key_id.clone(),
+            scheme: *scheme,
+            public_key: public_key(*scheme, seed),
+            chain_code: [seed; 32],
+            threshold: t,
+            participants: ids(committee),
+            version,
+            status: None,
+        })
+        .collect();
+    outcome(i, b)
+}
+
+/// Node `i` answers `ok` with no keys: not concerned (reshare, refresh), or deleted (delete).
+fn ok_without_keys(i: u8, request: &VerifiedRequest) -> Answer {
+    outcome(i, body(&node(i).id, request, Status::Ok))
+}
+
+#[tokio::test]
+async fn reshare_completes_listing_the_nodes_not_concerned() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    // The new committee is node2, node0 (in that key-index order), 2 of 2; node1 is in
+    // neither committee (as far as this test's nodes say).
+    let nodes = cluster.answer_next(|r| {
+        assert_eq!(r.body.kind, RequestKind::Reshare);
+        assert_eq!(r.body.threshold, Some(2));
+        assert_eq!(r.body.participants.as_deref(), Some(&ids(&[2, 0])[..]));
+        vec![
+            reshared(2, r, KEY_SEED, 2, &[2, 0], 2),
+            ok_without_keys(1, r),
+            reshared(0, r, KEY_SEED, 2, &[2, 0], 2),
+        ]
+    });
+    let schemes = [Scheme::Ed25519, Scheme::EcdsaSecp256k1];
+    let agreed = client
+        .reshare("wallet-1", &schemes, Some(2), Some(ids(&[2, 0])), WAIT)
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert_eq!(agreed.nodes, ["node0", "node2"], "manifest order");
+    assert_eq!(agreed.uninvolved, ["node1"]);
+    let reported: Vec<_> = agreed.keys.iter().map(|k| k.scheme).collect();
+    assert_eq!(reported, [Scheme::EcdsaSecp256k1, Scheme::Ed25519]);
+    for k in &agreed.keys {
+        assert_eq!(k.public_key, public_key(k.scheme, KEY_SEED));
+        assert_eq!(k.participants, ["node2", "node0"], "key-index order kept");
+        assert_eq!((k.threshold, k.version), (2, 2));
+    }
+}
+
+#[tokio::test]
+async fn refresh_completes_when_every_node_reports_the_new_version() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        assert_eq!(r.body.kind, RequestKind::Refresh);
+        assert_eq!(
+            (r.body.threshold, r.body.participants.as_ref()),
+            (None, None)
+        );
+        (0..3)
+            .map(|i| reshared(i, r, KEY_SEED, 2, &[0, 1, 2], 3))
+            .collect()
+    });
+    let agreed = client
+        .refresh("wallet-1", &[Scheme::SchnorrSecp256k1], WAIT)
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert_eq!(agreed.nodes, ["node0", "node1", "node2"]);
+    assert!(agreed.uninvolved.is_empty());
+    assert_eq!(agreed.keys[0].version, 3);
+}
+
+#[tokio::test]
+async fn reshare_names_the_nodes_that_disagree() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            reshared(0, r, KEY_SEED, 2, &[0, 1, 2], 2),
+            reshared(1, r, KEY_SEED, 2, &[0, 1, 2], 2),
+            // Another committee order is another key-index assignment: a disagreement.
+            reshared(2, r, KEY_SEED, 2, &[1, 0, 2], 2),
+        ]
+    });
+    let err = client
+        .reshare("wallet-1", &[Scheme::Ed25519], Some(2), None, WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    let SdkError::Disagreement { groups } = &err else {
+        panic!("expected a disagreement, got {err}");
+    };
+    let nodes: Vec<_> = groups.iter().map(|g| g.nodes.join(",")).collect();
+    assert_eq!(nodes, ["node0,node1", "node2"]);
+    assert!(err.to_string().contains("node2 report"), "{err}");
+}
+
+#[tokio::test]
+async fn reshare_fails_naming_a_node_that_reports_another_threshold_or_committee() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    type Report = fn(&VerifiedRequest) -> Answer;
+    let cases: [(Report, &str); 4] = [
+        (
+            |r| reshared(1, r, KEY_SEED, 3, &[0, 1, 2], 2),
+            "threshold 3, asked 2",
+        ),
+        (
+            |r| reshared(1, r, KEY_SEED, 2, &[1, 0, 2], 2),
+            "committee is node1,node0,node2 (in key-index order), asked node0,node1,node2",
+        ),
+        (|r| reshared(1, r, KEY_SEED, 2, &[0, 1, 2], 1), "version 1"),
+        (
+            |r| {
+                let mut b = body("node1", r, Status::Ok);
+                b.keys = vec![KeyInfo {
+                    key_id: "wallet-2".into(),
+                    scheme: Scheme::Ed25519,
+                    public_key: public_key(Scheme::Ed25519, KEY_SEED),
+                    chain_code: [KEY_SEED; 32],
+                    threshold: 2,
+                    participants: ids(&[0, 1, 2]),
+                    version: 2,
+                    status: None,
+                }];
+                outcome(1, b)
+            },
+            "a key with id 'wallet-2'",
+        ),
+    ];
+    for (report, says) in cases {
+        let nodes = cluster.answer_next(move |r| vec![report(r)]);
+        let err = client
+            .reshare(
+                "wallet-1",
+                &[Scheme::Ed25519],
+                Some(2),
+                Some(ids(&[0, 1, 2])),
+                WAIT,
+            )
+            .await
+            .unwrap_err();
+        nodes.await.unwrap();
+        assert!(
+            matches!(&err, SdkError::InvalidResult { node, reason } if node == "node1" && reason.contains(says)),
+            "{says}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reshare_fails_when_a_new_committee_member_says_it_is_not_concerned() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            reshared(0, r, KEY_SEED, 2, &[0, 1], 2),
+            ok_without_keys(1, r),
+            ok_without_keys(2, r),
+        ]
+    });
+    let err = client
+        .reshare("wallet-1", &[Scheme::Ed25519], None, None, WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::InvalidResult { node, reason } if node == "node1" && reason.contains("new committee")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_fails_when_no_node_reports_keys() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| (0..3).map(|i| ok_without_keys(i, r)).collect());
+    let err = client
+        .refresh("wallet-1", &[Scheme::Ed25519], WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::NoKeys { nodes } if nodes.len() == 3),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no node reported"), "{err}");
+}
+
+#[tokio::test]
+async fn reshare_and_refresh_end_at_the_first_refusal_or_failure() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    // node2 stays silent: only the refusal can end the request before WAIT.
+    let started = std::time::Instant::now();
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            reshared(0, r, KEY_SEED, 2, &[0, 1, 2], 2),
+            refusal(1, r, Status::Refused, ErrorCode::KeyInProgress),
+        ]
+    });
+    let err = client
+        .reshare("wallet-1", &[Scheme::Ed25519], Some(2), None, WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Refused { node, code: ErrorCode::KeyInProgress, .. } if node == "node1"),
+        "{err}"
+    );
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            ok_without_keys(2, r),
+            refusal(0, r, Status::Failed, ErrorCode::ProtocolFailed),
+        ]
+    });
+    let err = client
+        .refresh("wallet-1", &[Scheme::Ed25519], WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Failed { node, code: ErrorCode::ProtocolFailed, .. } if node == "node0"),
+        "{err}"
+    );
+    assert!(started.elapsed() < WAIT);
+}
+
+#[tokio::test]
+async fn reshare_times_out_naming_the_silent_node() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            reshared(0, r, KEY_SEED, 2, &[0, 1], 2),
+            ok_without_keys(2, r),
+        ]
+    });
+    let err = client
+        .reshare(
+            "wallet-1",
+            &[Scheme::Ed25519],
+            Some(2),
+            Some(ids(&[0, 1])),
+            Duration::from_millis(1500),
+        )
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    let SdkError::Timeout {
+        answered, silent, ..
+    } = &err
+    else {
+        panic!("expected a timeout, got {err}");
+    };
+    let answered: Vec<_> = answered.iter().map(|a| a.node.as_str()).collect();
+    assert_eq!(answered, ["node0", "node2"]);
+    assert_eq!(silent, &["node1"]);
+    assert!(err.to_string().contains("silent: node1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_reshare_to_a_committee_outside_the_manifest_is_not_sent() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    for (threshold, participants, says) in [
+        (
+            None,
+            ids(&[0, 7]),
+            "participant 'node7' is not a node of the manifest",
+        ),
+        (None, ids(&[0, 1, 0]), "participant 'node0' listed twice"),
+        (Some(1), ids(&[0, 1]), "threshold 1 with 2 nodes"),
+        (Some(3), ids(&[0, 1]), "threshold 3 with 2 nodes"),
+    ] {
+        let err = client
+            .reshare(
+                "wallet-1",
+                &[Scheme::Ed25519],
+                threshold,
+                Some(participants),
+                WAIT,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SdkError::Request(_)) && err.to_string().contains(says),
+            "{says}: {err}"
+        );
+    }
+    let mut stream = cluster
+        .js
+        .get_stream(subjects::request_stream(CLUSTER).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        0,
+        "nothing sent"
+    );
+}
+
+#[tokio::test]
+async fn delete_completes_only_once_every_node_confirmed() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    // Two of three nodes confirm: not deleted everywhere, the silent node is named.
+    let nodes = cluster.answer_next(|r| {
+        assert_eq!(r.body.kind, RequestKind::Delete);
+        vec![ok_without_keys(0, r), ok_without_keys(2, r)]
+    });
+    let err = client
+        .delete("wallet-1", &[Scheme::Ed25519], Duration::from_millis(1500))
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Timeout { silent, .. } if silent == &["node1"]),
+        "{err}"
+    );
+    // A refusal ends it.
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            ok_without_keys(0, r),
+            refusal(1, r, Status::Refused, ErrorCode::NotAuthorized),
+        ]
+    });
+    let err = client
+        .delete("wallet-1", &[Scheme::Ed25519], WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Refused { node, code: ErrorCode::NotAuthorized, .. } if node == "node1"),
+        "{err}"
+    );
+    // Every node confirms.
+    let nodes = cluster.answer_next(|r| (0..3).rev().map(|i| ok_without_keys(i, r)).collect());
+    let schemes = [Scheme::Ed25519, Scheme::SchnorrSecp256k1];
+    let deleted = client.delete("wallet-1", &schemes, WAIT).await.unwrap();
+    nodes.await.unwrap();
+    assert_eq!(deleted.key_id, "wallet-1");
+    assert_eq!(deleted.schemes, schemes);
+    assert_eq!(deleted.nodes, ["node0", "node1", "node2"]);
+}
+
+#[tokio::test]
+async fn keygen_can_reuse_a_deleted_keys_id_when_asked() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        assert!(r.body.reuse_deleted_id, "the flag reached the nodes");
+        (0..3).map(|i| keygen_ok(i, r, KEY_SEED)).collect()
+    });
+    let mut body = client.keygen_body("wallet-1", &[Scheme::Ed25519], 2, WAIT);
+    body.reuse_deleted_id = true;
+    let outcome = client.request(body, WAIT).await.unwrap();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&outcome, keyrack_client::sdk::Outcome::Keys(k) if k.nodes.len() == 3 && k.uninvolved.is_empty())
+    );
+}

@@ -9,12 +9,19 @@
 //! `replayed` refusal of these very bytes, which is not final: it is what a node says to a
 //! copy of the request replayed by someone else while it works on the original.
 //!
+//! Keygen, reshare, refresh and delete need an `ok` from **every** manifest node; the first
+//! refusal or failure ends them. Keygen: every node reports the keys asked, all the same.
+//! Reshare and refresh: a node in neither the old nor the new committee answers `ok` with no
+//! keys (not concerned); the others report the same keys (participants compared in the
+//! order sent: it is the key-index order), those asked; at least one node reports keys, and
+//! every member of the new committee does. Delete: keys are not looked at.
+//!
 //! A `status` request collects every node's answer as it is (no agreement needed); when time
 //! is up, what arrived is the outcome and the silent nodes are listed as missing.
 
 use super::error::{Ignored, KeyGroup, NodeAnswer, SdkError};
 use super::verify::verify_signature;
-use super::{AgreedKeys, KeyStatusReport, NodeKeyStatus, Outcome, VerifiedSignature};
+use super::{AgreedKeys, DeletedKey, KeyStatusReport, NodeKeyStatus, Outcome, VerifiedSignature};
 use crate::codes::ErrorCode;
 use crate::manifest::VerifiedManifest;
 use crate::request::{PayloadKind, RequestBody, RequestKind};
@@ -44,7 +51,7 @@ pub(crate) struct Collector {
     answers: Vec<NodeAnswer>,
     /// `replayed` refusals of these bytes, waiting for the node's real answer.
     replayed: BTreeMap<String, NodeAnswer>,
-    /// Keys reported by nodes that answered `ok` (not sign).
+    /// Keys reported by nodes that answered `ok` (not sign; empty for delete).
     keys: Vec<(String, Vec<KeyInfo>)>,
     ignored: Ignored,
 }
@@ -107,7 +114,11 @@ impl Collector {
         match self.body.kind {
             RequestKind::Sign => self.offer_sign(answer, result),
             RequestKind::Status => self.offer_status(answer, result),
-            _ => self.offer_keys(answer, result),
+            RequestKind::Keygen
+            | RequestKind::Reshare
+            | RequestKind::Refresh
+            | RequestKind::Delete
+            | RequestKind::Approve => self.offer_keys(answer, result),
         }
     }
 
@@ -193,7 +204,7 @@ impl Collector {
                 reason,
             });
         }
-        self.keys.push((answer.node, normalised(result.keys)));
+        self.keys.push((answer.node, normalised(result.keys, true)));
         if self.answers.len() < self.members.len() {
             return Step::Wait;
         }
@@ -249,46 +260,84 @@ impl Collector {
         if answer.status != Status::Ok {
             return Step::Fail(SdkError::from_answer(&answer));
         }
-        let keys = normalised(result.keys);
-        if self.body.kind == RequestKind::Keygen {
-            if let Err(reason) = self.answers_keygen(&keys) {
-                return Step::Fail(SdkError::InvalidResult {
-                    node: answer.node,
-                    reason,
-                });
+        let kind = self.body.kind;
+        let keys = match kind {
+            RequestKind::Delete => Vec::new(),
+            RequestKind::Reshare | RequestKind::Refresh => normalised(result.keys, false),
+            _ => normalised(result.keys, true),
+        };
+        let checked = match kind {
+            RequestKind::Keygen => self.answers_keygen(&keys),
+            RequestKind::Reshare | RequestKind::Refresh if !keys.is_empty() => {
+                self.answers_reshare(&keys)
             }
+            _ => Ok(()),
+        };
+        if let Err(reason) = checked {
+            return Step::Fail(SdkError::InvalidResult {
+                node: answer.node,
+                reason,
+            });
         }
         self.keys.push((answer.node, keys));
         if self.keys.len() < self.members.len() {
             return Step::Wait;
         }
-        let groups = self.key_groups();
-        match <[KeyGroup; 1]>::try_from(groups) {
-            Ok([agreed]) => Step::Done(Outcome::Keys(AgreedKeys {
-                keys: agreed.keys,
-                nodes: agreed.nodes,
-                ignored: self.ignored,
-            })),
-            Err(groups) => Step::Fail(SdkError::Disagreement { groups }),
+        match self.complete() {
+            Ok(outcome) => Step::Done(outcome),
+            Err(e) => Step::Fail(e),
         }
+    }
+
+    /// The outcome once every member answered `ok`.
+    fn complete(&self) -> Result<Outcome, SdkError> {
+        if self.body.kind == RequestKind::Delete {
+            return Ok(Outcome::Deleted(DeletedKey {
+                key_id: self.body.key_id.clone(),
+                schemes: self.body.schemes.clone(),
+                nodes: self.members.clone(),
+                ignored: self.ignored,
+            }));
+        }
+        let groups = self.key_groups();
+        let agreed = match <[KeyGroup; 1]>::try_from(groups) {
+            Ok([agreed]) => agreed,
+            Err(groups) if groups.is_empty() => {
+                return Err(SdkError::NoKeys {
+                    nodes: self.members.clone(),
+                })
+            }
+            Err(groups) => return Err(SdkError::Disagreement { groups }),
+        };
+        let uninvolved: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| !agreed.nodes.contains(m))
+            .cloned()
+            .collect();
+        // A member of the new committee holds a new share: it cannot be "not concerned".
+        let committee = agreed.keys.iter().flat_map(|k| &k.participants);
+        if let Some(node) = committee.into_iter().find(|p| uninvolved.contains(p)) {
+            return Err(SdkError::InvalidResult {
+                node: node.clone(),
+                reason: "it is in the new committee but reported no keys".into(),
+            });
+        }
+        Ok(Outcome::Keys(AgreedKeys {
+            keys: agreed.keys,
+            nodes: agreed.nodes,
+            uninvolved,
+            ignored: self.ignored,
+        }))
     }
 
     /// Whether keygen keys are those asked: one per scheme, this key id and threshold, and
     /// every manifest node a participant.
     fn answers_keygen(&self, keys: &[KeyInfo]) -> Result<(), String> {
-        let mut schemes: Vec<_> = keys.iter().map(|k| k.scheme).collect();
-        let mut asked = self.body.schemes.clone();
-        schemes.sort();
-        asked.sort();
-        if schemes != asked {
-            return Err(format!("keys for schemes {schemes:?}, asked {asked:?}"));
-        }
+        self.answers_schemes(keys)?;
         let mut members = self.members.clone();
         members.sort();
         for k in keys {
-            if k.key_id != self.body.key_id {
-                return Err(format!("a key with id '{}'", k.key_id));
-            }
             if Some(k.threshold) != self.body.threshold {
                 return Err(format!("a key with threshold {}", k.threshold));
             }
@@ -303,9 +352,86 @@ impl Collector {
         Ok(())
     }
 
+    /// Whether reshare or refresh keys (of a node that reports some) are those asked: one
+    /// per scheme, this key id, a new version (> 1), the threshold and committee asked (a
+    /// reshare's, if given; the committee in the order asked, which is the key-index order),
+    /// and a committee of distinct manifest nodes that the threshold fits.
+    fn answers_reshare(&self, keys: &[KeyInfo]) -> Result<(), String> {
+        self.answers_schemes(keys)?;
+        for k in keys {
+            let scheme = k.scheme;
+            if let Some(status) = k.status {
+                return Err(format!("the {scheme} key has a status ({status})"));
+            }
+            if k.version < 2 {
+                return Err(format!(
+                    "the {scheme} key has version {}: a reshare or refresh makes version 2 \
+                     or later",
+                    k.version
+                ));
+            }
+            if let Some(t) = self.body.threshold {
+                if k.threshold != t {
+                    return Err(format!(
+                        "the {scheme} key has threshold {}, asked {t}",
+                        k.threshold
+                    ));
+                }
+            }
+            if let Some(asked) = &self.body.participants {
+                if &k.participants != asked {
+                    return Err(format!(
+                        "the {scheme} key's committee is {} (in key-index order), asked {}",
+                        k.participants.join(","),
+                        asked.join(",")
+                    ));
+                }
+            }
+            for (i, p) in k.participants.iter().enumerate() {
+                if !self.members.contains(p) {
+                    return Err(format!(
+                        "the {scheme} key's committee names '{p}', not a manifest node"
+                    ));
+                }
+                if k.participants[..i].contains(p) {
+                    return Err(format!("the {scheme} key's committee lists '{p}' twice"));
+                }
+            }
+            crate::request::check_threshold(k.threshold, k.participants.len())
+                .map_err(|e| format!("the {scheme} key: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether keys are one per scheme asked, each with this key id.
+    fn answers_schemes(&self, keys: &[KeyInfo]) -> Result<(), String> {
+        let mut schemes: Vec<_> = keys.iter().map(|k| k.scheme).collect();
+        let mut asked = self.body.schemes.clone();
+        schemes.sort();
+        asked.sort();
+        if schemes != asked {
+            return Err(format!("keys for schemes {schemes:?}, asked {asked:?}"));
+        }
+        for k in keys {
+            if k.key_id != self.body.key_id {
+                return Err(format!("a key with id '{}'", k.key_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes grouped by the keys they reported, nodes in manifest order. Reshare and
+    /// refresh: nodes that reported no keys (not concerned) are in no group.
     fn key_groups(&self) -> Vec<KeyGroup> {
+        let skip_empty = matches!(self.body.kind, RequestKind::Reshare | RequestKind::Refresh);
         let mut groups: Vec<KeyGroup> = Vec::new();
-        for (node, keys) in &self.keys {
+        for member in &self.members {
+            let Some((node, keys)) = self.keys.iter().find(|(node, _)| node == member) else {
+                continue;
+            };
+            if skip_empty && keys.is_empty() {
+                continue;
+            }
             match groups.iter_mut().find(|g| &g.keys == keys) {
                 Some(g) => g.nodes.push(node.clone()),
                 None => groups.push(KeyGroup {
@@ -363,11 +489,14 @@ pub(crate) fn verified_result(
     None
 }
 
-/// Keys sorted by scheme with sorted participants, so equal keys compare equal whatever
-/// order a node wrote them in.
-fn normalised(mut keys: Vec<KeyInfo>) -> Vec<KeyInfo> {
-    for k in &mut keys {
-        k.participants.sort();
+/// Keys sorted by scheme, so equal keys compare equal whatever order a node wrote them in;
+/// with `sort_participants`, participants sorted too (not for reshare and refresh, whose
+/// participants are in key-index order, which the nodes must agree on).
+fn normalised(mut keys: Vec<KeyInfo>, sort_participants: bool) -> Vec<KeyInfo> {
+    if sort_participants {
+        for k in &mut keys {
+            k.participants.sort();
+        }
     }
     keys.sort_by_key(|k| k.scheme);
     keys

@@ -60,14 +60,26 @@ pub enum SdkError {
         /// The node's message, for people.
         message: String,
     },
-    /// The nodes reported different keys for one keygen. Do not use any of them.
+    /// The nodes reported different keys for one keygen, reshare or refresh. Do not use
+    /// any of them.
     #[error("nodes disagree on the key: {}", KeyGroup::list(groups))]
     Disagreement {
         /// The nodes grouped by the keys they reported.
         groups: Vec<KeyGroup>,
     },
+    /// Every node answered a reshare or refresh `ok`, but none reported keys: each says it
+    /// is in neither the key's committee nor the new one. Nothing was reshared.
+    #[error(
+        "every node ({}) answered that it takes no part in the key: no node reported the \
+         new keys",
+        nodes.join(", ")
+    )]
+    NoKeys {
+        /// The nodes (every manifest node).
+        nodes: Vec<String>,
+    },
     /// A node's `ok` result contradicts the request (other scheme, key id, threshold,
-    /// derivation path or digest than asked).
+    /// committee, derivation path or digest than asked).
     #[error("node '{node}' returned a result that does not answer the request: {reason}")]
     InvalidResult {
         /// The node.
@@ -178,7 +190,8 @@ impl fmt::Display for NodeAnswer {
 pub struct KeyGroup {
     /// The nodes.
     pub nodes: Vec<String>,
-    /// The keys they reported (sorted by scheme, participants sorted).
+    /// The keys they reported (sorted by scheme; participants sorted for a keygen, in
+    /// key-index order for a reshare or refresh).
     pub keys: Vec<KeyInfo>,
 }
 

@@ -10,9 +10,20 @@
 //! - a result counts only if it verifies under a manifest node's identity and carries this
 //!   request's id and the hash of its exact body bytes; others are ignored and counted
 //!   ([`Ignored`]);
-//! - keygen (and every kind but sign) completes when **every** manifest node answered `ok`
-//!   with identical keys; a refusal or failure ends it at once ([`SdkError::Refused`],
-//!   [`SdkError::Failed`]), different keys are a [`SdkError::Disagreement`] naming the nodes;
+//! - keygen, reshare, refresh and delete complete when **every** manifest node answered
+//!   `ok`; a refusal or failure ends them at once ([`SdkError::Refused`],
+//!   [`SdkError::Failed`]);
+//! - keygen: every node reports the same keys, those asked (schemes, key id, threshold, the
+//!   whole manifest as committee); different keys are a [`SdkError::Disagreement`] naming
+//!   the nodes;
+//! - reshare and refresh ([`Client::reshare`], [`Client::refresh`]): the nodes that took part
+//!   (old or new committee) report the same keys, those asked (schemes, key id, and for a
+//!   reshare the new threshold and the new committee in key-index order, if given); nodes in
+//!   neither committee answer `ok` with no keys and are listed as not concerned
+//!   ([`AgreedKeys::uninvolved`]); at least one node must report keys, and every member of
+//!   the new committee must;
+//! - delete ([`Client::delete`]): every node answered `ok` (it erased its shares and keeps a
+//!   tombstone); keys in the answers are ignored;
 //! - sign completes on the first `ok` whose signature the SDK verified itself
 //!   ([`verify_signature`]); up to `n - t` refusals are tolerated meanwhile; a signature that
 //!   does not verify is a [`SdkError::BadSignature`] naming the node, never a success;
@@ -20,6 +31,10 @@
 //!   not, refusals included; when time is up it returns what it has, naming the silent nodes
 //!   as missing, unless no node answered at all;
 //! - when time is up, [`SdkError::Timeout`] lists who answered what and who stayed silent.
+//!
+//! A request's timeout is also its lifetime: the nodes refuse a request living longer than
+//! their `max_lifetime` (600 s), so no single request may wait longer. A reshare of an ECDSA
+//! key to a new committee sets the committee up first (minutes); give it a generous timeout.
 //!
 //! [`Client::results_of`] reads back, from the result stream, every result of a request this
 //! client sent earlier (for as long as the stream keeps them), checked the same way.
@@ -36,7 +51,7 @@ pub use history::{CheckedResult, NodeResults, RequestResults};
 pub use verify::verify_signature;
 
 use crate::manifest::VerifiedManifest;
-use crate::request::{InitiatorKey, PayloadKind, RequestBody, RequestKind};
+use crate::request::{InitiatorKey, PayloadKind, RequestBody, RequestError, RequestKind};
 use crate::result::{KeyInfo, SignatureInfo};
 use crate::scheme::Scheme;
 use crate::subjects;
@@ -48,12 +63,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Keys every node agreed on (keygen; also reshare and refresh).
+/// Keys the nodes agreed on (keygen, reshare, refresh).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgreedKeys {
-    /// The keys, one per scheme, sorted by scheme.
+    /// The keys, one per scheme, sorted by scheme. Keygen: participants sorted. Reshare and
+    /// refresh: participants as the nodes sent them, in key-index order.
     pub keys: Vec<KeyInfo>,
-    /// The nodes that reported them: every manifest node.
+    /// The nodes that reported them, in manifest order: every manifest node for a keygen;
+    /// for a reshare or refresh, the nodes of the old or the new committee.
+    pub nodes: Vec<String>,
+    /// Reshare and refresh: the manifest nodes in neither committee, which answered `ok`
+    /// with no keys (not concerned), in manifest order. Empty for a keygen.
+    pub uninvolved: Vec<String>,
+    /// Results ignored while waiting.
+    pub ignored: Ignored,
+}
+
+/// A key every manifest node deleted (delete): each erased its shares of the schemes asked
+/// and recorded a tombstone (nodes that never held a share too), so the key can never sign
+/// again and its id stays taken (see `reuse_deleted_id` on keygen).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedKey {
+    /// The key id.
+    pub key_id: String,
+    /// The schemes deleted, as asked.
+    pub schemes: Vec<Scheme>,
+    /// The nodes that confirmed: every manifest node, in manifest order.
     pub nodes: Vec<String>,
     /// Results ignored while waiting.
     pub ignored: Ignored,
@@ -99,8 +134,10 @@ pub struct KeyStatusReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Every node answered `ok` with the same keys (every kind but sign and status).
+    /// The nodes agreed on keys (keygen, reshare, refresh).
     Keys(AgreedKeys),
+    /// Every node deleted the key (delete).
+    Deleted(DeletedKey),
     /// A verified signature (sign; boxed: it is much larger than the other outcome).
     Signature(Box<VerifiedSignature>),
     /// Each node's view of a key (status).
@@ -112,6 +149,7 @@ impl Outcome {
     fn some_node(&self) -> &str {
         let node = match self {
             Outcome::Keys(k) => k.nodes.first(),
+            Outcome::Deleted(d) => d.nodes.first(),
             Outcome::Signature(s) => Some(&s.node),
             Outcome::KeyStatus(r) => r.nodes.first().map(|n| &n.answer.node),
         };
@@ -229,6 +267,10 @@ impl Client {
 
     /// The body of a keygen request (see [`Client::keygen`]); [`Client::submit`] it to know
     /// its request id before the outcome.
+    ///
+    /// To create a key under the id of a deleted key (refused as `key_deleted` otherwise),
+    /// set `body.reuse_deleted_id = true` and [`Client::request`] the body: the new key has
+    /// nothing in common with the deleted one but its name.
     pub fn keygen_body(
         &self,
         key_id: &str,
@@ -252,6 +294,94 @@ impl Client {
         timeout: Duration,
     ) -> Result<AgreedKeys, SdkError> {
         let body = self.keygen_body(key_id, schemes, threshold, timeout);
+        self.agreed_keys(body, timeout).await
+    }
+
+    /// The body of a reshare request (see [`Client::reshare`]).
+    pub fn reshare_body(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        threshold: Option<u16>,
+        participants: Option<Vec<String>>,
+        lifetime: Duration,
+    ) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Reshare, key_id, lifetime);
+        body.schemes = schemes.to_vec();
+        body.threshold = threshold;
+        body.participants = participants;
+        body
+    }
+
+    /// Moves the key `key_id` (the `schemes` given) to a new threshold and/or committee,
+    /// keeping its public key and chain code: `threshold` (`None`: unchanged) and
+    /// `participants`, the new committee's node ids **in key-index order** (`None`:
+    /// unchanged). Waits until every manifest node answered: those of the old or new
+    /// committee with the same new keys, the others as not concerned. The committee must be
+    /// manifest nodes and the threshold fit it ([`check_committee`]).
+    pub async fn reshare(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        threshold: Option<u16>,
+        participants: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Result<AgreedKeys, SdkError> {
+        let body = self.reshare_body(key_id, schemes, threshold, participants, timeout);
+        self.agreed_keys(body, timeout).await
+    }
+
+    /// The body of a refresh request (see [`Client::refresh`]).
+    pub fn refresh_body(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        lifetime: Duration,
+    ) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Refresh, key_id, lifetime);
+        body.schemes = schemes.to_vec();
+        body
+    }
+
+    /// New shares of the key `key_id` (the `schemes` given) for the same committee and
+    /// threshold: same public key, a new version. Waits as [`Client::reshare`] does.
+    pub async fn refresh(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        timeout: Duration,
+    ) -> Result<AgreedKeys, SdkError> {
+        let body = self.refresh_body(key_id, schemes, timeout);
+        self.agreed_keys(body, timeout).await
+    }
+
+    /// The body of a delete request (see [`Client::delete`]).
+    pub fn delete_body(&self, key_id: &str, schemes: &[Scheme], lifetime: Duration) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Delete, key_id, lifetime);
+        body.schemes = schemes.to_vec();
+        body
+    }
+
+    /// Deletes the key `key_id` (the `schemes` given) for good: every node erases its shares
+    /// and keeps a tombstone. Irreversible. Waits until every manifest node confirmed.
+    pub async fn delete(
+        &self,
+        key_id: &str,
+        schemes: &[Scheme],
+        timeout: Duration,
+    ) -> Result<DeletedKey, SdkError> {
+        let body = self.delete_body(key_id, schemes, timeout);
+        match self.request(body, timeout).await? {
+            Outcome::Deleted(deleted) => Ok(deleted),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
+    async fn agreed_keys(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<AgreedKeys, SdkError> {
         match self.request(body, timeout).await? {
             Outcome::Keys(keys) => Ok(keys),
             other => Err(unexpected(other.some_node())),
@@ -334,13 +464,17 @@ impl Client {
 
     /// Signs `body` with the initiator key and publishes it to
     /// `keyrack.<cluster>.req.<kind>` (`Nats-Msg-Id` = request id). Results are routed to
-    /// the returned [`Pending`] from before the publish, so none is missed.
+    /// the returned [`Pending`] from before the publish, so none is missed. A reshare whose
+    /// committee does not fit the manifest ([`check_committee`]) is not sent.
     pub async fn submit(&self, body: RequestBody) -> Result<Pending, SdkError> {
         if body.cluster_id != self.cluster || body.client_id != self.client_id {
             return Err(SdkError::Config(format!(
                 "the request is for cluster '{}' and client '{}'; this client is '{}' of '{}'",
                 body.cluster_id, body.client_id, self.client_id, self.cluster
             )));
+        }
+        if body.kind == RequestKind::Reshare {
+            check_committee(&self.manifest, body.threshold, body.participants.as_deref())?;
         }
         let signed = self.initiator.sign_request(&body)?;
         let subject =
@@ -501,6 +635,38 @@ fn check_config(
             )))
         }
         Some(_) => Ok(()),
+    }
+}
+
+/// Checks a reshare's new committee against the manifest before it is sent: every
+/// participant a manifest node, listed once, and, when the new threshold is given too, `t`
+/// fitting the committee ([`crate::request::check_threshold`]). With only a threshold, the
+/// committee is the key's current one, which the nodes check.
+pub fn check_committee(
+    manifest: &VerifiedManifest,
+    threshold: Option<u16>,
+    participants: Option<&[String]>,
+) -> Result<(), RequestError> {
+    let Some(participants) = participants else {
+        return Ok(());
+    };
+    let members: Vec<&str> = manifest.nodes().iter().map(|n| n.node_id()).collect();
+    for (i, p) in participants.iter().enumerate() {
+        if !members.contains(&p.as_str()) {
+            return Err(RequestError::InvalidRequest(format!(
+                "participant '{p}' is not a node of the manifest (nodes: {})",
+                members.join(", ")
+            )));
+        }
+        if participants[..i].contains(p) {
+            return Err(RequestError::InvalidRequest(format!(
+                "participant '{p}' listed twice"
+            )));
+        }
+    }
+    match threshold {
+        Some(t) => crate::request::check_threshold(t, participants.len()),
+        None => Ok(()),
     }
 }
 
