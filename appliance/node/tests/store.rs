@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use keyrack_hsm::soft::SoftSealer;
 use keyrack_hsm::{BackendId, Health, SealError, Sealer};
 use keyrack_node::store::{
-    KeyStatus, KeygenStart, NewKey, NewSession, ReplayEntry, SessionState, Store, StoreError,
-    SCHEMA_VERSION,
+    KeyStatus, KeygenStart, NewKey, NewSession, NextCommittee, ReplayEntry, SessionState, Store,
+    StoreError, SCHEMA_VERSION,
 };
 use keyrack_plugin::{KeyShare, Presignature};
 use sha2::{Digest, Sha256};
@@ -693,8 +693,12 @@ fn no_secret_reaches_the_database_files_unsealed() {
     }
 }
 
+fn committee(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
 #[test]
-fn a_rotated_share_replaces_the_old_one_and_its_pools() {
+fn a_staged_share_changes_nothing_until_committed_then_replaces_the_old_one_and_its_pools() {
     let (_dir, store) = fresh();
     let s = make_ready(&store, "wallet-1", ECDSA);
     add_presignature(&store, "wallet-1", &s, &[0, 1], 0);
@@ -703,18 +707,37 @@ fn a_rotated_share_replaces_the_old_one_and_its_pools() {
         ..s.clone()
     };
     let participants = new_key().participants;
-    let rec = store
-        .rotate_share("wallet-1", ECDSA, 1, &participants, &refreshed, sealer())
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    let staged = store
+        .stage_share("wallet-1", ECDSA, 1, &next, &refreshed, sealer())
         .unwrap();
-    assert_eq!(rec.version, 2);
-    assert_eq!(share_rows(&store, "wallet-1"), 1);
+    assert_eq!((staged.version, staged.from_version), (2, 1));
+    assert_eq!(store.staged("wallet-1", ECDSA).unwrap(), Some(staged));
+    // Staged is not current: the key still signs with its old share, pools intact.
+    let rec = store.key("wallet-1", ECDSA).unwrap().unwrap();
+    assert_eq!((rec.status, rec.version), (KeyStatus::Ready, 1));
+    let back = store.load_share("wallet-1", ECDSA, sealer()).unwrap();
+    assert_eq!(back.secret, s.secret);
+    assert_eq!(store.pool_levels().unwrap().len(), 1);
+
+    let rec = store.commit_staged("wallet-1", ECDSA).unwrap();
+    assert_eq!((rec.status, rec.version), (KeyStatus::Ready, 2));
+    assert_eq!(share_rows(&store, "wallet-1"), 1, "the old share is gone");
     assert!(store.pool_levels().unwrap().is_empty());
+    assert_eq!(store.staged("wallet-1", ECDSA).unwrap(), None);
     let back = store.load_share("wallet-1", ECDSA, sealer()).unwrap();
     assert_eq!(back.secret, refreshed.secret);
-    // A stale rotation (from version 1 again) is refused.
+    // A stale stage (from version 1 again) and a second commit are refused.
     assert!(matches!(
-        store.rotate_share("wallet-1", ECDSA, 1, &participants, &refreshed, sealer()),
+        store.stage_share("wallet-1", ECDSA, 1, &next, &refreshed, sealer()),
         Err(StoreError::WrongState { .. })
+    ));
+    assert!(matches!(
+        store.commit_staged("wallet-1", ECDSA),
+        Err(StoreError::NotFound { .. })
     ));
     // Presignatures for the old version are refused.
     assert!(matches!(
@@ -727,6 +750,188 @@ fn a_rotated_share_replaces_the_old_one_and_its_pools() {
         ),
         Err(StoreError::WrongState { .. })
     ));
+}
+
+#[test]
+fn a_joining_node_stages_and_commits_a_share_of_a_key_it_never_held() {
+    let (_dir, store) = fresh();
+    // This store is node0's; in the new committee node0 is key index 1 of 4, threshold 3.
+    let participants = committee(&["node1", "node0", "node2", "node3"]);
+    let joined = KeyShare {
+        threshold: 3,
+        parties: 4,
+        index: 1,
+        ..share("wallet-1", EDDSA)
+    };
+    let next = NextCommittee {
+        version: 4,
+        participants: &participants,
+    };
+    store
+        .stage_share("wallet-1", EDDSA, 0, &next, &joined, sealer())
+        .unwrap();
+    assert!(
+        store.key("wallet-1", EDDSA).unwrap().is_none(),
+        "no record before the commit"
+    );
+    let rec = store.commit_staged("wallet-1", EDDSA).unwrap();
+    assert_eq!(
+        (rec.status, rec.version, rec.threshold, rec.parties),
+        (KeyStatus::Ready, 4, 3, 4)
+    );
+    assert_eq!(rec.participants, participants);
+    assert_eq!(
+        store
+            .load_share("wallet-1", EDDSA, sealer())
+            .unwrap()
+            .secret,
+        joined.secret
+    );
+}
+
+#[test]
+fn staging_checks_the_share_against_the_key_and_the_committee() {
+    let (_dir, store) = fresh();
+    let s = make_ready(&store, "wallet-1", ECDSA);
+    let participants = new_key().participants;
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    let other_key = KeyShare {
+        public_key: vec![0x03; 33],
+        ..s.clone()
+    };
+    let wrong_index = KeyShare {
+        index: 2,
+        ..s.clone()
+    };
+    for bad in [other_key, wrong_index] {
+        assert!(matches!(
+            store.stage_share("wallet-1", ECDSA, 1, &next, &bad, sealer()),
+            Err(StoreError::InvalidRequest(_))
+        ));
+    }
+    // A node with a record cannot stage as a joiner; versions must move forward.
+    assert!(matches!(
+        store.stage_share("wallet-1", ECDSA, 0, &next, &s, sealer()),
+        Err(StoreError::WrongState { .. })
+    ));
+    let back = NextCommittee {
+        version: 1,
+        participants: &participants,
+    };
+    assert!(matches!(
+        store.stage_share("wallet-1", ECDSA, 1, &back, &s, sealer()),
+        Err(StoreError::InvalidRequest(_))
+    ));
+    // A tombstoned id takes no share.
+    store.delete_key("wallet-1", ECDSA).unwrap();
+    assert!(matches!(
+        store.stage_share("wallet-1", ECDSA, 0, &next, &s, sealer()),
+        Err(StoreError::Tombstoned { .. })
+    ));
+    assert_eq!(store.staged("wallet-1", ECDSA).unwrap(), None);
+}
+
+#[test]
+fn discarded_staged_shares_and_left_committees_leave_no_blob_bytes() {
+    let (_dir, store) = fresh();
+    let s = make_ready(&store, "wallet-1", ECDSA);
+    add_presignature(&store, "wallet-1", &s, &[0, 1], 0);
+    let participants = new_key().participants;
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    let refreshed = KeyShare {
+        secret: Zeroizing::new(marker("refreshed", 96)),
+        ..s.clone()
+    };
+    store
+        .stage_share("wallet-1", ECDSA, 1, &next, &refreshed, sealer())
+        .unwrap();
+    let blob = |table: &str| -> Vec<u8> {
+        let b: Vec<u8> = raw(&store)
+            .query_row(&format!("SELECT sealed FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        b[b.len() - 48..].to_vec()
+    };
+    let (staged, old, presig) = (
+        blob("staged_shares"),
+        blob("key_shares"),
+        blob("presignatures"),
+    );
+    assert!(store.discard_staged("wallet-1", ECDSA).unwrap());
+    assert!(
+        !store.discard_staged("wallet-1", ECDSA).unwrap(),
+        "nothing left"
+    );
+    assert!(
+        !leaks(&file_bytes(store.path()), &staged),
+        "staged blob left on disk"
+    );
+    // The key is untouched by the discard.
+    assert_eq!(
+        store
+            .load_share("wallet-1", ECDSA, sealer())
+            .unwrap()
+            .secret,
+        s.secret
+    );
+
+    // Leaving needs the version the run started from, then takes everything.
+    assert!(matches!(
+        store.leave_committee("wallet-1", ECDSA, 2),
+        Err(StoreError::WrongState { .. })
+    ));
+    store.leave_committee("wallet-1", ECDSA, 1).unwrap();
+    assert!(store.key("wallet-1", ECDSA).unwrap().is_none());
+    assert_eq!(share_rows(&store, "wallet-1"), 0);
+    assert!(store.pool_levels().unwrap().is_empty());
+    let bytes = file_bytes(store.path());
+    assert!(!leaks(&bytes, &old), "old share blob left on disk");
+    assert!(!leaks(&bytes, &presig), "presignature blob left on disk");
+}
+
+#[test]
+fn a_delete_tombstones_even_an_id_this_node_never_held() {
+    let (_dir, store) = fresh();
+    let tomb = store.delete_or_tombstone("never-held", EDDSA).unwrap();
+    assert_eq!(tomb.status, KeyStatus::Deleted);
+    assert_eq!(tomb.public_key, None);
+    assert!(matches!(
+        store.begin_keygen("never-held", EDDSA, &new_key()),
+        Err(StoreError::Tombstoned { .. })
+    ));
+    // Reuse only when asked for, at a version after the tombstone's.
+    let reuse = NewKey {
+        allow_reuse_of_deleted_id: true,
+        ..new_key()
+    };
+    assert_eq!(
+        store.begin_keygen("never-held", EDDSA, &reuse).unwrap(),
+        KeygenStart::Started { version: 2 }
+    );
+    // A held key with a staged share: both go.
+    let s = make_ready(&store, "wallet-1", ECDSA);
+    let participants = new_key().participants;
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    store
+        .stage_share("wallet-1", ECDSA, 1, &next, &s, sealer())
+        .unwrap();
+    let tomb = store.delete_or_tombstone("wallet-1", ECDSA).unwrap();
+    assert_eq!(tomb.status, KeyStatus::Deleted);
+    assert_eq!(share_rows(&store, "wallet-1"), 0);
+    assert_eq!(store.staged("wallet-1", ECDSA).unwrap(), None);
+    assert_eq!(
+        store.delete_or_tombstone("wallet-1", ECDSA).unwrap().status,
+        KeyStatus::Deleted,
+        "deleting again is a no-op"
+    );
 }
 
 #[test]

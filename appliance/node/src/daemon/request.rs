@@ -24,11 +24,11 @@ use crate::store::{KeyStatus, KeygenStart, NewKey, NewSession, StoreError};
 pub(super) type Outcome =
     Result<(Vec<KeyInfo>, Option<SignatureInfo>), (Status, ErrorCode, String)>;
 
-fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
+pub(super) fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
     (Status::Refused, code, message.into())
 }
 
-fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
+pub(super) fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
     (Status::Failed, code, message.into())
 }
 
@@ -36,7 +36,10 @@ fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, Stri
 /// a node left out of a signing session stands down silently).
 pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     let request_id = request.body.request_id.clone();
-    let runs_protocol = matches!(request.body.kind, RequestKind::Keygen | RequestKind::Sign);
+    let runs_protocol = matches!(
+        request.body.kind,
+        RequestKind::Keygen | RequestKind::Sign | RequestKind::Reshare | RequestKind::Refresh
+    );
     if runs_protocol {
         // One session record per request this node works on (keyed by the request id): what
         // a redelivery after a crash is answered from, and what the console lists.
@@ -58,6 +61,10 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         RequestKind::Keygen => keygen(&node, &request).await,
         RequestKind::Sign => sign(&node, &request).await,
         RequestKind::Status => super::status::status(&node, &request).await,
+        RequestKind::Reshare | RequestKind::Refresh => {
+            super::lifecycle::reshare(&node, &request).await
+        }
+        RequestKind::Delete => super::lifecycle::delete(&node, &request).await,
         other => Some(Err(refuse(
             ErrorCode::InvalidRequest,
             format!("{} requests are not served yet", other.as_str()),
@@ -77,6 +84,11 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     }
     let Some(outcome) = outcome else { return };
     let (status, code, message, keys, signature) = match outcome {
+        Ok((keys, signature)) if request.body.kind == RequestKind::Status => {
+            // What is under way on the key here (a reshare's committee setup, say).
+            let message = super::status::under_way(&node, &request.body.key_id, &keys);
+            (Status::Ok, None, message, keys, signature)
+        }
         Ok((keys, signature)) => (Status::Ok, None, String::new(), keys, signature),
         Err((status, code, message)) => (status, Some(code), message, vec![], None),
     };
@@ -112,7 +124,7 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
 }
 
 /// The plugin serving `scheme`, or the refusal to answer with.
-fn plugin_for(
+pub(super) fn plugin_for(
     node: &Node,
     scheme: Scheme,
 ) -> Result<Arc<dyn SchemePlugin>, (Status, ErrorCode, String)> {
@@ -125,7 +137,7 @@ fn plugin_for(
 }
 
 /// Runs the ready/start handshake; `Ok(Some(start))` to run, `Ok(None)` to stand down.
-async fn handshake(
+pub(super) async fn handshake(
     node: &Node,
     request: &VerifiedRequest,
     members: &[String],
@@ -197,7 +209,7 @@ async fn record_session(
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, (Status, ErrorCode, String)> {
     tokio::task::spawn_blocking(f)

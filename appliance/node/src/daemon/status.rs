@@ -44,6 +44,24 @@ pub(super) async fn status(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
     }
 }
 
+/// What this node is doing with the key right now (reshare, refresh, delete, with the
+/// phase), one line per scheme, for the status result's message; empty if nothing.
+pub(super) fn under_way(node: &Node, key_id: &str, keys: &[KeyInfo]) -> String {
+    let mut schemes: Vec<Scheme> = keys.iter().map(|k| k.scheme).collect();
+    if schemes.is_empty() {
+        schemes = Scheme::ALL.to_vec();
+    }
+    schemes
+        .iter()
+        .filter_map(|s| {
+            node.key_ops
+                .phase(key_id, s.as_str())
+                .map(|what| format!("{}: {what}", s.as_str()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A key record as a status result reports it: no public key (empty, chain code zero)
 /// until the key was READY once.
 fn key_info(scheme: Scheme, record: KeyRecord) -> Result<KeyInfo, String> {

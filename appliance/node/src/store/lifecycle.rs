@@ -1,5 +1,5 @@
-//! The key lifecycle on [`Store`]: the keygen state machine, loading a share, rotating it
-//! (refresh/reshare) and deleting it. The record types and row helpers live in `keys`.
+//! The key lifecycle on [`Store`]: the keygen state machine, loading a share and deleting
+//! it (a reshare's or refresh's new share goes through `staged`). The record types and row helpers live in `keys`.
 
 use keyrack_hsm::Sealer;
 use keyrack_plugin::KeyShare;
@@ -8,8 +8,7 @@ use rusqlite::OptionalExtension;
 use super::error::{Result, StoreError};
 use super::keys::{
     check_key_ids, erase_shares, insert_share, key_from_raw, raw_key, read_key, require_key,
-    require_ready, require_ready_at, share_name, wrong_state, KeyRecord, KeyStatus, KeygenStart,
-    NewKey, KEY_COLUMNS,
+    require_ready, share_name, wrong_state, KeyRecord, KeyStatus, KeygenStart, NewKey, KEY_COLUMNS,
 };
 use super::{key_name, now_ms, pools, sealed, to_json, Store};
 
@@ -56,7 +55,12 @@ impl Store {
     }
 
     /// Checks that `share` is this node's share of a key with the given committee.
-    fn check_share(&self, scheme: &str, share: &KeyShare, record: &KeyRecord) -> Result<()> {
+    pub(super) fn check_share(
+        &self,
+        scheme: &str,
+        share: &KeyShare,
+        record: &KeyRecord,
+    ) -> Result<()> {
         let my_index =
             self.check_committee(record.threshold, record.parties, &record.participants)?;
         let mismatch = if share.scheme != scheme {
@@ -82,7 +86,7 @@ impl Store {
         }
     }
 
-    fn seal_share(
+    pub(super) fn seal_share(
         &self,
         key_id: &str,
         scheme: &str,
@@ -270,69 +274,8 @@ impl Store {
         Ok(share)
     }
 
-    /// Replaces the share of a READY key at `expected_version` with a new one (a refresh, or a
-    /// reshare this node receives a share from), sealed as version `expected_version + 1`.
-    /// One transaction stores the new share, moves the key to the new version and committee,
-    /// erases the old share and destroys the key's presignature pools. The public key and
-    /// chain code must not change.
-    pub fn rotate_share(
-        &self,
-        key_id: &str,
-        scheme: &str,
-        expected_version: u32,
-        participants: &[String],
-        share: &KeyShare,
-        sealer: &dyn Sealer,
-    ) -> Result<KeyRecord> {
-        check_key_ids(key_id, scheme)?;
-        let current = require_ready_at(&self.conn(), key_id, scheme, expected_version)?;
-        if Some(&share.public_key) != current.public_key.as_ref()
-            || Some(share.chain_code) != current.chain_code
-        {
-            return Err(StoreError::InvalidRequest(format!(
-                "new share of {} has another public key or chain code",
-                key_name(key_id, scheme)
-            )));
-        }
-        let next = KeyRecord {
-            threshold: share.threshold,
-            parties: share.parties,
-            participants: participants.to_vec(),
-            version: expected_version
-                .checked_add(1)
-                .ok_or_else(|| StoreError::InvalidRequest("key version overflow".into()))?,
-            ..current
-        };
-        self.check_share(scheme, share, &next)?;
-        let participants_json = to_json(&next.participants)?;
-        let blob = self.seal_share(key_id, scheme, next.version, share, sealer)?;
-        let record = self.write(|tx| {
-            require_ready_at(tx, key_id, scheme, expected_version)?;
-            insert_share(tx, key_id, scheme, next.version, &blob)?;
-            tx.execute(
-                "UPDATE keys SET version = ?3, threshold = ?4, parties = ?5, participants = ?6,
-                     updated_at = ?7
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (
-                    key_id,
-                    scheme,
-                    next.version,
-                    next.threshold,
-                    next.parties,
-                    &participants_json,
-                    now_ms(),
-                ),
-            )?;
-            erase_shares(tx, key_id, scheme, Some(expected_version))?;
-            pools::erase_pool(tx, key_id, scheme)?;
-            require_key(tx, key_id, scheme)
-        })?;
-        self.checkpoint_after_erase();
-        Ok(record)
-    }
-
-    /// Deletes a key: overwrites every sealed share and presignature blob of it with zeros,
-    /// deletes them, and leaves a DELETED tombstone (public fields kept, the id stays taken).
+    /// Deletes a key: overwrites every sealed share, staged share and presignature blob of it
+    /// with zeros, deletes them, and leaves a DELETED tombstone (public fields kept, the id stays taken).
     /// Then checkpoints the WAL so no old copy of a blob stays in the `-wal` file. Deleting a
     /// tombstone again is a no-op. Returns the tombstone.
     pub fn delete_key(&self, key_id: &str, scheme: &str) -> Result<KeyRecord> {
@@ -349,6 +292,7 @@ impl Store {
             )?;
             erase_shares(tx, key_id, scheme, None)?;
             pools::erase_pool(tx, key_id, scheme)?;
+            super::staged::erase_staged(tx, key_id, scheme)?;
             require_key(tx, key_id, scheme)
         })?;
         self.checkpoint_after_erase();

@@ -48,6 +48,7 @@ pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;
 pub use sealed::{committee_aux_aad, presignature_aad, primes_aad, share_aad};
 pub use sessions::{NewSession, Recovery, SessionRecord, SessionState};
+pub use staged::{NextCommittee, StagedShare};
 
 /// How long a call waits for another connection's write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
