@@ -1,4 +1,5 @@
-//! `keyrack client …`: keygen, sign and status requests to a cluster, from the command line,
+//! `keyrack client …`: keygen, sign, reshare, refresh, delete and status requests to a
+//! cluster, from the command line,
 //! through the client SDK ([`keyrack_client::sdk`]), which checks every node's signature on
 //! every result and verifies threshold signatures itself before anything is printed.
 //!
@@ -15,9 +16,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keyrack_client::manifest::VerifiedManifest;
-use keyrack_client::request::{InitiatorKey, PayloadKind};
+use keyrack_client::request::{InitiatorKey, PayloadKind, RequestBody};
 use keyrack_client::scheme::Scheme;
-use keyrack_client::sdk::{Client, Outcome, SdkError};
+use keyrack_client::sdk::{check_committee, Client, Outcome, SdkError};
 use serde::{Deserialize, Serialize};
 
 mod parse;
@@ -25,7 +26,8 @@ mod report;
 
 use parse::{DerivationPath, HexBytes};
 
-/// Send keygen, sign and status requests to a cluster, as the initiator named in client.toml.
+/// Send keygen, sign, reshare, refresh, delete and status requests to a cluster, as the
+/// initiator named in client.toml.
 ///
 /// Every result is checked before it is printed: each node's signature on it (against the
 /// cluster manifest), that it answers this very request, and for a signature, the signature
@@ -72,6 +74,31 @@ enum ClientCommand {
     /// public key (the derived child key with --path).
     #[command(after_long_help = report::SIGN_JSON)]
     Sign(SignArgs),
+    /// Move a key to a new threshold and/or committee; its public key stays the same.
+    ///
+    /// The nodes holding the key deal new shares to the new committee (--participants, in
+    /// key-index order; default: unchanged) with the new threshold (--threshold; default:
+    /// unchanged). Waits until every node of the manifest answered: those of the old or the
+    /// new committee with the same new keys (a new version), the others as not concerned.
+    /// Fails (exit 1) if a node refuses or fails, or if the nodes report different keys.
+    /// Moving an ECDSA key to a new committee first sets the committee up, which can take
+    /// minutes: the default timeout is the longest the nodes allow (600 s).
+    #[command(after_long_help = report::RESHARE_JSON)]
+    Reshare(ReshareArgs),
+    /// New shares of a key for the same committee and threshold (a new version); its public
+    /// key stays the same.
+    ///
+    /// Waits as `reshare` does; default timeout 600 s, the longest the nodes allow.
+    #[command(after_long_help = report::RESHARE_JSON)]
+    Refresh(RefreshArgs),
+    /// Delete a key for good: every node erases its shares (IRREVERSIBLE; needs --yes).
+    ///
+    /// Every node of the manifest erases its shares of the schemes given and keeps a
+    /// tombstone, so the key can never sign again and its id stays taken (a keygen with
+    /// --reuse-deleted-id makes a new, unrelated key under the id). Waits until every node
+    /// confirmed; fails (exit 1) if one refuses or fails.
+    #[command(after_long_help = report::DELETE_JSON)]
+    Delete(DeleteArgs),
     /// Show each node's result for a request this client sent, or each node's view of a key.
     ///
     /// `status REQUEST_ID`: every result this client's request got, per node, read from the
@@ -79,7 +106,8 @@ enum ClientCommand {
     /// no result are shown as pending.
     ///
     /// `status --key KEY_ID`: asks every node for its own view of the key: status (PENDING,
-    /// READY, ERROR or DELETED), public key, version. Nodes that do not answer in time are
+    /// READY, ERROR or DELETED), version, threshold, committee (participants, in key-index
+    /// order) and public key. Nodes that do not answer in time are
     /// shown as missing. An unknown key id is no error: each node answers that it has no
     /// such key.
     #[command(after_long_help = report::STATUS_JSON)]
@@ -98,9 +126,70 @@ struct KeygenArgs {
     /// n/2 < t <= n). Default: n/2 + 1.
     #[arg(long, value_name = "T")]
     threshold: Option<u16>,
-    /// Seconds to wait for every node; also the request's lifetime (nodes refuse more than
-    /// 600).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Create the key even if its id belongs to a deleted key: a new key, unrelated to the
+    /// deleted one but for its name (without it the nodes refuse: key_deleted).
+    #[arg(long)]
+    reuse_deleted_id: bool,
+    /// Seconds to wait for every node; also the request's lifetime (at most 600: nodes
+    /// refuse longer-lived requests).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse::lifetime_secs)]
+    timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct ReshareArgs {
+    /// The key (wallet) id.
+    #[arg(long = "key", value_name = "KEY_ID")]
+    key_id: String,
+    /// A scheme of the key to reshare: ecdsa-secp256k1 (or ecdsa), ed25519 (or eddsa),
+    /// schnorr-secp256k1. Repeat it for several.
+    #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// The new threshold t (n/2 < t <= n for the new committee's n). Default: unchanged.
+    #[arg(long, value_name = "T")]
+    threshold: Option<u16>,
+    /// The new committee: node ids of the manifest, in key-index order (the order is the
+    /// shares' order). Comma-separated, or --participant repeated. Default: unchanged.
+    #[arg(
+        long = "participants",
+        visible_alias = "participant",
+        value_name = "NODE,NODE…",
+        value_delimiter = ',',
+        value_parser = parse::node_id
+    )]
+    participants: Vec<String>,
+    /// Seconds to wait for every node; also the request's lifetime (at most 600: nodes
+    /// refuse longer-lived requests).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = parse::lifetime_secs)]
+    timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct RefreshArgs {
+    /// The key (wallet) id.
+    #[arg(long = "key", value_name = "KEY_ID")]
+    key_id: String,
+    /// A scheme of the key to refresh (repeatable).
+    #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// Seconds to wait for every node; also the request's lifetime (at most 600).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = parse::lifetime_secs)]
+    timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct DeleteArgs {
+    /// The key (wallet) id.
+    #[arg(long = "key", value_name = "KEY_ID")]
+    key_id: String,
+    /// A scheme of the key to delete (repeatable).
+    #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// Confirm: deleting is irreversible; the key can never sign again.
+    #[arg(long)]
+    yes: bool,
+    /// Seconds to wait for every node; also the request's lifetime (at most 600).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse::lifetime_secs)]
     timeout: u64,
 }
 
@@ -117,9 +206,9 @@ struct SignArgs {
     /// (hardened indexes, ' or h, are refused). Default: the key itself.
     #[arg(long, value_name = "PATH", value_parser = parse::path)]
     path: Option<DerivationPath>,
-    /// Seconds to wait for a signature; also the request's lifetime (nodes refuse more than
-    /// 600).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Seconds to wait for a signature; also the request's lifetime (at most 600: nodes
+    /// refuse longer-lived requests).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse::lifetime_secs)]
     timeout: u64,
 }
 
@@ -235,10 +324,17 @@ impl Loaded {
 }
 
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    if let ClientCommand::Sign(a) = &args.command {
-        a.check()?;
+    match &args.command {
+        ClientCommand::Sign(a) => a.check()?,
+        ClientCommand::Reshare(a) => a.check()?,
+        ClientCommand::Delete(a) => a.check()?,
+        _ => {}
     }
     let loaded = Loaded::load(&args.config)?;
+    if let ClientCommand::Reshare(a) = &args.command {
+        check_committee(&loaded.manifest, a.threshold, a.committee())
+            .context("--threshold / --participants")?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -251,6 +347,24 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         match args.command {
             ClientCommand::Keygen(a) => keygen(&client, a, json).await,
             ClientCommand::Sign(a) => sign(&client, a, json).await,
+            ClientCommand::Reshare(a) => {
+                let body = client.reshare_body(
+                    &a.key_id,
+                    &a.schemes,
+                    a.threshold,
+                    a.committee().map(<[String]>::to_vec),
+                    Duration::from_secs(a.timeout),
+                );
+                let op = report::KeysOp::Reshared;
+                agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
+            }
+            ClientCommand::Refresh(a) => {
+                let body =
+                    client.refresh_body(&a.key_id, &a.schemes, Duration::from_secs(a.timeout));
+                let op = report::KeysOp::Refreshed;
+                agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
+            }
+            ClientCommand::Delete(a) => delete(&client, a, json).await,
             ClientCommand::Status(a) => match (a.request_id, a.key) {
                 (Some(request_id), _) => {
                     request_status(&client, &request_id, a.timeout, json).await
@@ -272,15 +386,86 @@ async fn keygen(client: &Client, a: KeygenArgs, json: bool) -> anyhow::Result<Ex
     };
     keyrack_client::request::check_threshold(threshold, n)
         .with_context(|| format!("--threshold {threshold}"))?;
-    let timeout = Duration::from_secs(a.timeout);
-    let body = client.keygen_body(&a.key_id, &a.schemes, threshold, timeout);
+    let mut body = client.keygen_body(
+        &a.key_id,
+        &a.schemes,
+        threshold,
+        Duration::from_secs(a.timeout),
+    );
+    body.reuse_deleted_id = a.reuse_deleted_id;
+    let op = report::KeysOp::Created;
+    agreed_keys(client, body, a.timeout, op, &a.key_id, json).await
+}
+
+/// Sends a keygen, reshare or refresh and prints the keys the nodes agreed on.
+async fn agreed_keys(
+    client: &Client,
+    body: RequestBody,
+    timeout: u64,
+    op: report::KeysOp,
+    key_id: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let request_id = body.request_id.clone();
-    let outcome = match client.request(body, timeout).await {
+    let agreed = match client.request(body, Duration::from_secs(timeout)).await {
         Ok(Outcome::Keys(keys)) => keys,
-        Ok(_) => bail!("internal: a keygen completed with another kind of outcome"),
+        Ok(_) => bail!("internal: a {op:?} request completed with another kind of outcome"),
         Err(e) => return failure(e, Some(&request_id), json),
     };
-    report::keygen(&request_id, &a.key_id, &outcome, json)?;
+    report::agreed_keys(op, &request_id, key_id, &agreed, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ReshareArgs {
+    /// The new committee, if one was given.
+    fn committee(&self) -> Option<&[String]> {
+        (!self.participants.is_empty()).then_some(self.participants.as_slice())
+    }
+
+    /// What clap cannot check alone (the manifest is checked once loaded).
+    fn check(&self) -> anyhow::Result<()> {
+        if self.threshold.is_none() && self.participants.is_empty() {
+            bail!(
+                "give --threshold T and/or --participants NODE,NODE…: a reshare with neither \
+                 changes nothing (for new shares of the same committee, use `keyrack client \
+                 refresh`)"
+            );
+        }
+        if self.threshold == Some(0) {
+            bail!("--threshold 0: a threshold is at least 1 (and more than half the committee)");
+        }
+        for (i, p) in self.participants.iter().enumerate() {
+            if self.participants[..i].contains(p) {
+                bail!("--participants: '{p}' is listed twice (each node holds one share)");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeleteArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.yes {
+            bail!(
+                "deleting key '{}' is irreversible: every node erases its shares and the key \
+                 can never sign again; add --yes to confirm",
+                self.key_id
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn delete(client: &Client, a: DeleteArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(a.timeout);
+    let body = client.delete_body(&a.key_id, &a.schemes, timeout);
+    let request_id = body.request_id.clone();
+    let deleted = match client.request(body, timeout).await {
+        Ok(Outcome::Deleted(d)) => d,
+        Ok(_) => bail!("internal: a delete request completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    report::deleted(&request_id, &deleted, json)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -679,6 +679,107 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         ),
         (vec!["status"], "required"),
         (vec!["status", "--scheme", "ed25519"], "required"),
+        (
+            vec!["keygen", "w", "--scheme", "ed25519", "--timeout", "601"],
+            "1 to 600 s",
+        ),
+        (
+            vec![
+                "sign",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--message",
+                "x",
+                "--timeout",
+                "0",
+            ],
+            "1 to 600 s",
+        ),
+        // delete: irreversible, so --yes is required; nothing is read or sent without it.
+        (
+            vec!["delete", "--key", "w", "--scheme", "ed25519"],
+            "deleting key 'w' is irreversible",
+        ),
+        (vec!["delete", "--key", "w", "--yes"], "required"),
+        (vec!["delete", "--scheme", "ed25519", "--yes"], "required"),
+        // reshare: a new threshold and/or committee, of well-formed, distinct node ids.
+        (
+            vec!["reshare", "--key", "w", "--scheme", "ed25519"],
+            "a reshare with neither changes nothing",
+        ),
+        (
+            vec![
+                "reshare",
+                "--key",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--participants",
+                "node0,,node1",
+            ],
+            "'' is not a node id",
+        ),
+        (
+            vec![
+                "reshare",
+                "--key",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--participants",
+                "Node0,node1",
+            ],
+            "'Node0' is not a node id",
+        ),
+        (
+            vec![
+                "reshare",
+                "--key",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--participant",
+                "node1",
+                "--participant",
+                "node1",
+            ],
+            "'node1' is listed twice",
+        ),
+        (
+            vec![
+                "reshare",
+                "--key",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--threshold",
+                "0",
+                "--participants",
+                "node0,node1",
+            ],
+            "--threshold 0",
+        ),
+        (
+            vec!["reshare", "--key", "w", "--threshold", "2"],
+            "required",
+        ),
+        (
+            vec![
+                "reshare",
+                "--key",
+                "w",
+                "--scheme",
+                "ed25519",
+                "--threshold",
+                "2",
+                "--timeout",
+                "900",
+            ],
+            "1 to 600 s",
+        ),
+        (vec!["refresh", "--key", "w"], "required"),
+        (vec!["refresh", "--scheme", "ed25519"], "required"),
     ] {
         let mut all = vec!["client", "--config", config.as_str()];
         all.extend(args.iter().copied());
@@ -686,4 +787,118 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// A client.toml with a real signed manifest (nodes node0-node2, initiator alice) and alice's
+/// key, for cluster c1, whose NATS server is not there (port 9): what the client checks
+/// before it connects can be tested without a cluster.
+fn offline_client() -> (tempfile::TempDir, String) {
+    use keyrack_client::identity::PublicIdentity;
+    use keyrack_client::manifest::{Admin, Initiator, Manifest, SignedManifest};
+    use keyrack_client::request::InitiatorKey;
+    let (dir, config) = client_toml(GOOD);
+    let nodes = (0..3u8)
+        .map(|i| {
+            let signing = ed25519_dalek::SigningKey::from_bytes(&[0x10 + i; 32]);
+            let agreement = x25519_dalek::StaticSecret::from([0x20 + i; 32]);
+            let agreement = x25519_dalek::PublicKey::from(&agreement).to_bytes();
+            PublicIdentity::sign(&format!("node{i}"), &signing, agreement).unwrap()
+        })
+        .collect();
+    let alice = InitiatorKey::from_seed("alice", &[0x40; 32]).unwrap();
+    alice.save(&dir.path().join("alice.key")).unwrap();
+    let admin = ed25519_dalek::SigningKey::from_bytes(&[0x30; 32]);
+    let mut manifest = SignedManifest::new(Manifest {
+        cluster_id: CLUSTER.into(),
+        version: 1,
+        previous: None,
+        admin_threshold: 1,
+        nodes,
+        initiators: vec![Initiator {
+            id: "alice".into(),
+            public_key: alice.public_key(),
+            roles: vec!["keygen".into(), "sign".into()],
+        }],
+        admins: vec![Admin {
+            id: "admin".into(),
+            public_key: admin.verifying_key(),
+        }],
+    })
+    .unwrap();
+    manifest.sign(&admin).unwrap();
+    std::fs::write(dir.path().join("manifest.toml"), manifest.to_toml()).unwrap();
+    (dir, config)
+}
+
+#[test]
+fn client_reshare_to_a_committee_outside_the_manifest_exits_2_before_connecting() {
+    let (_dir, config) = offline_client();
+    let reshare = |extra: &[&str]| {
+        let mut all = vec![
+            "client", "--config", &config, "reshare", "--key", "w", "--scheme", "ed25519",
+        ];
+        all.extend_from_slice(extra);
+        keyrack(&all)
+    };
+    for (extra, says) in [
+        (
+            vec!["--participants", "node0,node7"],
+            "participant 'node7' is not a node of the manifest (nodes: node0, node1, node2)",
+        ),
+        (
+            vec!["--participants", "node0,node1", "--threshold", "1"],
+            "threshold 1 with 2 nodes",
+        ),
+        (
+            vec!["--participants", "node2,node0", "--threshold", "3"],
+            "threshold 3 with 2 nodes",
+        ),
+    ] {
+        let out = reshare(&extra);
+        exits(&out, 2);
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--participants"),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+    }
+    // A committee that fits gets as far as connecting (no NATS here: exit 1, transport).
+    let out = reshare(&["--participant", "node2", "--participant", "node0", "--json"]);
+    exits(&out, 1);
+    let failure: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["ok"], false);
+    assert_eq!(failure["error"]["kind"], "transport", "{failure}");
+}
+
+#[test]
+fn client_help_says_delete_is_irreversible_and_reshare_keeps_the_key_index_order() {
+    let help = |command: &str| ok(keyrack(&["client", command, "--help"]));
+    let delete = help("delete");
+    for says in [
+        "IRREVERSIBLE",
+        "--yes",
+        "tombstone",
+        "--reuse-deleted-id",
+        "schemes",
+    ] {
+        assert!(delete.contains(says), "{says}: {delete}");
+    }
+    let reshare = help("reshare");
+    for says in [
+        "key-index order",
+        "--participant",
+        "[default: 600]",
+        "not concerned",
+        "uninvolved",
+    ] {
+        assert!(reshare.contains(says), "{says}: {reshare}");
+    }
+    let refresh = help("refresh");
+    assert!(refresh.contains("[default: 600]"), "{refresh}");
+    let keygen = help("keygen");
+    assert!(keygen.contains("--reuse-deleted-id"), "{keygen}");
+    assert!(keygen.contains("no_keys"), "{keygen}");
+    let status = help("status");
+    assert!(status.contains("committee"), "{status}");
 }

@@ -85,6 +85,36 @@ pub(super) fn path(s: &str) -> Result<DerivationPath, String> {
     Ok(DerivationPath(indexes))
 }
 
+/// The longest a request may live, in seconds: nodes refuse longer-lived requests
+/// (`lifetime_too_long`). A request's timeout is its lifetime.
+pub(super) const MAX_LIFETIME_SECS: u64 = 600;
+
+/// A timeout that is also a request's lifetime: 1 to [`MAX_LIFETIME_SECS`] seconds.
+pub(super) fn lifetime_secs(s: &str) -> Result<u64, String> {
+    let secs: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs == 0 || secs > MAX_LIFETIME_SECS {
+        return Err(format!(
+            "{secs} s: the timeout is also the request's lifetime, which the nodes accept from \
+             1 to {MAX_LIFETIME_SECS} s"
+        ));
+    }
+    Ok(secs)
+}
+
+/// A node id (a-z 0-9 - _, 1-64), as the manifest lists it.
+pub(super) fn node_id(s: &str) -> Result<String, String> {
+    keyrack_client::identity::validate_node_id(s)
+        .map(|()| s.to_owned())
+        .map_err(|_| {
+            format!(
+                "'{s}' is not a node id: node ids are 1-64 of a-z 0-9 - _ (list them \
+                 comma-separated, e.g. node0,node2)"
+            )
+        })
+}
+
 /// A request id: 32 lowercase hex digits, as `keygen` and `sign` print it.
 pub(super) fn request_id(s: &str) -> Result<String, String> {
     if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -191,6 +221,20 @@ mod tests {
                 request_id(bad).unwrap_err().contains("32 lowercase hex"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn lifetimes_and_node_ids() {
+        assert_eq!(lifetime_secs("1"), Ok(1));
+        assert_eq!(lifetime_secs("600"), Ok(600));
+        for bad in ["0", "601", "-1", "x", ""] {
+            assert!(lifetime_secs(bad).is_err(), "{bad}");
+        }
+        assert!(lifetime_secs("601").unwrap_err().contains("1 to 600 s"));
+        assert_eq!(node_id("node-0_a"), Ok("node-0_a".to_owned()));
+        for bad in ["", "Node0", "node 0", "node.0", &"n".repeat(65)] {
+            assert!(node_id(bad).unwrap_err().contains("not a node id"), "{bad}");
         }
     }
 

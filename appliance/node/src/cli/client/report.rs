@@ -9,7 +9,8 @@ use keyrack_client::request::PayloadKind;
 use keyrack_client::result::{KeyInfo, SignatureInfo, Status};
 use keyrack_client::scheme::Scheme;
 use keyrack_client::sdk::{
-    AgreedKeys, KeyStatusReport, NodeResults, RequestResults, SdkError, VerifiedSignature,
+    AgreedKeys, DeletedKey, KeyStatusReport, NodeResults, RequestResults, SdkError,
+    VerifiedSignature,
 };
 use serde::Serialize;
 
@@ -25,8 +26,35 @@ With --json, stdout holds one JSON object:
   keys          one object per scheme: scheme, status (null here), public_key (hex),
                 chain_code (64 hex), threshold, participants (node ids), version
 On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}}, kind one
-of refused, failed, timeout, disagreement, invalid_result, bad_signature, transport,
-streams_missing; node and code are null when they do not apply.";
+of refused, failed, timeout, disagreement, no_keys, invalid_result, bad_signature,
+transport, streams_missing; node and code are null when they do not apply.";
+
+/// Long help of `reshare` and `refresh`: their JSON output.
+pub(super) const RESHARE_JSON: &str = "\
+With --json, stdout holds one JSON object:
+  ok            true
+  request_id    the request's id (32 hex), for `keyrack client status`
+  key_id        the key id
+  nodes         the nodes that reported the new keys (those of the old or new committee)
+  uninvolved    the nodes of the manifest in neither committee (they answered ok, not
+                concerned)
+  keys          one object per scheme: scheme, status (null here), public_key (hex,
+                unchanged), chain_code (64 hex, unchanged), threshold (the new one),
+                participants (the new committee, in key-index order), version (the new one)
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}} (see
+`keyrack client keygen --help`).";
+
+/// Long help of `delete`: its JSON output.
+pub(super) const DELETE_JSON: &str = "\
+With --json, stdout holds one JSON object:
+  ok            true
+  request_id    the request's id (32 hex), for `keyrack client status`
+  key_id        the key id
+  schemes       the schemes deleted
+  nodes         the nodes that erased their shares and keep a tombstone (every node of the
+                manifest)
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}} (see
+`keyrack client keygen --help`). Without --yes nothing is sent (exit 2).";
 
 /// Long help of `sign`: its JSON output.
 pub(super) const SIGN_JSON: &str = "\
@@ -150,8 +178,20 @@ fn status_str(status: Status) -> &'static str {
     }
 }
 
-/// A keygen every node agreed on.
-pub(super) fn keygen(
+/// What produced the keys the nodes agreed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KeysOp {
+    /// keygen
+    Created,
+    /// reshare
+    Reshared,
+    /// refresh
+    Refreshed,
+}
+
+/// Keys the nodes agreed on (keygen, reshare, refresh).
+pub(super) fn agreed_keys(
+    op: KeysOp,
     request_id: &str,
     key_id: &str,
     agreed: &AgreedKeys,
@@ -164,6 +204,8 @@ pub(super) fn keygen(
             request_id: &'a str,
             key_id: &'a str,
             nodes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            uninvolved: Option<&'a [String]>,
             keys: Vec<KeyJson<'a>>,
         }
         return print_json(&Out {
@@ -171,25 +213,89 @@ pub(super) fn keygen(
             request_id,
             key_id,
             nodes: &agreed.nodes,
+            uninvolved: (op != KeysOp::Created).then_some(agreed.uninvolved.as_slice()),
             keys: agreed.keys.iter().map(KeyJson::of).collect(),
         });
     }
     let Some(first) = agreed.keys.first() else {
-        anyhow::bail!("internal: a keygen outcome without keys");
+        anyhow::bail!("internal: a keys outcome without keys");
     };
-    println!(
-        "key {key_id}: threshold {} of {} ({}); all {} nodes report the same keys",
+    let committee = format!(
+        "threshold {} of {} ({})",
         first.threshold,
         first.participants.len(),
-        first.participants.join(", "),
-        agreed.nodes.len()
+        first.participants.join(", ")
     );
+    match op {
+        KeysOp::Created => println!(
+            "key {key_id}: {committee}; all {} nodes report the same keys",
+            agreed.nodes.len()
+        ),
+        KeysOp::Reshared | KeysOp::Refreshed => {
+            let done = if op == KeysOp::Reshared {
+                "reshared"
+            } else {
+                "refreshed"
+            };
+            println!(
+                "key {key_id} {done}: {committee}, in key-index order; {} nodes report the \
+                 same new keys ({})",
+                agreed.nodes.len(),
+                agreed.nodes.join(", ")
+            );
+            if !agreed.uninvolved.is_empty() {
+                println!(
+                    "  not concerned (in neither committee): {}",
+                    agreed.uninvolved.join(", ")
+                );
+            }
+        }
+    }
     for k in &agreed.keys {
         println!("  {}", k.scheme);
         println!("    public key  {}", hex::encode(&k.public_key));
         println!("    chain code  {}", hex::encode(k.chain_code));
         println!("    version     {}", k.version);
+        if k.threshold != first.threshold || k.participants != first.participants {
+            println!(
+                "    committee   threshold {} of {} ({})",
+                k.threshold,
+                k.participants.len(),
+                k.participants.join(", ")
+            );
+        }
     }
+    println!("request {request_id}");
+    Ok(())
+}
+
+/// A key every node deleted.
+pub(super) fn deleted(request_id: &str, deleted: &DeletedKey, json: bool) -> anyhow::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: &'a str,
+            key_id: &'a str,
+            schemes: &'a [Scheme],
+            nodes: &'a [String],
+        }
+        return print_json(&Out {
+            ok: true,
+            request_id,
+            key_id: &deleted.key_id,
+            schemes: &deleted.schemes,
+            nodes: &deleted.nodes,
+        });
+    }
+    let schemes: Vec<&str> = deleted.schemes.iter().map(|s| s.as_str()).collect();
+    println!(
+        "key {} deleted ({}): all {} nodes erased their shares and keep a tombstone; the key \
+         can never sign again",
+        deleted.key_id,
+        schemes.join(", "),
+        deleted.nodes.len()
+    );
     println!("request {request_id}");
     Ok(())
 }
@@ -347,11 +453,13 @@ pub(super) fn key_status(
                 hex::encode(&k.public_key)
             };
             println!(
-                "  {node:<10} {:<18} {status:<8} version {}  threshold {} of {}  public key {public}",
+                "  {node:<10} {:<18} {status:<8} version {}  threshold {} of {} ({})  public \
+                 key {public}",
                 k.scheme.as_str(),
                 k.version,
                 k.threshold,
-                k.participants.len()
+                k.participants.len(),
+                k.participants.join(", ")
             );
         }
     }
@@ -371,12 +479,23 @@ pub(super) fn key_status(
     Ok(all_ok)
 }
 
-/// Whether two nodes report the same keys (scheme, status, public key, chain code, version).
+/// Whether two nodes report the same keys (scheme, status, public key, chain code, version,
+/// threshold, committee).
 fn same_keys(a: &[KeyInfo], b: &[KeyInfo]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            (x.scheme, x.status, &x.public_key, x.chain_code, x.version)
-                == (y.scheme, y.status, &y.public_key, y.chain_code, y.version)
+            let view = |k: &KeyInfo| {
+                (
+                    k.scheme,
+                    k.status,
+                    k.public_key.clone(),
+                    k.chain_code,
+                    k.version,
+                    k.threshold,
+                    k.participants.clone(),
+                )
+            };
+            view(x) == view(y)
         })
 }
 
@@ -570,6 +689,7 @@ pub(super) fn failure(e: &SdkError, request_id: Option<&str>, json: bool) -> any
             ("bad_signature", Some(node.as_str()), None, e.to_string())
         }
         SdkError::Disagreement { .. } => ("disagreement", None, None, e.to_string()),
+        SdkError::NoKeys { .. } => ("no_keys", None, None, e.to_string()),
         SdkError::Timeout { .. } => ("timeout", None, None, e.to_string()),
         SdkError::StreamsMissing { .. } => ("streams_missing", None, None, e.to_string()),
         _ => ("transport", None, None, e.to_string()),
