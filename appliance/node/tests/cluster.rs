@@ -854,3 +854,162 @@ async fn ed25519_nonce_pools_fill_for_hot_signer_sets_and_signing_uses_them() {
     signing_uses_the_pools(&mut c, "ed-pool", Scheme::Ed25519, &ed, 2).await;
     assert_pools_bounded(&c);
 }
+
+fn lifecycle_body(kind: RequestKind, key_id: &str, schemes: Vec<Scheme>) -> RequestBody {
+    let mut body = RequestBody::new(kind, CLUSTER, key_id, "app", now_ms(), 120_000);
+    body.schemes = schemes;
+    body
+}
+
+/// Each store's (version, share versions held, staged share?) of a key.
+fn key_versions(c: &Cluster, key_id: &str, scheme: Scheme) -> Vec<(u32, Vec<u32>, bool)> {
+    c.stores
+        .iter()
+        .map(|s| {
+            let record = s.key(key_id, scheme.as_str()).unwrap().expect("a record");
+            let conn = rusqlite::Connection::open(s.path()).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT version FROM key_shares WHERE key_id = ?1 AND scheme = ?2 ORDER BY version")
+                .unwrap();
+            let held = stmt
+                .query_map((key_id, scheme.as_str()), |r| r.get(0))
+                .unwrap()
+                .collect::<Result<Vec<u32>, _>>()
+                .unwrap();
+            let staged = s.staged(key_id, scheme.as_str()).unwrap().is_some();
+            (record.version, held, staged)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_reshare_and_delete_keep_the_key_and_erase_old_shares() {
+    let mut c = cluster().await;
+    let request = c
+        .submit(&keygen_body(
+            "wallet-l",
+            vec![Scheme::Ed25519, Scheme::EcdsaSecp256k1],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results.values().all(|r| r.status == Status::Ok),
+        "{results:?}"
+    );
+    let key_of = |scheme: Scheme| {
+        results["node0"]
+            .keys
+            .iter()
+            .find(|k| k.scheme == scheme)
+            .unwrap()
+            .clone()
+    };
+    let (ed, ec) = (key_of(Scheme::Ed25519), key_of(Scheme::EcdsaSecp256k1));
+
+    // Refresh both: version 2 everywhere, same keys, only version-2 shares left.
+    let request = c
+        .submit(&lifecycle_body(
+            RequestKind::Refresh,
+            "wallet-l",
+            vec![Scheme::Ed25519, Scheme::EcdsaSecp256k1],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    for r in results.values() {
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        for k in &r.keys {
+            let before = if k.scheme == Scheme::Ed25519 {
+                &ed
+            } else {
+                &ec
+            };
+            assert_eq!((k.version, k.threshold), (2, 2));
+            assert_eq!(
+                (&k.public_key, k.chain_code),
+                (&before.public_key, before.chain_code)
+            );
+            assert_eq!(k.participants, before.participants);
+        }
+    }
+    for scheme in [Scheme::Ed25519, Scheme::EcdsaSecp256k1] {
+        assert_eq!(
+            key_versions(&c, "wallet-l", scheme),
+            vec![(2, vec![2], false); 3]
+        );
+    }
+    ecdsa_sign_and_verify(&mut c, "wallet-l", &ec.public_key, b"after refresh").await;
+
+    // Reshare Ed25519 to 3 of 3: every node must sign now.
+    let mut body = lifecycle_body(RequestKind::Reshare, "wallet-l", vec![Scheme::Ed25519]);
+    body.threshold = Some(3);
+    let request = c.submit(&body).await;
+    let results = c.results_for(&request, 3).await;
+    for r in results.values() {
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!((r.keys[0].version, r.keys[0].threshold), (3, 3));
+        assert_eq!(r.keys[0].public_key, ed.public_key);
+    }
+    assert_eq!(
+        key_versions(&c, "wallet-l", Scheme::Ed25519),
+        vec![(3, vec![3], false); 3]
+    );
+    let request = c
+        .submit(&sign_body("wallet-l", Scheme::Ed25519, b"three of three"))
+        .await;
+    let signed = c.results_for(&request, 3).await;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&ed.public_key.clone().try_into().unwrap())
+        .unwrap();
+    for r in signed.values() {
+        let sig = r.signature.as_ref().expect("a signature");
+        key.verify_strict(
+            b"three of three",
+            &ed25519_dalek::Signature::from_bytes(&sig.signature),
+        )
+        .unwrap();
+    }
+
+    // Delete both: tombstones, no share bytes, signing and keygen refused.
+    let request = c
+        .submit(&lifecycle_body(
+            RequestKind::Delete,
+            "wallet-l",
+            vec![Scheme::Ed25519, Scheme::EcdsaSecp256k1],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results.values().all(|r| r.status == Status::Ok),
+        "{results:?}"
+    );
+    for s in &c.stores {
+        for scheme in [Scheme::Ed25519, Scheme::EcdsaSecp256k1] {
+            let record = s.key("wallet-l", scheme.as_str()).unwrap().unwrap();
+            assert_eq!(record.status, keyrack_node::store::KeyStatus::Deleted);
+        }
+    }
+    for scheme in [Scheme::Ed25519, Scheme::EcdsaSecp256k1] {
+        assert!(key_versions(&c, "wallet-l", scheme)
+            .iter()
+            .all(|(_, held, staged)| held.is_empty() && !staged));
+    }
+    let request = c
+        .submit(&sign_body("wallet-l", Scheme::Ed25519, b"no"))
+        .await;
+    let refused = c.results_for(&request, 3).await;
+    assert!(
+        refused
+            .values()
+            .all(|r| r.code == Some(ErrorCode::KeyDeleted)),
+        "{refused:?}"
+    );
+    let request = c
+        .submit(&keygen_body("wallet-l", vec![Scheme::Ed25519]))
+        .await;
+    let refused = c.results_for(&request, 3).await;
+    assert!(
+        refused
+            .values()
+            .all(|r| r.code == Some(ErrorCode::KeyDeleted)),
+        "{refused:?}"
+    );
+}
