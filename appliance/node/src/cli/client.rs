@@ -409,7 +409,10 @@ async fn agreed_keys(
     let request_id = body.request_id.clone();
     let agreed = match client.request(body, Duration::from_secs(timeout)).await {
         Ok(Outcome::Keys(keys)) => keys,
-        Ok(_) => bail!("internal: a {op:?} request completed with another kind of outcome"),
+        Ok(_) => bail!(
+            "internal: a {} request completed with another kind of outcome",
+            op.kind()
+        ),
         Err(e) => return failure(e, Some(&request_id), json),
     };
     report::agreed_keys(op, &request_id, key_id, &agreed, json)?;

@@ -189,6 +189,17 @@ pub(super) enum KeysOp {
     Refreshed,
 }
 
+impl KeysOp {
+    /// The request kind.
+    pub(super) fn kind(self) -> &'static str {
+        match self {
+            KeysOp::Created => "keygen",
+            KeysOp::Reshared => "reshare",
+            KeysOp::Refreshed => "refresh",
+        }
+    }
+}
+
 /// Keys the nodes agreed on (keygen, reshare, refresh).
 pub(super) fn agreed_keys(
     op: KeysOp,
