@@ -210,11 +210,12 @@ impl fmt::Display for KeyGroup {
             let chain = hex::encode(&k.chain_code[..4]);
             write!(
                 f,
-                " [{} {} chain {chain}… t={} of {}]",
+                " [{} {} chain {chain}… t={} of {} version {}]",
                 k.scheme,
                 key.get(..16).unwrap_or(&key),
                 k.threshold,
-                k.participants.join(",")
+                k.participants.join(","),
+                k.version
             )?;
         }
         Ok(())

@@ -579,6 +579,92 @@ async fn softhsm_client_keygen_sign_and_status_on_three_node_processes() {
     exits(&out, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_client_refresh_reshare_and_delete_on_three_node_processes() {
+    let cluster = Cluster::start();
+    let keygen = cluster.json(&["keygen", "w", "--scheme", "ed25519"]);
+    let public = keygen["keys"][0]["public_key"].clone();
+    let sign_verifies = |what: &str| {
+        let signed = cluster.json(&["sign", "w", "--scheme", "ed25519", "--message", what]);
+        ed25519_verify(
+            &unhex(&public),
+            what.as_bytes(),
+            &unhex(&signed["signature"]),
+        );
+    };
+
+    // refresh: same key and committee, version 2, every node took part.
+    let refreshed = cluster.json(&["refresh", "--key", "w", "--scheme", "ed25519"]);
+    assert_eq!(
+        refreshed["nodes"].as_array().unwrap().len(),
+        3,
+        "{refreshed}"
+    );
+    assert_eq!(
+        refreshed["uninvolved"],
+        serde_json::json!([]),
+        "{refreshed}"
+    );
+    let key = &refreshed["keys"][0];
+    assert_eq!(key["public_key"], public, "{refreshed}");
+    assert_eq!(key["version"], 2, "{refreshed}");
+    assert_eq!(key["threshold"], 2, "{refreshed}");
+    sign_verifies("after refresh");
+
+    // reshare to node2, node0 (that key-index order), 2 of 2, as text.
+    let text = ok(cluster.client(&[
+        "reshare",
+        "--key",
+        "w",
+        "--scheme",
+        "eddsa",
+        "--participants",
+        "node2,node0",
+        "--threshold",
+        "2",
+    ]));
+    assert!(
+        text.contains("key w reshared: threshold 2 of 2 (node2, node0), in key-index order"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&public.as_str().unwrap().to_owned()),
+        "{text}"
+    );
+    sign_verifies("after reshare");
+
+    // status --key: every node's view, with version, threshold and committee.
+    let text = ok(cluster.client(&["status", "--key", "w"]));
+    for node in ["node0", "node2"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(node)
+                && l.contains("READY")
+                && l.contains("version 3")
+                && l.contains("threshold 2 of 2 (")),
+            "{text}"
+        );
+    }
+
+    // delete: refused without --yes (nothing sent), then done by every node.
+    let out = cluster.client(&["delete", "--key", "w", "--scheme", "ed25519"]);
+    exits(&out, 2);
+    assert!(stderr(&out).contains("irreversible"), "{}", stderr(&out));
+    let deleted = cluster.json(&["delete", "--key", "w", "--scheme", "ed25519", "--yes"]);
+    assert_eq!(deleted["nodes"].as_array().unwrap().len(), 3, "{deleted}");
+    let view = cluster.json(&["status", "--key", "w"]);
+    for n in view["nodes"].as_array().unwrap() {
+        let keys = n["keys"].as_array().unwrap();
+        assert!(keys.iter().all(|k| k["status"] == "DELETED"), "{view}");
+    }
+    let out = cluster.client(&["sign", "w", "--scheme", "ed25519", "--message", "x"]);
+    exits(&out, 1);
+
+    // The id is not reused unless asked (keygen --reuse-deleted-id).
+    let out = cluster.client(&["keygen", "w", "--scheme", "ed25519", "--json"]);
+    exits(&out, 1);
+    assert!(stdout(&out).contains("key_deleted"), "{}", stdout(&out));
+}
+
 /// A client.toml in a fresh directory, with `text`; returns (dir, its path).
 fn client_toml(text: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
