@@ -7,6 +7,7 @@
 //!   [`codes::ErrorCode`]: why something was refused.
 //! - [`envelope`]: signed (and, point-to-point, encrypted) node-to-node session messages.
 //! - [`subjects`]: the NATS streams, consumers and subjects.
+//! - [`verdict`]: a node's signed verdict on a manifest offered to it over NATS.
 //! - `sdk` (feature `sdk`, on by default): the async client that publishes requests over NATS
 //!   and verifies the results, threshold signatures included.
 //!
@@ -26,6 +27,7 @@ pub mod scheme;
 #[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod subjects;
+pub mod verdict;
 mod wire;
 
 pub use wire::now_ms;

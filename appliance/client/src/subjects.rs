@@ -213,3 +213,40 @@ pub fn heartbeat_filter(cluster: &str) -> Result<String, InvalidToken> {
     check_token("cluster id", cluster)?;
     Ok(format!("keyrack.{cluster}.hb.*"))
 }
+
+/// The JetStream stream holding a cluster's published manifests: `KEYRACK_MAN_<cluster>`.
+/// It keeps every version (each node reads it from the start), de-duplicated by
+/// [`manifest_msg_id`].
+pub fn manifest_stream(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("KEYRACK_MAN_{cluster}"))
+}
+
+/// Where an administrator publishes a signed manifest (the TOML file's bytes), the only
+/// subject of the manifest stream: `keyrack.<cluster>.manifest`.
+pub fn manifest_subject(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.manifest"))
+}
+
+/// The `Nats-Msg-Id` of a published manifest: SHA-256 of the bytes published, in 64 hex, so
+/// that publishing the same file again is dropped by JetStream. (Not the manifest hash,
+/// which leaves out the signatures: an unsigned copy published first would make JetStream
+/// drop the signed one.)
+pub fn manifest_msg_id(message_hash: &[u8; 32]) -> String {
+    hex::encode(message_hash)
+}
+
+/// Where a node publishes its signed verdict on a manifest (core NATS):
+/// `keyrack.<cluster>.manifest.verdict.<node_id>`.
+pub fn manifest_verdict_subject(cluster: &str, node_id: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    check_token("node id", node_id)?;
+    Ok(format!("keyrack.{cluster}.manifest.verdict.{node_id}"))
+}
+
+/// Every node's verdicts: `keyrack.<cluster>.manifest.verdict.*`.
+pub fn manifest_verdict_filter(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.manifest.verdict.*"))
+}

@@ -41,7 +41,6 @@ impl Membership {
 
     /// Makes `next` current. The caller verified it as the successor of the current one
     /// (same cluster, higher version, signed by the current administrators) and kept it.
-    #[allow(dead_code)] // used by the manifest watcher (being built)
     pub(crate) fn replace(&self, next: VerifiedManifest) {
         debug_assert_eq!(next.cluster_id(), self.cluster_id);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);

@@ -1,7 +1,8 @@
 //! `keyrack manifest …`: writing, signing and checking the cluster manifest (docs/PROTOCOL.md
 //! §2). The rules (canonical bytes, quorum, successor) are [`keyrack_client::manifest`]'s;
 //! this module only gathers what the operator gives, writes files and reports. It never
-//! installs a manifest on a node and never holds an admin key beyond one signature.
+//! installs a manifest on a node (`publish` offers it to the nodes, which judge it
+//! themselves) and never holds an admin key beyond one signature.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use keyrack_client::identity::PublicIdentity;
 use keyrack_client::manifest::{Admin, Initiator, Manifest, SignedManifest, VerifiedManifest};
 use keyrack_client::subjects::is_token;
 
+mod publish;
 mod report;
 
 use report::Report;
@@ -81,6 +83,36 @@ pub(super) enum ManifestCommand {
         /// The manifest this one succeeds: its admins (who sign successors) are accepted too.
         #[arg(long, value_name = "FILE")]
         current: Option<PathBuf>,
+    },
+    /// Offer a signed manifest to the running nodes, and report what each node says.
+    ///
+    /// Publishes the file to the cluster's manifest stream over NATS (creating the stream if
+    /// no node has yet). Each node accepts it only if it verifies as the successor of its
+    /// current manifest (same cluster, next in the chain, signed by a quorum of the current
+    /// admins) and answers with a signed verdict: accepted, or refused with the reason.
+    /// Prints one line per node: accepted, refused (why), or silent (no verdict in time).
+    /// Exit status 0 when every node of the published manifest accepted it, 1 when one
+    /// refused or stayed silent, 2 when it could not publish (bad file, NATS unreachable).
+    ///
+    /// A node that joins with this manifest starts with it as its config's manifest file;
+    /// it answers `accepted` once it runs.
+    Publish {
+        /// The signed manifest to publish (e.g. from `keyrack manifest next` + `sign`).
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// The NATS server(s) of the cluster, as in the nodes' config. Repeat for several.
+        #[arg(long, value_name = "URL", required = true)]
+        nats: Vec<String>,
+        /// The manifest the nodes run now: its nodes' verdicts are checked too (a node the
+        /// new manifest removes still answers).
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
+        /// How long to wait for the nodes' verdicts, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a manifest and check its signatures.
     ///
@@ -461,5 +493,18 @@ pub(super) fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             current,
             json,
         } => show(&manifest, &current, json),
+        ManifestCommand::Publish {
+            manifest,
+            nats,
+            current,
+            timeout,
+            json,
+        } => publish::run(
+            &manifest,
+            &nats,
+            current.as_deref(),
+            std::time::Duration::from_secs(timeout),
+            json,
+        ),
     }
 }

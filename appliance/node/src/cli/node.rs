@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use keyrack_client::manifest::VerifiedManifest;
 use keyrack_hsm::KeyPolicy;
 
 use crate::config::LoadedConfig;
@@ -14,6 +15,7 @@ use crate::daemon::{default_registry, ControlRouter, Node, Settings};
 use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::IntakeLimits;
+use crate::membership::Membership;
 use crate::store::Store;
 use crate::transport::Bus;
 
@@ -42,23 +44,34 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let identity = NodeIdentity::unseal(&node_id, sealer.as_ref(), &blob)
         .context("cannot unseal the node identity")?;
 
-    let manifest = super::read_manifest(&loaded.resolve(&cluster.manifest))?;
-    match manifest.node(&node_id) {
-        Some(listed) if identity.matches(listed) => {}
-        Some(_) => {
-            bail!("the manifest lists node {node_id} with other keys than this node's identity")
-        }
-        None => bail!(
-            "node {node_id} is not a member of cluster {}",
-            manifest.cluster_id()
-        ),
-    }
-
+    let manifest_file = loaded.resolve(&cluster.manifest);
+    let bootstrap = super::read_manifest(&manifest_file)?;
     let store = Store::open(
         &loaded.resolve(&cluster.store),
-        manifest.cluster_id(),
+        bootstrap.cluster_id(),
         &node_id,
     )?;
+    let manifest = newest_accepted(&store, bootstrap, &manifest_file)?;
+    match manifest.node(&node_id) {
+        Some(listed) if identity.matches(listed) => {}
+        Some(_) => bail!(
+            "cluster {} manifest version {} lists node {node_id} with other keys than this node's identity",
+            manifest.cluster_id(),
+            manifest.version()
+        ),
+        None => bail!(
+            "node {node_id} is not a member of cluster {} at manifest version {} (nodes: {})",
+            manifest.cluster_id(),
+            manifest.version(),
+            member_ids(&manifest)
+        ),
+    }
+    tracing::info!(
+        version = manifest.version(),
+        hash = %hex::encode(manifest.hash()),
+        "cluster manifest"
+    );
+
     let recovery = store.recover_after_restart("the node restarted during it")?;
     tracing::info!(?recovery, "store opened");
 
@@ -78,11 +91,12 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let membership = Arc::new(Membership::new(manifest));
     runtime.block_on(async move {
-        let bus = Bus::connect(&cluster.nats, &node_id, manifest.cluster_id()).await?;
+        let bus = Bus::connect(&cluster.nats, &node_id, membership.cluster_id()).await?;
         let node = Arc::new(Node {
             identity: Arc::new(identity),
-            membership: Arc::new(crate::membership::Membership::new(manifest)),
+            membership,
             store,
             sealer,
             bus,
@@ -97,9 +111,98 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         println!("node {node_id} running in cluster {}", node.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            result = node.run() => result.map(|_| ExitCode::SUCCESS).map_err(anyhow::Error::from),
+            result = node.clone().run() => result.map(|_| ExitCode::SUCCESS).map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => { println!("node {node_id} stopping"); Ok(ExitCode::SUCCESS) }
             _ = terminate.recv() => { println!("node {node_id} stopping"); Ok(ExitCode::SUCCESS) }
+            version = removed(&node) => {
+                let message = format!(
+                    "node {node_id} was removed from cluster {} by manifest version {version}",
+                    node.cluster_id()
+                );
+                Err(anyhow::anyhow!(message))
+            }
         }
     })
+}
+
+/// How often the node looks whether the current manifest still lists it.
+const MEMBERSHIP_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// Returns (the manifest version) once the node's current manifest no longer lists it with
+/// its own keys: the manifest watcher accepted a successor that removed it
+/// (`daemon::membership`), and the node must stop serving.
+async fn removed(node: &Node) -> u64 {
+    let mut tick = tokio::time::interval(MEMBERSHIP_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        let current = node.manifest();
+        let listed = current
+            .node(node.identity.node_id())
+            .is_some_and(|n| node.identity.matches(n));
+        if !listed {
+            return current.version();
+        }
+    }
+}
+
+fn member_ids(manifest: &VerifiedManifest) -> String {
+    manifest
+        .nodes()
+        .iter()
+        .map(|n| n.node_id())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The manifest the node starts with: the config's file (verified as a bootstrap), then each
+/// manifest the node accepted at run time (kept in its store) with a higher version, oldest
+/// first, each verified as the successor of the one before. A node restarted with its old
+/// file thus comes back at the newest version it accepted. The file is kept in the store if
+/// it is newer than all the store holds (a node's first start, or a file an operator
+/// replaced).
+fn newest_accepted(
+    store: &Store,
+    bootstrap: VerifiedManifest,
+    file: &std::path::Path,
+) -> anyhow::Result<VerifiedManifest> {
+    let stored = store
+        .manifests()
+        .context("cannot read the accepted cluster manifests from the store")?;
+    if let Some(same) = stored
+        .iter()
+        .find(|m| m.version == bootstrap.version() && m.hash != bootstrap.hash())
+    {
+        bail!(
+            "cluster manifest {} is version {} with hash {}, but this node accepted another version {} (hash {}); install the manifest the cluster agreed on",
+            file.display(),
+            bootstrap.version(),
+            hex::encode(bootstrap.hash()),
+            same.version,
+            hex::encode(same.hash)
+        );
+    }
+    if stored
+        .last()
+        .is_none_or(|m| m.version < bootstrap.version())
+    {
+        store
+            .put_manifest(bootstrap.signed())
+            .context("cannot keep the cluster manifest in the store")?;
+    }
+    let from = bootstrap.version();
+    let mut current = bootstrap;
+    for m in stored.into_iter().filter(|m| m.version > from) {
+        let version = m.version;
+        current = m.signed.verify_successor(&current).with_context(|| {
+            format!(
+                "the store's accepted cluster manifest version {version} does not verify as the successor of version {}",
+                current.version()
+            )
+        })?;
+        tracing::info!(
+            version,
+            "cluster manifest from the store (accepted at run time)"
+        );
+    }
+    Ok(current)
 }

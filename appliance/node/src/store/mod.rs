@@ -43,6 +43,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 pub use committee::StoredCommitteeAux;
 pub use error::{Result, StoreError};
 pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
+pub use manifests::StoredManifest;
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;

@@ -1,4 +1,4 @@
-//! The NATS connection of a node.
+//! The NATS connection of a node (and of `keyrack manifest publish`).
 
 use std::time::Duration;
 
@@ -16,6 +16,12 @@ const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// How long a node may hold a request before NATS redelivers it.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// The largest manifest (TOML bytes) the manifest stream takes.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// The most bytes the manifest stream keeps (the oldest versions go first beyond it).
+const MANIFEST_STREAM_BYTES: i64 = 256 * 1024 * 1024;
+/// The most manifests the manifest stream keeps (the oldest go first beyond it).
+const MANIFEST_STREAM_MESSAGES: i64 = 10_000;
 
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +81,14 @@ pub struct RequestDelivery {
     /// How many times it was delivered (1 the first time).
     pub delivered: i64,
     message: jetstream::Message,
+}
+
+/// A message of the manifest stream (untrusted bytes: a manifest's TOML, supposedly).
+pub struct ManifestMessage {
+    /// Its sequence number in the stream.
+    pub sequence: u64,
+    /// The bytes published.
+    pub payload: Vec<u8>,
 }
 
 impl RequestDelivery {
@@ -180,7 +194,103 @@ impl Bus {
                 .await
                 .map_err(|e| js_err("create stream")(&e))?;
         }
+        self.ensure_manifest_stream().await
+    }
+
+    /// Creates the manifest stream if it is missing (idempotent; the nodes call it through
+    /// [`Bus::ensure_streams`], `keyrack manifest publish` before publishing). It keeps every
+    /// version (no age limit; beyond [`MANIFEST_STREAM_MESSAGES`] or
+    /// [`MANIFEST_STREAM_BYTES`] the oldest go), refuses messages over
+    /// [`MAX_MANIFEST_BYTES`], and drops a manifest published again with the same hash
+    /// (`Nats-Msg-Id`: the bytes' SHA-256) within the dedup window.
+    pub async fn ensure_manifest_stream(&self) -> Result<(), TransportError> {
+        let config = stream::Config {
+            name: subjects::manifest_stream(&self.cluster)?,
+            subjects: vec![subjects::manifest_subject(&self.cluster)?],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_messages: MANIFEST_STREAM_MESSAGES,
+            max_bytes: MANIFEST_STREAM_BYTES,
+            max_message_size: MAX_MANIFEST_BYTES as i32,
+            discard: stream::DiscardPolicy::Old,
+            duplicate_window: DEDUP_WINDOW,
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| js_err("create manifest stream")(&e))?;
         Ok(())
+    }
+
+    /// Publishes a signed manifest (its TOML bytes) to the manifest stream, with the
+    /// SHA-256 of those bytes as `Nats-Msg-Id`. Returns whether JetStream took it for a
+    /// duplicate (the same bytes published within the dedup window: the nodes saw them).
+    pub async fn publish_manifest(&self, toml: Vec<u8>) -> Result<bool, TransportError> {
+        use sha2::Digest as _;
+        let message_hash: [u8; 32] = sha2::Sha256::digest(&toml).into();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            subjects::manifest_msg_id(&message_hash).as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(
+                subjects::manifest_subject(&self.cluster)?,
+                headers,
+                toml.into(),
+            )
+            .await
+            .map_err(|e| js_err("publish manifest")(&e))?
+            .await
+            .map_err(|e| js_err("publish manifest ack")(&e))?;
+        Ok(ack.duplicate)
+    }
+
+    /// Every message of the manifest stream from the first, then each new one as it comes
+    /// (an ordered consumer), with the stream's last sequence number when reading began:
+    /// messages up to it were there before (history), later ones are new.
+    pub async fn manifests(
+        &self,
+    ) -> Result<
+        (
+            u64,
+            impl futures::Stream<Item = Result<ManifestMessage, TransportError>>,
+        ),
+        TransportError,
+    > {
+        let stream = self
+            .js
+            .get_stream(subjects::manifest_stream(&self.cluster)?)
+            .await
+            .map_err(|e| js_err("open manifest stream")(&e))?;
+        let last = stream.cached_info().state.last_sequence;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("create manifest consumer")(&e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_err("read manifests")(&e))?;
+        Ok((
+            last,
+            messages.map(|m| {
+                let m = m.map_err(|e| js_err("read manifest")(&e))?;
+                let sequence = m
+                    .info()
+                    .map(|i| i.stream_sequence)
+                    .map_err(|e| js_err("manifest message info")(&e))?;
+                Ok(ManifestMessage {
+                    sequence,
+                    payload: m.payload.to_vec(),
+                })
+            }),
+        ))
     }
 
     /// The node's durable consumer on the request stream: every node sees every request.

@@ -9,5 +9,5 @@
 mod bus;
 mod presence;
 
-pub use bus::{Bus, RequestDelivery, TransportError};
+pub use bus::{Bus, ManifestMessage, RequestDelivery, TransportError, MAX_MANIFEST_BYTES};
 pub use presence::Presence;

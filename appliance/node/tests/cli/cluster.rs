@@ -1,6 +1,6 @@
 //! A real cluster for process-level tests: `n` `keyrack node` processes on their own SoftHSM
 //! tokens (`keyrack-node0`, `keyrack-node1`, …, made by `softhsm-setup/softhsm-init.sh`; the
-//! setup makes node0 to node2: a test with more nodes needs its tokens added to the token
+//! setup makes node0 to node3: a test with more nodes needs its tokens added to the token
 //! lists of `softhsm-setup/test.sh` and `keyrack_tests::SETUP_HINT`), set up through the CLI
 //! as an operator would (`keyrack init`, `keyrack keys generate`, `keyrack manifest create|sign`, a
 //! `[cluster]` section), on a nats-server of their own.
@@ -8,12 +8,19 @@
 //! [`Cluster::start`] (or [`Cluster::builder`] for timeouts, extra config lines and a hook on
 //! each node's files before the first start) returns once every node serves: it reads each
 //! node's log for the daemon's `node running` line, logged once its streams and its request
-//! consumer exist. Nodes can then be stopped ([`Cluster::stop_node`]: SIGTERM, and a clean
+//! consumer exist, and its `following the cluster's manifest stream` line. Nodes can then be stopped ([`Cluster::stop_node`]: SIGTERM, and a clean
 //! exit is asserted), killed ([`Cluster::kill_node`]: SIGKILL) and started again
 //! ([`Cluster::start_node`], [`Cluster::restart_all`]); [`Cluster::client`] connects the SDK
 //! as the manifest's initiator; [`Cluster::results`] reads every result a client id received,
 //! each checked against the manifest, for tests that count what the SDK does not show;
 //! [`Cluster::key_states`] reads a stopped node's store.
+//!
+//! Membership changes: [`Cluster::add_node`] makes a node (not started, in no manifest yet),
+//! [`Cluster::next_manifest`] writes and signs the successor listing the nodes given,
+//! [`Cluster::publish_manifest`] offers it to the nodes (`keyrack manifest publish`) and
+//! returns their verdicts, [`Cluster::set_manifest`] makes it the cluster's own (what the
+//! client verifies against, and the file nodes added later start with), and
+//! [`Cluster::wait_exit`] waits for a node that stops by itself (removed).
 //!
 //! Each node's stderr goes to `node.log` in its directory (all its runs, appended). When a test
 //! panics, the cluster prints the end of every node's log. `KEYRACK_NODE_LOG` adds tracing
@@ -45,12 +52,13 @@ pub const INITIATOR: &str = "alice";
 const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
 /// How long [`Results::until_ok`] waits.
 const WAIT_RESULTS: Duration = Duration::from_secs(30);
-/// The daemon's log line once its streams and request consumer exist.
-const READY_LINE: &str = "node running";
+/// The daemon's log lines once its streams and request consumer exist, and once it follows
+/// the manifest stream (a manifest published after that is a new offer to it).
+const READY_LINES: [&str; 2] = ["node running", "following the cluster's manifest stream"];
 /// What the nodes log unless told more: warnings, the daemon's info lines (start, intake
 /// refusals) and the envelopes sessions and the control listener drop.
 const BASE_LOG_FILTER: &str =
-    "warn,keyrack_node::daemon=info,keyrack_node::ecdsa=info,keyrack_node::session=debug,\
+    "warn,keyrack_node::daemon=info,keyrack_node::cli::node=info,keyrack_node::ecdsa=info,keyrack_node::session=debug,\
      keyrack_node::daemon::control=debug";
 
 /// The files of one node.
@@ -151,36 +159,7 @@ impl Builder {
         let w = |name: &str| work.path().join(name);
         let mut nodes = vec![];
         for index in 0..self.nodes {
-            let id = format!("node{index}");
-            let token = format!("keyrack-node{index}");
-            let dir = w(&id);
-            let pin = keyrack_tests::pin_file(&token);
-            ok(keyrack(&[
-                "init",
-                "--dir",
-                dir.to_str().unwrap(),
-                "--node-id",
-                &id,
-                "--backend",
-                "pkcs11",
-                "--pkcs11-module",
-                &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
-                "--token-label",
-                &token,
-                "--key-label",
-                &keyrack_tests::unique(&id),
-                "--pin-file",
-                pin.to_str().unwrap(),
-            ]));
-            nodes.push(NodeFiles {
-                index,
-                config: dir.join("keyrack.toml"),
-                store: dir.join("keyrack.db"),
-                log: dir.join("node.log"),
-                dir,
-                id,
-                token,
-            });
+            nodes.push(init_node(work.path(), index));
         }
         let key = |name: &str| {
             ok(keyrack(&[
@@ -229,24 +208,14 @@ impl Builder {
             "--admin",
             "admin",
         ]));
+        let config = ConfigLines {
+            leader_timeout_ms: self.leader_timeout_ms,
+            session_timeout_ms: self.session_timeout_ms,
+            lines: std::mem::take(&mut self.lines),
+            node_lines: std::mem::take(&mut self.node_lines),
+        };
         for node in &mut nodes {
-            let mut section = format!(
-                "\n[cluster]\nmanifest = {:?}\nnats = [{:?}]\nleader_timeout_ms = {}\nsession_timeout_ms = {}\n",
-                manifest_path.to_str().unwrap(),
-                nats.url,
-                self.leader_timeout_ms,
-                self.session_timeout_ms,
-            );
-            let own = self.node_lines.iter().filter(|(i, _)| *i == node.index);
-            for line in self.lines.iter().chain(own.map(|(_, l)| l)) {
-                section.push_str(line);
-                section.push('\n');
-            }
-            let mut config = std::fs::read_to_string(&node.config).unwrap();
-            config.push_str(&section);
-            std::fs::write(&node.config, config).unwrap();
-            let loaded = node.load_config();
-            node.store = loaded.resolve(&loaded.config.cluster.as_ref().unwrap().store);
+            config.write(node, &manifest_path, &nats.url);
         }
         for node in &nodes {
             for hook in &mut self.hooks {
@@ -260,8 +229,10 @@ impl Builder {
         let mut cluster = Cluster {
             procs: nodes.iter().map(|_| None).collect(),
             initiator_key: w(&format!("{INITIATOR}.key")),
+            admin_key: w("admin.key"),
             manifest_path,
             manifest,
+            config,
             nodes,
             nats,
             _work: work,
@@ -284,6 +255,8 @@ pub struct Cluster {
     manifest_path: PathBuf,
     manifest: VerifiedManifest,
     initiator_key: PathBuf,
+    admin_key: PathBuf,
+    config: ConfigLines,
     // Dropped after the fields above, and the nodes are killed in Drop first.
     nats: NatsServer,
     _work: tempfile::TempDir,
@@ -419,12 +392,149 @@ impl Cluster {
         );
     }
 
+    /// Makes a new node (`keyrack init` on token `keyrack-node<index>`), not started and not
+    /// in any manifest yet; returns its index. Its config's `[cluster]` section is written
+    /// when it first starts, naming the cluster's manifest at that time
+    /// ([`Cluster::set_manifest`]) as its bootstrap file.
+    pub fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        self.nodes.push(init_node(self._work.path(), index));
+        self.procs.push(None);
+        index
+    }
+
+    /// Writes the successor of the cluster's manifest listing the nodes `members` (indices,
+    /// in key index order), signed by the admin as the current admin (`keyrack manifest
+    /// sign --current`), which also makes it a valid bootstrap file; returns its path. The
+    /// cluster's own manifest does not change ([`Cluster::set_manifest`]).
+    pub fn next_manifest(&self, members: &[usize]) -> PathBuf {
+        let version = self.manifest.version() + 1;
+        let ids: Vec<String> = members.iter().map(usize::to_string).collect();
+        let out = self
+            ._work
+            .path()
+            .join(format!("manifest-v{version}-nodes-{}.toml", ids.join("-")));
+        let mut args: Vec<String> = [
+            "manifest",
+            "next",
+            "--from",
+            self.manifest_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for &i in members {
+            args.extend(["--node".to_owned(), path_str(&self.nodes[i].dir)]);
+        }
+        ok(keyrack(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        ok(keyrack(&[
+            "manifest",
+            "sign",
+            "--manifest",
+            out.to_str().unwrap(),
+            "--key",
+            self.admin_key.to_str().unwrap(),
+            "--admin",
+            "admin",
+            "--current",
+            self.manifest_path.to_str().unwrap(),
+        ]));
+        out
+    }
+
+    /// Signs the manifest at `path` as the admin (`keyrack manifest sign`, no `--current`:
+    /// the admin of its own list).
+    pub fn sign_as_admin(&self, path: &Path) {
+        ok(keyrack(&[
+            "manifest",
+            "sign",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--key",
+            self.admin_key.to_str().unwrap(),
+            "--admin",
+            "admin",
+        ]));
+    }
+
+    /// Publishes the manifest at `path` to the nodes (`keyrack manifest publish --json`,
+    /// with the cluster's manifest as `--current`, so that nodes it no longer lists answer
+    /// too) and returns the report. Waits at most `timeout_secs` for the verdicts.
+    pub fn publish_manifest(&self, path: &Path, timeout_secs: u64) -> Publication {
+        let out = keyrack(&[
+            "manifest",
+            "publish",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--nats",
+            &self.nats.url,
+            "--current",
+            self.manifest_path.to_str().unwrap(),
+            "--timeout",
+            &timeout_secs.to_string(),
+            "--json",
+        ]);
+        let output = format!("{}{}", stdout(&out), stderr(&out));
+        let report = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("publish printed no JSON report ({e}):\n{output}"));
+        Publication {
+            success: out.status.success(),
+            report,
+            output,
+        }
+    }
+
+    /// Makes the manifest at `path` (verified as a bootstrap) the cluster's own: what
+    /// [`Cluster::client`] and [`Cluster::results`] verify against, what `publish_manifest`
+    /// gives as `--current`, and what nodes started for the first time from now on get as
+    /// their manifest file. Nodes already configured keep their file.
+    pub fn set_manifest(&mut self, path: &Path) {
+        self.manifest = SignedManifest::from_toml(&std::fs::read_to_string(path).unwrap())
+            .unwrap()
+            .verify_bootstrap()
+            .unwrap();
+        self.manifest_path = path.to_owned();
+    }
+
+    /// Waits (at most `timeout`) for node `i` to exit by itself (e.g. removed from the
+    /// cluster); returns its exit status and what it logged in this run.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let mut running = self.procs[i].take().expect("the node runs");
+        loop {
+            if let Some(status) = running.child.try_wait().unwrap() {
+                return (status, self.log_since(i, running.log_from));
+            }
+            if Instant::now() > deadline {
+                let log = self.log_since(i, running.log_from);
+                self.procs[i] = Some(running);
+                panic!("node{i} did not exit within {timeout:?}; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What node `i` logged since its current (or last) run started.
+    pub fn log_of_run(&self, i: usize) -> String {
+        let from = self.procs[i].as_ref().map_or(0, |r| r.log_from);
+        self.log_since(i, from)
+    }
+
     /// Whether node `i` runs (started by this cluster, not stopped or killed since).
     pub fn is_running(&mut self, i: usize) -> bool {
         match self.procs[i].as_mut() {
             Some(p) => p.child.try_wait().unwrap().is_none(),
             None => false,
         }
+    }
+
+    /// Starts node `i` without waiting for it to serve (e.g. a node expected to refuse to
+    /// start: [`Cluster::wait_exit`]).
+    pub fn spawn_node(&mut self, i: usize) {
+        self.spawn(i);
     }
 
     /// Starts node `i` and waits until it serves.
@@ -536,6 +646,14 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         assert!(self.procs[i].is_none(), "node{i} already runs");
+        let configured = std::fs::read_to_string(&self.nodes[i].config)
+            .unwrap()
+            .contains("\n[cluster]\n");
+        if !configured {
+            // A node added after the start: its first start configures it.
+            self.config
+                .write(&mut self.nodes[i], &self.manifest_path, &self.nats.url);
+        }
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -569,7 +687,8 @@ impl Cluster {
                     self.log_since(i, log_from)
                 );
             }
-            if self.log_since(i, log_from).contains(READY_LINE) {
+            let log = self.log_since(i, log_from);
+            if READY_LINES.iter().all(|line| log.contains(line)) {
                 return;
             }
             assert!(
@@ -579,6 +698,100 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+}
+
+/// Runs `keyrack init` for node `index` (token `keyrack-node<index>`) in `work`.
+fn init_node(work: &Path, index: usize) -> NodeFiles {
+    let id = format!("node{index}");
+    let token = format!("keyrack-node{index}");
+    let dir = work.join(&id);
+    let pin = keyrack_tests::pin_file(&token);
+    ok(keyrack(&[
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--node-id",
+        &id,
+        "--backend",
+        "pkcs11",
+        "--pkcs11-module",
+        &keyrack_tests::required_env("KEYRACK_PKCS11_MODULE"),
+        "--token-label",
+        &token,
+        "--key-label",
+        &keyrack_tests::unique(&id),
+        "--pin-file",
+        pin.to_str().unwrap(),
+    ]));
+    NodeFiles {
+        index,
+        config: dir.join("keyrack.toml"),
+        store: dir.join("keyrack.db"),
+        log: dir.join("node.log"),
+        dir,
+        id,
+        token,
+    }
+}
+
+/// What every node's `[cluster]` section holds (from the [`Builder`]).
+struct ConfigLines {
+    leader_timeout_ms: u64,
+    session_timeout_ms: u64,
+    lines: Vec<String>,
+    node_lines: Vec<(usize, String)>,
+}
+
+impl ConfigLines {
+    /// Appends the `[cluster]` section to `node`'s config, with `manifest` as its manifest
+    /// file, and resolves its store path.
+    fn write(&self, node: &mut NodeFiles, manifest: &Path, nats_url: &str) {
+        let mut section = format!(
+            "\n[cluster]\nmanifest = {:?}\nnats = [{:?}]\nleader_timeout_ms = {}\nsession_timeout_ms = {}\n",
+            manifest.to_str().unwrap(),
+            nats_url,
+            self.leader_timeout_ms,
+            self.session_timeout_ms,
+        );
+        let own = self.node_lines.iter().filter(|(i, _)| *i == node.index);
+        for line in self.lines.iter().chain(own.map(|(_, l)| l)) {
+            section.push_str(line);
+            section.push('\n');
+        }
+        let mut config = std::fs::read_to_string(&node.config).unwrap();
+        config.push_str(&section);
+        std::fs::write(&node.config, config).unwrap();
+        let loaded = node.load_config();
+        node.store = loaded.resolve(&loaded.config.cluster.as_ref().unwrap().store);
+    }
+}
+
+/// What `keyrack manifest publish --json` reported (see [`Cluster::publish_manifest`]).
+#[derive(Debug)]
+pub struct Publication {
+    /// Whether it exited 0 (every node of the manifest accepted).
+    pub success: bool,
+    /// The JSON report.
+    pub report: serde_json::Value,
+    /// Its stdout and stderr, for failure messages.
+    pub output: String,
+}
+
+impl Publication {
+    /// Node `id`'s verdict: (`accepted` / `refused` / `silent`, reason, node's version after).
+    pub fn verdict(&self, id: &str) -> (String, String, Option<u64>) {
+        let node = self.report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node_id"] == id)
+            .unwrap_or_else(|| panic!("no line for {id} in:\n{}", self.output));
+        (
+            node["verdict"].as_str().unwrap().to_owned(),
+            node["reason"].as_str().unwrap_or_default().to_owned(),
+            node["current_version"].as_u64(),
+        )
     }
 }
 
@@ -691,6 +904,10 @@ pub fn describe<'a>(results: impl IntoIterator<Item = &'a ResultBody>) -> String
             )
         })
         .collect()
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
 }
 
 fn ok(out: std::process::Output) -> String {
