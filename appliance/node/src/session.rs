@@ -197,21 +197,52 @@ where
     let mut barrier = JoinBarrier::new(&me, route.participants.len());
     let mut resend = tokio::time::interval(JOIN_RESEND);
     let mut check_peers = tokio::time::interval(PEER_CHECK);
+    // The protocol's outcome once its thread is done, and until when its last messages may
+    // wait for peers that have not joined yet.
+    let mut finished: Option<(Result<T, ProtocolError>, tokio::time::Instant)> = None;
 
     loop {
         let all_joined = barrier.complete();
+        if all_joined {
+            if let Some((out, _)) = finished.take() {
+                // Everything this node sent is out, held messages included.
+                bus.client()
+                    .flush()
+                    .await
+                    .map_err(|e| TransportError::Core {
+                        operation: "flush",
+                        detail: e.to_string(),
+                    })?;
+                return Ok((out?, stats));
+            }
+        }
+        let linger = finished.as_ref().map(|(_, until)| *until);
         tokio::select! {
             biased;
-            out = result.as_mut() => {
+            out = result.as_mut(), if finished.is_none() => {
                 // The protocol's last messages (its final share, say) may still be queued:
-                // peers need them even though this node is done.
+                // peers need them even though this node is done. A protocol that ends
+                // without hearing from everyone (a dealer that only sends) may finish
+                // before every peer joined: its messages are held until they have.
                 while let Ok(msg) = outgoing.try_recv() {
                     if let Some(msg) = barrier.pass(msg) {
                         sender.send_protocol(msg).await?;
                     }
                 }
-                bus.client().flush().await.map_err(|e| TransportError::Core { operation: "flush", detail: e.to_string() })?;
-                return Ok((out?, stats));
+                if let Err(e) = out {
+                    return Err(e.into());
+                }
+                finished = Some((out, tokio::time::Instant::now() + timeout));
+            }
+            () = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
+                let missing: Vec<PartyIndex> = route
+                    .participants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !barrier.joined.contains(*p))
+                    .map(|(i, _)| i as PartyIndex)
+                    .collect();
+                return Err(SessionError::Protocol(ProtocolError::Timeout { missing, round: 0 }));
             }
             _ = resend.tick(), if !all_joined => sender.send(MessageKind::Control, None, 0, JOIN).await?,
             _ = check_peers.tick(), if watch.is_some() => {

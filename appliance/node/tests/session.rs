@@ -316,3 +316,58 @@ async fn a_watched_session_gives_up_on_a_silent_participant_before_its_timeout()
     // node2 had been silent 2 s into it, long before the 600 s message timeout.
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_that_only_sends_delivers_to_peers_that_join_after_it_finished() {
+    // A dealer that leaves (it sends its pieces and expects nothing back) may finish before a
+    // slow peer (busy with committee setup, say) joins: its messages must still arrive.
+    let server = NatsServer::start();
+    let (nodes, manifest) = cluster(2);
+    let route = SessionRoute {
+        session: [0x33; 32],
+        participants: nodes.iter().map(|n| n.node_id().to_owned()).collect(),
+    };
+    let sender = {
+        let (url, node, manifest, route) = (
+            server.url.clone(),
+            nodes[0].clone(),
+            manifest.clone(),
+            route.clone(),
+        );
+        tokio::spawn(async move {
+            let bus = connect(&url, node.node_id()).await;
+            run_session(&bus, node, manifest, &route, TIMEOUT, |_, ch| {
+                ch.send(keyrack_plugin::Outgoing {
+                    to: keyrack_plugin::Recipient::Party(1),
+                    round: 1,
+                    payload: b"your piece".to_vec(),
+                })
+                .map_err(keyrack_plugin::ProtocolError::from)
+            })
+            .await
+        })
+    };
+    // The sender's protocol is done long before the receiver starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !sender.is_finished(),
+        "the sender waits for its peer to join"
+    );
+    let bus = connect(&server.url, nodes[1].node_id()).await;
+    let (got, _) = run_session(
+        &bus,
+        nodes[1].clone(),
+        manifest,
+        &route,
+        TIMEOUT,
+        |_, ch| ch.recv().map_err(keyrack_plugin::ProtocolError::from),
+    )
+    .await
+    .expect("the receiver gets the message");
+    assert_eq!(got.payload, b"your piece");
+    assert_eq!(got.from, 0);
+    sender
+        .await
+        .unwrap()
+        .expect("the sender completes once its message is out");
+}

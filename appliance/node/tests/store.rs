@@ -295,7 +295,7 @@ fn keygen_follows_the_key_status() {
         Err(StoreError::WrongState { .. })
     ));
     assert_eq!(status(&store, k, ECDSA), KeyStatus::Ready);
-    // DELETED: refused, unless explicitly allowed (then a new version).
+    // DELETED: refused, unless explicitly allowed (then a new key, at version 1).
     store.delete_key(k, ECDSA).unwrap();
     assert!(matches!(
         store.begin_keygen(k, ECDSA, &new_key()),
@@ -307,7 +307,7 @@ fn keygen_follows_the_key_status() {
     };
     assert_eq!(
         store.begin_keygen(k, ECDSA, &allow).unwrap(),
-        KeygenStart::Started { version: 2 }
+        KeygenStart::Started { version: 1 }
     );
 }
 
@@ -904,14 +904,14 @@ fn a_delete_tombstones_even_an_id_this_node_never_held() {
         store.begin_keygen("never-held", EDDSA, &new_key()),
         Err(StoreError::Tombstoned { .. })
     ));
-    // Reuse only when asked for, at a version after the tombstone's.
+    // Reuse only when asked for: a new key at version 1.
     let reuse = NewKey {
         allow_reuse_of_deleted_id: true,
         ..new_key()
     };
     assert_eq!(
         store.begin_keygen("never-held", EDDSA, &reuse).unwrap(),
-        KeygenStart::Started { version: 2 }
+        KeygenStart::Started { version: 1 }
     );
     // A held key with a staged share: both go.
     let s = make_ready(&store, "wallet-1", ECDSA);

@@ -50,8 +50,8 @@ pub struct KeyRecord {
     pub public_key: Option<Vec<u8>>,
     /// The HD chain code, once READY.
     pub chain_code: Option<[u8; 32]>,
-    /// The share generation: 1 at keygen, +1 for every refresh or reshare, and for a keygen
-    /// that reuses a deleted id. Part of every share's and presignature's sealed name.
+    /// The share generation: 1 at keygen (also a keygen that reuses a deleted id), +1 for
+    /// every refresh or reshare. Part of every share's and presignature's sealed name.
     pub version: u32,
     /// When the record was created.
     pub created_at: SystemTime,
@@ -70,8 +70,8 @@ pub struct NewKey {
     pub parties: u16,
     /// Node ids in key-index order; must include this node.
     pub participants: Vec<String>,
-    /// Allow a keygen to reuse the id of a DELETED key (a new key under the old name; its
-    /// version continues after the deleted one's). Off, a tombstone refuses the keygen.
+    /// Allow a keygen to reuse the id of a DELETED key (a new key under the old name, at
+    /// version 1). Off, a tombstone refuses the keygen.
     pub allow_reuse_of_deleted_id: bool,
 }
 

@@ -155,12 +155,11 @@ impl Store {
                         scheme: scheme.to_owned(),
                     }),
                     KeyStatus::Error => reset(record.version),
-                    KeyStatus::Deleted if new.allow_reuse_of_deleted_id => {
-                        let version = record.version.checked_add(1).ok_or_else(|| {
-                            StoreError::InvalidRequest("key version overflow".into())
-                        })?;
-                        reset(version)
-                    }
+                    // A new key: version 1 on every node, whatever version the deleted key had
+                    // here (a node that left its committee, or never held it, has another).
+                    // Nothing of the deleted key is left to mix up with: its blobs were
+                    // erased, and a share only loads with its record's public key.
+                    KeyStatus::Deleted if new.allow_reuse_of_deleted_id => reset(1),
                     KeyStatus::Deleted => Err(StoreError::Tombstoned {
                         key_id: key_id.to_owned(),
                         scheme: scheme.to_owned(),

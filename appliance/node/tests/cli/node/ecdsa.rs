@@ -18,7 +18,7 @@ use super::*;
 const SETUP_WAIT: Duration = Duration::from_secs(240);
 
 /// BIP-32 CKDpub along a non-hardened path, from the spec, with k256 and HMAC-SHA512.
-fn bip32_child(public: &[u8], chain_code: [u8; 32], path: &[u32]) -> Vec<u8> {
+pub(super) fn bip32_child(public: &[u8], chain_code: [u8; 32], path: &[u32]) -> Vec<u8> {
     let mut key = k256::PublicKey::from_sec1_bytes(public).unwrap();
     let mut cc = chain_code;
     for &i in path {

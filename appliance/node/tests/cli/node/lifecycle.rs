@@ -1,1 +1,424 @@
-//! Reshare, refresh and delete on real node processes (issue 5; being built).
+//! The key lifecycle over real node processes (SoftHSM, real nats-server): refresh (an old
+//! share copied aside before cannot sign with the new ones), delete (checked in every node's
+//! SQLite file; signing and keygen refused afterwards), and a reshare interrupted by a
+//! SIGKILL (the key still signs at its old version, a retry completes). Reshares across a
+//! membership change are in [`super::membership`]'s tests.
+
+use keyrack_client::codes::ErrorCode;
+use keyrack_plugin::sim::{self, Faults};
+use keyrack_plugin::{KeyShare, PartyIndex, SchemePlugin, Session, SignRequest};
+
+use super::*;
+
+/// Committee setup and the keygen after it (as in `ecdsa.rs`).
+const SETUP_WAIT: Duration = Duration::from_secs(240);
+
+/// A cluster of `n` whose nodes each hold three pairs of the plugin's public fixture primes
+/// (each committee setup takes one: keygen, an interrupted reshare, its retry) and make no
+/// more. The pairs are spread so that the parties of one setup never share one.
+fn ecdsa_builder(n: usize) -> Builder {
+    Cluster::builder(n)
+        .cluster_line("prime_pool = 0")
+        .cluster_line("setup_timeout_ms = 120000")
+        .before_start(|node| {
+            let (store, sealer) = (node.open_store(), node.sealer());
+            for pair in [node.index, node.index + 4, node.index + 8] {
+                keyrack_node::ecdsa::seed_fixture_primes(&store, sealer.as_ref(), pair).unwrap();
+            }
+        })
+}
+
+/// What one node's SQLite file holds about `WALLET`'s key of `scheme`: the record's status
+/// and version, the versions of the sealed shares, staged shares and presignatures.
+#[derive(Debug, PartialEq, Eq)]
+struct Stored {
+    record: Option<(String, u32)>,
+    shares: Vec<u32>,
+    staged: usize,
+    presignatures: usize,
+}
+
+fn stored(cluster: &Cluster, i: usize, scheme: Scheme) -> Stored {
+    let conn = rusqlite::Connection::open_with_flags(
+        &cluster.node(i).store,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let args = (WALLET, scheme.as_str());
+    let record = conn
+        .query_row(
+            "SELECT status, version FROM keys WHERE key_id = ?1 AND scheme = ?2",
+            args,
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    let mut stmt = conn
+        .prepare(
+            "SELECT version FROM key_shares WHERE key_id = ?1 AND scheme = ?2 ORDER BY version",
+        )
+        .unwrap();
+    let shares = stmt
+        .query_map(args, |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<u32>, _>>()
+        .unwrap();
+    let count = |table: &str| -> usize {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE key_id = ?1 AND scheme = ?2"),
+                args,
+                |r| r.get(0),
+            )
+            .unwrap();
+        n as usize
+    };
+    Stored {
+        record,
+        shares,
+        staged: count("staged_shares"),
+        presignatures: count("presignatures"),
+    }
+}
+
+/// Unseals node `i`'s share of `WALLET`'s key of `scheme` (the node must be stopped).
+fn share_of(cluster: &Cluster, i: usize, scheme: Scheme) -> KeyShare {
+    let node = cluster.node(i);
+    node.open_store()
+        .load_share(WALLET, scheme.as_str(), node.sealer().as_ref())
+        .unwrap()
+}
+
+/// Signs `message` (as the node would: Ed25519 the message, ECDSA its SHA-256) with
+/// `shares` in-process, over the plugin's simulated network; returns each party's outcome.
+fn sign_with(scheme: Scheme, shares: &[KeyShare], message: &[u8]) -> Vec<Result<Vec<u8>, String>> {
+    use sha2::Digest;
+    let plugin: Box<dyn SchemePlugin> = match scheme {
+        Scheme::Ed25519 => Box::new(keyrack_eddsa_frost::ed25519()),
+        Scheme::EcdsaSecp256k1 => Box::new(keyrack_ecdsa_cggmp21::EcdsaPlugin::new(
+            std::sync::Arc::new(keyrack_node::ecdsa::NoAux),
+        )),
+        other => panic!("{other:?}"),
+    };
+    let payload = match scheme {
+        Scheme::Ed25519 => message.to_vec(),
+        _ => sha2::Sha256::digest(message).to_vec(),
+    };
+    let signers: Vec<PartyIndex> = shares.iter().map(|s| s.index).collect();
+    let m = shares.len() as u16;
+    sim::run(m, Duration::from_secs(30), &Faults::default(), |me, ch| {
+        let request = SignRequest {
+            signers: signers.clone(),
+            message: payload.clone(),
+            derivation_path: vec![],
+        };
+        let session = Session {
+            id: [7; 32],
+            me,
+            parties: m,
+        };
+        plugin.sign(&session, ch, &shares[usize::from(me)], &request)
+    })
+    .into_iter()
+    .map(|r| match r.expect("every party ran") {
+        Ok(out) => Ok(out.signature),
+        Err(e) => Err(e.to_string()),
+    })
+    .collect()
+}
+
+/// Whether `signature` verifies under `public_key` for `message` (independently: dalek, k256).
+fn verifies(scheme: Scheme, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use sha2::Digest;
+    match scheme {
+        Scheme::Ed25519 => {
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&public_key.try_into().unwrap()).unwrap();
+            let Ok(sig) =
+                ed25519_dalek::Signature::from_slice(&signature[..64.min(signature.len())])
+            else {
+                return false;
+            };
+            key.verify_strict(message, &sig).is_ok()
+        }
+        _ => {
+            use k256::ecdsa::signature::hazmat::PrehashVerifier;
+            let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).unwrap();
+            let Ok(sig) = k256::ecdsa::Signature::from_slice(&signature[..64.min(signature.len())])
+            else {
+                return false;
+            };
+            key.verify_prehash(&sha2::Sha256::digest(message), &sig)
+                .is_ok()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_refresh_makes_copied_old_shares_useless_and_delete_erases_everywhere() {
+    let schemes = [Scheme::Ed25519, Scheme::EcdsaSecp256k1];
+    let mut cluster = ecdsa_builder(3).start();
+    let client = cluster.client("app").await;
+    let keys = client
+        .keygen(WALLET, &schemes, 2, SETUP_WAIT)
+        .await
+        .expect("keygen");
+    let public = |scheme: Scheme| {
+        keys.keys
+            .iter()
+            .find(|k| k.scheme == scheme)
+            .unwrap()
+            .clone()
+    };
+
+    // node0's version-1 shares, copied aside (as a thief of an old backup would hold them).
+    cluster.stop_node(0);
+    let old: Vec<KeyShare> = schemes.iter().map(|s| share_of(&cluster, 0, *s)).collect();
+    cluster.start_node(0);
+
+    // Refresh: same keys, version 2 everywhere, only version-2 shares left in every store.
+    let refreshed = client
+        .refresh(WALLET, &schemes, SETUP_WAIT)
+        .await
+        .expect("refresh");
+    for k in &refreshed.keys {
+        let before = public(k.scheme);
+        assert_eq!(
+            (&k.public_key, k.chain_code),
+            (&before.public_key, before.chain_code)
+        );
+        assert_eq!((k.version, k.threshold), (2, 2));
+        assert_eq!(k.participants, before.participants);
+    }
+    for scheme in schemes {
+        sign_and_verify(
+            &client,
+            scheme,
+            &public(scheme).public_key,
+            b"after refresh",
+            &[],
+        )
+        .await;
+        for i in 0..3 {
+            assert_eq!(
+                stored(&cluster, i, scheme),
+                Stored {
+                    record: Some(("READY".into(), 2)),
+                    shares: vec![2],
+                    staged: 0,
+                    presignatures: stored(&cluster, i, scheme).presignatures,
+                },
+                "node{i} {scheme:?}"
+            );
+        }
+    }
+
+    // The old share with a new one signs nothing valid; two new shares do.
+    cluster.stop_node(1);
+    cluster.stop_node(2);
+    for (scheme, old) in schemes.iter().zip(&old) {
+        let new1 = share_of(&cluster, 1, *scheme);
+        let new2 = share_of(&cluster, 2, *scheme);
+        let key = public(*scheme).public_key;
+        let good = sign_with(*scheme, &[new1.clone(), new2], b"control");
+        assert!(
+            good.iter().all(|s| s
+                .as_ref()
+                .is_ok_and(|s| verifies(*scheme, &key, b"control", s))),
+            "{scheme:?}: two new shares sign: {good:?}"
+        );
+        let mixed = sign_with(*scheme, &[old.clone(), new1], b"stale");
+        assert!(
+            !mixed.iter().any(|s| s
+                .as_ref()
+                .is_ok_and(|s| verifies(*scheme, &key, b"stale", s))),
+            "{scheme:?}: an old share with a new one made a valid signature"
+        );
+    }
+    cluster.start_node(1);
+    cluster.start_node(2);
+
+    // Delete: every node erased its shares (checked in its SQLite file) and keeps a
+    // tombstone; signing and keygen under the id are refused.
+    let deleted = client.delete(WALLET, &schemes, WAIT).await.expect("delete");
+    assert_eq!(deleted.nodes.len(), 3);
+    for scheme in schemes {
+        for i in 0..3 {
+            assert_eq!(
+                stored(&cluster, i, scheme),
+                Stored {
+                    record: Some(("DELETED".into(), 2)),
+                    shares: vec![],
+                    staged: 0,
+                    presignatures: 0,
+                },
+                "node{i} {scheme:?}"
+            );
+        }
+        match client
+            .sign(
+                WALLET,
+                scheme,
+                b"after delete",
+                PayloadKind::Message,
+                &[],
+                WAIT,
+            )
+            .await
+        {
+            Err(SdkError::Refused { code, .. }) => assert_eq!(code, ErrorCode::KeyDeleted),
+            other => panic!("signing a deleted key: {other:?}"),
+        }
+    }
+    match client.keygen(WALLET, &[Scheme::Ed25519], 2, WAIT).await {
+        Err(SdkError::Refused { code, .. }) => assert_eq!(code, ErrorCode::KeyDeleted),
+        other => panic!("keygen on a deleted id: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_a_reshare_killed_midway_leaves_the_old_version_signing_and_a_retry_completes() {
+    // Four nodes; the ECDSA key is 3 of 4. The reshare moves it to node0..node2, 2 of 3: a
+    // new committee, so its members first run committee setup — node1 is killed then.
+    let mut cluster = ecdsa_builder(4).start();
+    let client = cluster.client("app").await;
+    let mut results = cluster.results("app").await;
+    let key = client
+        .keygen(WALLET, &[Scheme::EcdsaSecp256k1], 3, SETUP_WAIT)
+        .await
+        .expect("keygen")
+        .keys
+        .remove(0);
+    let new_committee: Vec<String> = ["node0", "node1", "node2"].map(String::from).to_vec();
+    let body = client.reshare_body(
+        WALLET,
+        &[Scheme::EcdsaSecp256k1],
+        Some(2),
+        Some(new_committee.clone()),
+        SETUP_WAIT,
+    );
+    let first = body.request_id.clone();
+    client.submit(body).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let setups = |c: &Cluster| c.log(1).matches("ECDSA committee setup:").count();
+    let before = 1; // the keygen's
+    while setups(&cluster) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node1 never began the new committee's setup"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.kill_node(1);
+    results
+        .until(SETUP_WAIT, "the others give the reshare up", |r| {
+            ["node0", "node2", "node3"].iter().all(|n| {
+                r.iter()
+                    .any(|r| r.request_id == first && r.node_id == *n && r.status == Status::Failed)
+            })
+        })
+        .await;
+    let answers = results.of(&first);
+    for r in &answers {
+        assert!(
+            r.message.contains("node1 is down"),
+            "{}",
+            describe(answers.iter().copied())
+        );
+    }
+    // No half state: every live node holds version 1 and its version-1 share, nothing staged;
+    // the old committee (node0, node2, node3: 3 of 4) still signs.
+    for i in [0, 2, 3] {
+        assert_eq!(
+            stored(&cluster, i, Scheme::EcdsaSecp256k1),
+            Stored {
+                record: Some(("READY".into(), 1)),
+                shares: vec![1],
+                staged: 0,
+                presignatures: stored(&cluster, i, Scheme::EcdsaSecp256k1).presignatures,
+            },
+            "node{i}"
+        );
+    }
+    let signed = sign_and_verify(
+        &client,
+        Scheme::EcdsaSecp256k1,
+        &key.public_key,
+        b"still v1",
+        &[],
+    )
+    .await;
+    assert_ne!(signed.node, "node1");
+
+    // node1 comes back (answers the redelivered request `interrupted`); the retry completes.
+    cluster.start_node(1);
+    results
+        .until(SETUP_WAIT, "node1 answers the redelivered reshare", |r| {
+            r.iter()
+                .any(|r| r.request_id == first && r.node_id == "node1")
+        })
+        .await;
+    let node1 = results
+        .of(&first)
+        .into_iter()
+        .find(|r| r.node_id == "node1")
+        .unwrap();
+    assert_eq!(node1.code, Some(ErrorCode::Interrupted), "{node1:?}");
+    let moved = client
+        .reshare(
+            WALLET,
+            &[Scheme::EcdsaSecp256k1],
+            Some(2),
+            Some(new_committee.clone()),
+            SETUP_WAIT,
+        )
+        .await
+        .expect("the retried reshare");
+    let k = &moved.keys[0];
+    assert_eq!(
+        (&k.public_key, k.chain_code),
+        (&key.public_key, key.chain_code)
+    );
+    assert_eq!(
+        (k.version, k.threshold, &k.participants),
+        (2, 2, &new_committee)
+    );
+    for i in 0..3 {
+        let s = stored(&cluster, i, Scheme::EcdsaSecp256k1);
+        assert_eq!(
+            (s.record, s.shares, s.staged),
+            (Some(("READY".into(), 2)), vec![2], 0),
+            "node{i}"
+        );
+    }
+    assert_eq!(
+        stored(&cluster, 3, Scheme::EcdsaSecp256k1),
+        Stored {
+            record: None,
+            shares: vec![],
+            staged: 0,
+            presignatures: 0
+        },
+        "node3 left the committee: no share, no record"
+    );
+    sign_and_verify(
+        &client,
+        Scheme::EcdsaSecp256k1,
+        &key.public_key,
+        b"at v2",
+        &[],
+    )
+    .await;
+    sign_and_verify(
+        &client,
+        Scheme::EcdsaSecp256k1,
+        &bip32_child_of(&key, &[0, 7]),
+        b"child at v2",
+        &[0, 7],
+    )
+    .await;
+}
+
+/// The BIP-32 child public key of `key` along `path` (CKDpub from the spec, in `ecdsa.rs`).
+fn bip32_child_of(key: &keyrack_client::result::KeyInfo, path: &[u32]) -> Vec<u8> {
+    super::ecdsa::bip32_child(&key.public_key, key.chain_code, path)
+}
