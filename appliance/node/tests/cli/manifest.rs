@@ -360,3 +360,90 @@ fn next_makes_a_successor_signed_by_the_current_admins() {
         stderr(&out)
     );
 }
+
+/// `manifest publish` without running nodes: bad input is refused before NATS is touched
+/// (exit 2, naming the option), an unreachable server is an error (exit 2), and a published
+/// manifest nobody answers reports every node silent (exit 1).
+#[test]
+fn publish_refuses_bad_input_and_reports_silent_nodes() {
+    let help = keyrack(&["manifest", "publish", "--help"]);
+    ok(&help);
+    for phrase in ["signed verdict", "--current", "--timeout", "Exit status 0"] {
+        assert!(
+            stdout(&help).contains(phrase),
+            "{phrase}: {}",
+            stdout(&help)
+        );
+    }
+
+    let c = cluster();
+    let m1 = c.file("m1.toml");
+    ok(&c.create(&m1, &[0, 1, 2]));
+    ok(&c.sign(&m1, 0, "alice", None));
+    let publish = |manifest: &str, current: Option<&str>, url: &str, timeout: &str| {
+        let mut args = vec![
+            "manifest",
+            "publish",
+            "--manifest",
+            manifest,
+            "--nats",
+            url,
+            "--timeout",
+            timeout,
+        ];
+        if let Some(c) = current {
+            args.extend(["--current", c]);
+        }
+        keyrack(&args)
+    };
+
+    let garbage = c.file("garbage.toml");
+    std::fs::write(&garbage, "format = 1\nthis is not a manifest").unwrap();
+    let out = publish(&garbage, None, "nats://127.0.0.1:1", "1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--manifest") && stderr(&out).contains("garbage.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let missing = c.file("missing.toml");
+    let out = publish(&missing, None, "nats://127.0.0.1:1", "1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+
+    // Nothing listens on port 1.
+    let out = publish(&m1, None, "nats://127.0.0.1:1", "1");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("could not publish within"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A real server, no node: published, nobody answers.
+    let nats = keyrack_tests::NatsServer::start();
+    let out = publish(&m1, Some(&m1), &nats.url, "1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    for node in ["node0", "node1", "node2"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(node) && l.contains("silent: no verdict within")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("0 of 3 node(s) of version 1 accepted it"),
+        "{text}"
+    );
+    // The same file again within the dedup window: JetStream drops it, and says so.
+    let out = publish(&m1, None, &nats.url, "1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("duplicate"), "{}", stdout(&out));
+}
