@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::manifest::{SignedManifest, VerifiedManifest};
 use keyrack_hsm::KeyPolicy;
 
 use crate::config::LoadedConfig;
@@ -51,7 +51,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         bootstrap.cluster_id(),
         &node_id,
     )?;
-    let manifest = newest_accepted(&store, bootstrap, &manifest_file)?;
+    let (manifest, keep_file) = newest_accepted(&store, bootstrap, &manifest_file)?;
     match manifest.node(&node_id) {
         Some(listed) if identity.matches(listed) => {}
         Some(_) => bail!(
@@ -65,6 +65,11 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             manifest.version(),
             member_ids(&manifest)
         ),
+    }
+    if let Some(file) = keep_file {
+        store
+            .put_manifest(&file)
+            .context("cannot keep the cluster manifest in the store")?;
     }
     tracing::info!(
         version = manifest.version(),
@@ -157,14 +162,14 @@ fn member_ids(manifest: &VerifiedManifest) -> String {
 /// The manifest the node starts with: the config's file (verified as a bootstrap), then each
 /// manifest the node accepted at run time (kept in its store) with a higher version, oldest
 /// first, each verified as the successor of the one before. A node restarted with its old
-/// file thus comes back at the newest version it accepted. The file is kept in the store if
-/// it is newer than all the store holds (a node's first start, or a file an operator
-/// replaced).
+/// file thus comes back at the newest version it accepted. Also returns the file's manifest
+/// if it is newer than all the store holds (a node's first start, or a file an operator
+/// replaced), for the caller to keep once the node is known to be a member.
 fn newest_accepted(
     store: &Store,
     bootstrap: VerifiedManifest,
     file: &std::path::Path,
-) -> anyhow::Result<VerifiedManifest> {
+) -> anyhow::Result<(VerifiedManifest, Option<SignedManifest>)> {
     let stored = store
         .manifests()
         .context("cannot read the accepted cluster manifests from the store")?;
@@ -181,14 +186,10 @@ fn newest_accepted(
             hex::encode(same.hash)
         );
     }
-    if stored
+    let keep_file = stored
         .last()
         .is_none_or(|m| m.version < bootstrap.version())
-    {
-        store
-            .put_manifest(bootstrap.signed())
-            .context("cannot keep the cluster manifest in the store")?;
-    }
+        .then(|| bootstrap.signed().clone());
     let from = bootstrap.version();
     let mut current = bootstrap;
     for m in stored.into_iter().filter(|m| m.version > from) {
@@ -204,5 +205,5 @@ fn newest_accepted(
             "cluster manifest from the store (accepted at run time)"
         );
     }
-    Ok(current)
+    Ok((current, keep_file))
 }

@@ -199,9 +199,8 @@ impl Bus {
 
     /// Creates the manifest stream if it is missing (idempotent; the nodes call it through
     /// [`Bus::ensure_streams`], `keyrack manifest publish` before publishing). It keeps every
-    /// version (no age limit; beyond [`MANIFEST_STREAM_MESSAGES`] or
-    /// [`MANIFEST_STREAM_BYTES`] the oldest go), refuses messages over
-    /// [`MAX_MANIFEST_BYTES`], and drops a manifest published again with the same hash
+    /// version (no age limit; beyond 10000 messages or 256 MiB the oldest go), refuses
+    /// messages over [`MAX_MANIFEST_BYTES`], and drops a manifest file published again
     /// (`Nats-Msg-Id`: the bytes' SHA-256) within the dedup window.
     pub async fn ensure_manifest_stream(&self) -> Result<(), TransportError> {
         let config = stream::Config {
