@@ -207,3 +207,65 @@ fn newest_accepted(
     }
     Ok((current, keep_file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_chain;
+
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("keyrack.db"), "c1", "node0").unwrap();
+        (dir, store)
+    }
+
+    fn verified(m: &SignedManifest) -> VerifiedManifest {
+        m.verify_bootstrap().unwrap()
+    }
+
+    const FILE: &str = "/etc/keyrack/manifest.toml";
+
+    #[test]
+    fn the_node_starts_at_the_newest_version_it_accepted() {
+        let chain = test_chain(3);
+        let (_dir, store) = open_store();
+        // First start: the file is the manifest, to be kept.
+        let (m, keep) = newest_accepted(&store, verified(&chain[0]), FILE.as_ref()).unwrap();
+        assert_eq!((m.version(), keep.as_ref()), (1, Some(&chain[0])));
+        for c in &chain {
+            store.put_manifest(c).unwrap();
+        }
+        // Restarted with the old file: back at version 3, nothing to keep.
+        let (m, keep) = newest_accepted(&store, verified(&chain[0]), FILE.as_ref()).unwrap();
+        assert_eq!((m.version(), m.hash(), keep), (3, chain[2].hash(), None));
+        // A newer file than the store holds is kept.
+        let (_dir2, store2) = open_store();
+        store2.put_manifest(&chain[0]).unwrap();
+        let (m, keep) = newest_accepted(&store2, verified(&chain[2]), FILE.as_ref()).unwrap();
+        assert_eq!((m.version(), keep.as_ref()), (3, Some(&chain[2])));
+    }
+
+    #[test]
+    fn a_store_that_disagrees_with_the_file_stops_the_start() {
+        let (chain, other) = (test_chain(2), test_chain(2));
+        // The store accepted another version 1 than the file's.
+        let (_dir, store) = open_store();
+        store.put_manifest(&other[0]).unwrap();
+        let err = newest_accepted(&store, verified(&chain[0]), FILE.as_ref()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("this node accepted another version 1"),
+            "{err:#}"
+        );
+        // A stored version 2 that is not the file's successor.
+        let (_dir, store) = open_store();
+        store.put_manifest(&chain[0]).unwrap();
+        store.put_manifest(&other[1]).unwrap();
+        let err = newest_accepted(&store, verified(&chain[0]), FILE.as_ref()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(
+                "accepted cluster manifest version 2 does not verify as the successor of version 1"
+            ),
+            "{err:#}"
+        );
+    }
+}

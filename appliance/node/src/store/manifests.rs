@@ -118,42 +118,46 @@ impl Store {
     }
 }
 
+/// A chain of `n` manifests of cluster `c1` (version v lists node0..=nodev), each signed by
+/// one fresh admin (1 of 1): version 1 verifies as a bootstrap, each next as its successor.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_chain(n: u64) -> Vec<SignedManifest> {
     use ed25519_dalek::SigningKey;
     use keyrack_client::identity::PublicIdentity;
     use keyrack_client::manifest::{Admin, Manifest};
     use rand_core::OsRng;
 
-    fn chain(n: u64) -> Vec<SignedManifest> {
-        let admin = SigningKey::generate(&mut OsRng);
-        let node = |id: &str| {
-            let mut agreement = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut OsRng, &mut agreement);
-            PublicIdentity::sign(id, &SigningKey::generate(&mut OsRng), agreement).unwrap()
+    let admin = SigningKey::generate(&mut OsRng);
+    let node = |id: &str| {
+        let mut agreement = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut agreement);
+        PublicIdentity::sign(id, &SigningKey::generate(&mut OsRng), agreement).unwrap()
+    };
+    let mut out: Vec<SignedManifest> = Vec::new();
+    for version in 1..=n {
+        let nodes = (0..=version).map(|i| node(&format!("node{i}"))).collect();
+        let manifest = Manifest {
+            cluster_id: "c1".into(),
+            version,
+            previous: out.last().map(SignedManifest::hash),
+            admin_threshold: 1,
+            nodes,
+            initiators: vec![],
+            admins: vec![Admin {
+                id: "admin".into(),
+                public_key: admin.verifying_key(),
+            }],
         };
-        let mut out: Vec<SignedManifest> = Vec::new();
-        for version in 1..=n {
-            let nodes = (0..=version).map(|i| node(&format!("node{i}"))).collect();
-            let manifest = Manifest {
-                cluster_id: "c1".into(),
-                version,
-                previous: out.last().map(SignedManifest::hash),
-                admin_threshold: 1,
-                nodes,
-                initiators: vec![],
-                admins: vec![Admin {
-                    id: "admin".into(),
-                    public_key: admin.verifying_key(),
-                }],
-            };
-            let mut signed = SignedManifest::new(manifest).unwrap();
-            signed.sign(&admin).unwrap();
-            out.push(signed);
-        }
-        out
+        let mut signed = SignedManifest::new(manifest).unwrap();
+        signed.sign(&admin).unwrap();
+        out.push(signed);
     }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -165,7 +169,7 @@ mod tests {
     fn manifests_are_stored_and_listed_oldest_first() {
         let (_dir, store) = store();
         assert!(store.manifests().unwrap().is_empty());
-        let chain = chain(3);
+        let chain = test_chain(3);
         // Stored out of order: listed by version.
         for m in [&chain[2], &chain[0], &chain[1]] {
             store.put_manifest(m).unwrap();
@@ -188,10 +192,10 @@ mod tests {
     #[test]
     fn a_version_is_stored_once() {
         let (_dir, store) = store();
-        let chain = chain(1);
+        let chain = test_chain(1);
         store.put_manifest(&chain[0]).unwrap();
         store.put_manifest(&chain[0]).unwrap(); // the same again: nothing changes
-        let other = self::chain(1).remove(0);
+        let other = test_chain(1).remove(0);
         let err = store.put_manifest(&other).unwrap_err();
         assert!(
             matches!(&err, StoreError::InvalidRequest(m) if m.contains("version 1 is stored already")),
@@ -203,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_bad_row_is_an_error_not_a_skip() {
-        let chain = chain(2);
+        let chain = test_chain(2);
         let cases = [
             (
                 "UPDATE manifests SET signed_toml = 'format = 1' || char(10) || 'not toml' WHERE version = 2",

@@ -44,6 +44,8 @@ pub use committee::StoredCommitteeAux;
 pub use error::{Result, StoreError};
 pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
 pub use manifests::StoredManifest;
+#[cfg(test)]
+pub(crate) use manifests::test_chain;
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;
