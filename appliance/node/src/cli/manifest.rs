@@ -94,8 +94,8 @@ pub(super) enum ManifestCommand {
     /// Exit status 0 when every node of the published manifest accepted it, 1 when one
     /// refused or stayed silent, 2 when it could not publish (bad file, NATS unreachable).
     ///
-    /// A node that joins with this manifest starts with it as its config's manifest file;
-    /// it answers `accepted` once it runs.
+    /// A node that joins starts with this manifest as its config's manifest file; start it
+    /// before publishing and it answers too (`accepted`: already current).
     Publish {
         /// The signed manifest to publish (e.g. from `keyrack manifest next` + `sign`).
         #[arg(long, value_name = "FILE")]
