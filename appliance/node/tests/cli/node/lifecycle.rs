@@ -422,3 +422,179 @@ async fn softhsm_a_reshare_killed_midway_leaves_the_old_version_signing_and_a_re
 fn bip32_child_of(key: &keyrack_client::result::KeyInfo, path: &[u32]) -> Vec<u8> {
     super::ecdsa::bip32_child(&key.public_key, key.chain_code, path)
 }
+
+/// Seeds a node added after the cluster started (the builder's hook ran only for the first
+/// nodes), as [`ecdsa_builder`] does. The node must not run.
+fn seed_added(cluster: &Cluster, i: usize) {
+    let node = cluster.node(i);
+    let (store, sealer) = (node.open_store(), node.sealer());
+    for pair in [i, i + 4, i + 8] {
+        keyrack_node::ecdsa::seed_fixture_primes(&store, sealer.as_ref(), pair).unwrap();
+    }
+}
+
+/// Every listed node holds `WALLET`'s keys of `schemes` READY at `version` with only that
+/// version's share, nothing staged.
+fn assert_only_version(cluster: &Cluster, nodes: &[usize], schemes: &[Scheme], version: u32) {
+    for &i in nodes {
+        for &scheme in schemes {
+            let s = stored(cluster, i, scheme);
+            assert_eq!(
+                (s.record, s.shares, s.staged),
+                (Some(("READY".into(), version)), vec![version], 0),
+                "node{i} {scheme:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_reshare_grows_to_3_of_4_with_a_joining_node_then_drops_another_to_2_of_3() {
+    let schemes = [Scheme::Ed25519, Scheme::EcdsaSecp256k1];
+    let mut cluster = ecdsa_builder(3).start();
+    let client = cluster.client("app").await;
+    let created = client
+        .keygen(WALLET, &schemes, 2, SETUP_WAIT)
+        .await
+        .expect("keygen")
+        .keys;
+    let original = |scheme: Scheme| created.iter().find(|k| k.scheme == scheme).unwrap().clone();
+    let ecdsa = original(Scheme::EcdsaSecp256k1);
+    let child = super::ecdsa::bip32_child(&ecdsa.public_key, ecdsa.chain_code, &[0, 5]);
+
+    // node3 joins: manifest version 2 (signed by the admin, published to every node), then
+    // it starts with that manifest. It holds nothing until the reshare.
+    let joiner = cluster.add_node();
+    let v2 = cluster.next_manifest(&[0, 1, 2, 3]);
+    let published = cluster.publish_manifest(&v2, 20);
+    for id in ["node0", "node1", "node2"] {
+        assert_eq!(published.verdict(id).0, "accepted", "{}", published.output);
+    }
+    assert_eq!(published.verdict("node3").0, "silent", "not started yet");
+    cluster.set_manifest(&v2);
+    seed_added(&cluster, joiner);
+    cluster.start_node(joiner);
+    let client = cluster.client("app-v2").await;
+    let everyone: Vec<String> = cluster.node_ids();
+
+    // 2 of 3 → 3 of 4.
+    let grown = client
+        .reshare(
+            WALLET,
+            &schemes,
+            Some(3),
+            Some(everyone.clone()),
+            SETUP_WAIT,
+        )
+        .await
+        .expect("reshare to 3 of 4");
+    assert_eq!(grown.nodes, everyone);
+    for k in &grown.keys {
+        let before = original(k.scheme);
+        assert_eq!(
+            (&k.public_key, k.chain_code),
+            (&before.public_key, before.chain_code)
+        );
+        assert_eq!((k.version, k.threshold, &k.participants), (2, 3, &everyone));
+    }
+    assert_only_version(&cluster, &[0, 1, 2, 3], &schemes, 2);
+    for scheme in schemes {
+        let signed = sign_and_verify(
+            &client,
+            scheme,
+            &original(scheme).public_key,
+            b"3 of 4",
+            &[],
+        )
+        .await;
+        assert_eq!(signed.tolerated, vec![], "every signer answered");
+    }
+    sign_and_verify(
+        &client,
+        Scheme::EcdsaSecp256k1,
+        &child,
+        b"child, 3 of 4",
+        &[0, 5],
+    )
+    .await;
+
+    // 3 of 4 → 2 of 3 without node1 (an original member): it deals, receives nothing, and
+    // keeps nothing of the key.
+    let remaining: Vec<String> = ["node0", "node2", "node3"].map(String::from).to_vec();
+    let shrunk = client
+        .reshare(
+            WALLET,
+            &schemes,
+            Some(2),
+            Some(remaining.clone()),
+            SETUP_WAIT,
+        )
+        .await
+        .expect("reshare to 2 of 3");
+    for k in &shrunk.keys {
+        let before = original(k.scheme);
+        assert_eq!(
+            (&k.public_key, k.chain_code),
+            (&before.public_key, before.chain_code)
+        );
+        assert_eq!(
+            (k.version, k.threshold, &k.participants),
+            (3, 2, &remaining)
+        );
+    }
+    assert_only_version(&cluster, &[0, 2, 3], &schemes, 3);
+    for scheme in schemes {
+        assert_eq!(
+            stored(&cluster, 1, scheme),
+            Stored {
+                record: None,
+                shares: vec![],
+                staged: 0,
+                presignatures: 0
+            },
+            "node1 {scheme:?}"
+        );
+    }
+
+    // node1 leaves the cluster (manifest version 3): it stops by itself, and the key signs
+    // (root and child) with the committee that remains.
+    let v3 = cluster.next_manifest(&[0, 2, 3]);
+    let published = cluster.publish_manifest(&v3, 20);
+    assert!(published.success, "{}", published.output);
+    let (status, log) = cluster.wait_exit(1, Duration::from_secs(20));
+    assert!(!status.success(), "node1 exits with an error: {log}");
+    assert!(log.contains("removed"), "{log}");
+    cluster.set_manifest(&v3);
+    let client = cluster.client("app-v3").await;
+    for scheme in schemes {
+        let signed = sign_and_verify(
+            &client,
+            scheme,
+            &original(scheme).public_key,
+            b"2 of 3",
+            &[],
+        )
+        .await;
+        assert_ne!(signed.node, "node1");
+    }
+    sign_and_verify(
+        &client,
+        Scheme::EcdsaSecp256k1,
+        &child,
+        b"child, 2 of 3",
+        &[0, 5],
+    )
+    .await;
+    // Its old share would not help anyone either: node1's store holds no key material.
+    let conn = rusqlite::Connection::open_with_flags(
+        &cluster.node(1).store,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    for table in ["key_shares", "staged_shares", "presignatures"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "node1's {table}");
+    }
+}
