@@ -87,8 +87,10 @@ status --key KEY_ID:
   key_id      the key id
   agree       true when every node that answered ok reports the same keys
   nodes       every node of the manifest, in order: node; answer (\"ok\", \"refused\",
-              \"failed\" or \"missing\": no answer in time); code and message (null unless
-              refused or failed); keys: one object per scheme the node holds under the id
+              \"failed\" or \"missing\": no answer in time); code (null unless refused or
+              failed); message (why it refused or failed; for an ok answer, what is under
+              way on the key at that node, e.g. a reshare's committee setup; null if
+              nothing); keys: one object per scheme the node holds under the id
               (none: an unknown key) with scheme, status (\"PENDING\", \"READY\", \"ERROR\",
               \"DELETED\"), public_key and chain_code (hex; \"\" for a key that was never
               READY), threshold, participants, version
@@ -411,7 +413,10 @@ pub(super) fn key_status(
                         node: m,
                         answer: status_str(n.answer.status),
                         code: n.answer.code.map(|c| c.to_string()),
-                        message: n.answer.code.map(|_| n.answer.message.as_str()),
+                        // A refusal's reason, or what is under way on the key (a
+                        // reshare's committee setup, say).
+                        message: (!n.answer.message.is_empty())
+                            .then_some(n.answer.message.as_str()),
                         keys: n.keys.iter().map(KeyJson::of).collect(),
                     },
                     None => NodeJson {
@@ -472,6 +477,9 @@ pub(super) fn key_status(
                 k.participants.len(),
                 k.participants.join(", ")
             );
+        }
+        if !n.answer.message.is_empty() {
+            println!("  {node:<10} under way: {}", n.answer.message);
         }
     }
     if ok_keys.len() > 1 && ok_keys.iter().any(|keys| !keys.is_empty()) {

@@ -308,6 +308,25 @@ async fn softhsm_a_reshare_killed_midway_leaves_the_old_version_signing_and_a_re
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The progress shows in status results: what each node is doing with the key.
+    let status = client
+        .key_status(WALLET, &[Scheme::EcdsaSecp256k1], WAIT)
+        .await
+        .unwrap();
+    for node in ["node0", "node1", "node2"] {
+        let answer = &status
+            .nodes
+            .iter()
+            .find(|n| n.answer.node == node)
+            .unwrap()
+            .answer;
+        assert!(
+            answer
+                .message
+                .contains("ECDSA committee setup for node0,node1,node2"),
+            "{node}: {answer:?}"
+        );
+    }
     cluster.kill_node(1);
     results
         .until(SETUP_WAIT, "the others give the reshare up", |r| {
