@@ -18,7 +18,18 @@ log.level = ERROR
 slots.removable = false
 CONF
 
-has_token() { softhsm2-util --show-slots 2>/dev/null | grep -qE "^\s+Label:\s+$1\s*$"; }
+# The labels of the tokens, one per line. A failing softhsm2-util (another process writing a
+# token at that moment) is retried, then fatal: guessing "absent" would create a duplicate.
+token_labels() {
+  local out tries=0
+  until out=$(softhsm2-util --show-slots 2>&1); do
+    ((++tries < 20)) || die "softhsm2-util --show-slots keeps failing: $out"
+    sleep 0.25
+  done
+  printf '%s\n' "$out" | sed -nE 's/^[[:space:]]+Label:[[:space:]]+(.*[^[:space:]])[[:space:]]*$/\1/p'
+}
+token_count() { local labels; labels=$(token_labels) || exit 1; grep -cxF -- "$1" <<<"$labels" || true; }
+has_token() { [[ $(token_count "$1") -gt 0 ]]; }
 
 for label in "$@"; do
   if [[ $fresh == 1 ]] && has_token "$label"; then
@@ -31,5 +42,7 @@ for label in "$@"; do
   (umask 077; head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$so_file"; echo >> "$so_file")
   softhsm2-util --init-token --free --label "$label" \
     --pin "$(head -n1 "$pin_file")" --so-pin "$(head -n1 "$so_file")" >/dev/null
+  count=$(token_count "$label")
+  [[ $count == 1 ]] || die "$count SoftHSM tokens are labelled '$label' (was another softhsm-init.sh running?): re-run with --fresh"
   say "SoftHSM token '$label' created (PIN in $pin_file)"
 done
