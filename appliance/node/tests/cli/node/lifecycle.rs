@@ -273,6 +273,27 @@ async fn softhsm_refresh_makes_copied_old_shares_useless_and_delete_erases_every
         Err(SdkError::Refused { code, .. }) => assert_eq!(code, ErrorCode::KeyDeleted),
         other => panic!("keygen on a deleted id: {other:?}"),
     }
+    // Unless asked for explicitly: then a new key under the old id, version 1 everywhere.
+    let mut body = client.keygen_body(WALLET, &[Scheme::Ed25519], 2, WAIT);
+    body.reuse_deleted_id = true;
+    let reused = match client.request(body, WAIT).await {
+        Ok(Outcome::Keys(mut keys)) => keys.keys.remove(0),
+        other => panic!("keygen reusing a deleted id: {other:?}"),
+    };
+    assert_eq!(reused.version, 1);
+    assert_ne!(
+        reused.public_key,
+        public(Scheme::Ed25519).public_key,
+        "a new key"
+    );
+    sign_and_verify(
+        &client,
+        Scheme::Ed25519,
+        &reused.public_key,
+        b"new key",
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
