@@ -107,9 +107,9 @@ enum ClientCommand {
     ///
     /// `status --key KEY_ID`: asks every node for its own view of the key: status (PENDING,
     /// READY, ERROR or DELETED), version, threshold, committee (participants, in key-index
-    /// order) and public key. Nodes that do not answer in time are
-    /// shown as missing. An unknown key id is no error: each node answers that it has no
-    /// such key.
+    /// order) and public key, and what is under way on the key there (a reshare's phase,
+    /// e.g. the new committee's setup). Nodes that do not answer in time are shown as
+    /// missing. An unknown key id is no error: each node answers that it has no such key.
     #[command(after_long_help = report::STATUS_JSON)]
     Status(StatusArgs),
 }

@@ -27,7 +27,7 @@ enum Command {
     /// Inspect the node's HSM backend.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
-    /// Write, sign and check the cluster manifest (nodes, initiators, admins).
+    /// Write, sign, check and publish the cluster manifest (nodes, initiators, admins).
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
     /// Ed25519 key files for initiators and administrators.
@@ -35,7 +35,8 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the node: serve the cluster's requests until interrupted.
     Node(node::NodeArgs),
-    /// Send keygen, sign and status requests to a cluster (as the initiator in client.toml).
+    /// Send requests to a cluster (keygen, sign, reshare, refresh, delete, status) as the
+    /// initiator in client.toml.
     Client(client::ClientArgs),
     /// Start a local development cluster: nats-server and n nodes on SoftHSM tokens.
     Dev(dev::DevArgs),
