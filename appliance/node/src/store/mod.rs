@@ -43,9 +43,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 pub use committee::StoredCommitteeAux;
 pub use error::{Result, StoreError};
 pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
-pub use manifests::StoredManifest;
 #[cfg(test)]
 pub(crate) use manifests::test_chain;
+pub use manifests::StoredManifest;
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;
