@@ -6,6 +6,7 @@
 //! signing (ECDSA and Ed25519), with a fallback when the signers' pools disagree.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +35,8 @@ struct Cluster {
     stores: Vec<Arc<Store>>,
     /// The nodes.
     nodes: Vec<Arc<Node>>,
+    /// Set node i's switch to make its HSM refuse to seal (a failing device).
+    seal_fails: Vec<Arc<AtomicBool>>,
     client: Bus,
     alice: InitiatorKey,
     manifest: Arc<VerifiedManifest>,
@@ -43,6 +46,41 @@ struct Cluster {
                 + Send,
         >,
     >,
+}
+
+/// A soft sealer whose seals fail while its switch is on (unseals always work).
+struct Switchable {
+    inner: SoftSealer,
+    fail_seals: Arc<AtomicBool>,
+}
+
+impl Sealer for Switchable {
+    fn backend(&self) -> keyrack_hsm::BackendId {
+        self.inner.backend()
+    }
+    fn key_id(&self) -> &str {
+        self.inner.key_id()
+    }
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, keyrack_hsm::SealError> {
+        if self.fail_seals.load(Ordering::SeqCst) {
+            return Err(keyrack_hsm::SealError::Backend {
+                backend: self.inner.backend(),
+                operation: "encrypt",
+                detail: "device removed (test switch)".into(),
+            });
+        }
+        self.inner.seal(aad, plaintext)
+    }
+    fn unseal(
+        &self,
+        aad: &[u8],
+        blob: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, keyrack_hsm::SealError> {
+        self.inner.unseal(aad, blob)
+    }
+    fn health(&self) -> keyrack_hsm::Health {
+        self.inner.health()
+    }
 }
 
 async fn cluster() -> Cluster {
@@ -90,13 +128,18 @@ async fn cluster_with(settings: Settings) -> Cluster {
     let mut dirs = vec![];
     let mut stores = vec![];
     let mut nodes = vec![];
+    let mut seal_fails = vec![];
     for (i, identity) in identities.into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
             Store::open(&dir.path().join("node.db"), CLUSTER, identity.node_id()).unwrap(),
         );
-        let sealer: Arc<dyn Sealer> =
-            Arc::new(SoftSealer::from_passphrase(b"test", &[1; 16]).unwrap());
+        let switch = Arc::new(AtomicBool::new(false));
+        seal_fails.push(switch.clone());
+        let sealer: Arc<dyn Sealer> = Arc::new(Switchable {
+            inner: SoftSealer::from_passphrase(b"test", &[1; 16]).unwrap(),
+            fail_seals: switch,
+        });
         // Two pairs of the plugin's public fixture primes per node (a different pair at each
         // node within one setup), so committee setup need not wait for prime generation.
         for pair in [i, i + 3] {
@@ -145,6 +188,7 @@ async fn cluster_with(settings: Settings) -> Cluster {
         _dirs: dirs,
         stores,
         nodes,
+        seal_fails,
         client,
         alice,
         manifest,
@@ -1012,4 +1056,83 @@ async fn refresh_reshare_and_delete_keep_the_key_and_erase_old_shares() {
             .all(|r| r.code == Some(ErrorCode::KeyDeleted)),
         "{refused:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_cannot_keep_its_new_share_stops_the_commit_and_the_next_refresh_clears_up() {
+    let mut c = cluster().await;
+    let request = c
+        .submit(&keygen_body("wallet-f", vec![Scheme::Ed25519]))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results.values().all(|r| r.status == Status::Ok),
+        "{results:?}"
+    );
+    let key = results["node0"].keys[0].public_key.clone();
+
+    // node2's HSM refuses to seal: it votes no, nobody commits, the old version stays.
+    c.seal_fails[2].store(true, Ordering::SeqCst);
+    let request = c
+        .submit(&lifecycle_body(
+            RequestKind::Refresh,
+            "wallet-f",
+            vec![Scheme::Ed25519],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    for r in results.values() {
+        assert_eq!(r.code, Some(ErrorCode::ProtocolFailed), "{r:?}");
+        assert!(
+            r.message.contains("node2 could not keep the new share"),
+            "{r:?}"
+        );
+    }
+    let after = key_versions(&c, "wallet-f", Scheme::Ed25519);
+    assert_eq!(
+        after,
+        vec![(1, vec![1], true), (1, vec![1], true), (1, vec![1], false)]
+    );
+    // The key signs at version 1; status tells of the staged shares left.
+    ed25519_sign_and_verify(&mut c, "wallet-f", &key, b"still at version 1").await;
+    let mut status = RequestBody::new(
+        RequestKind::Status,
+        CLUSTER,
+        "wallet-f",
+        "app",
+        now_ms(),
+        60_000,
+    );
+    status.schemes = vec![Scheme::Ed25519];
+    let request = c.submit(&status).await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results["node0"]
+            .message
+            .contains("staged share of version 2"),
+        "{results:?}"
+    );
+    assert_eq!(results["node2"].message, "");
+
+    // With the HSM back, the next refresh discards the leftovers and commits version 2.
+    c.seal_fails[2].store(false, Ordering::SeqCst);
+    let request = c
+        .submit(&lifecycle_body(
+            RequestKind::Refresh,
+            "wallet-f",
+            vec![Scheme::Ed25519],
+        ))
+        .await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results
+            .values()
+            .all(|r| r.status == Status::Ok && r.keys[0].version == 2),
+        "{results:?}"
+    );
+    assert_eq!(
+        key_versions(&c, "wallet-f", Scheme::Ed25519),
+        vec![(2, vec![2], false); 3]
+    );
+    ed25519_sign_and_verify(&mut c, "wallet-f", &key, b"at version 2").await;
 }

@@ -371,3 +371,41 @@ async fn a_party_that_only_sends_delivers_to_peers_that_join_after_it_finished()
         .unwrap()
         .expect("the sender completes once its message is out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_whose_peer_never_joins_fails_naming_it_instead_of_reporting_success() {
+    let server = NatsServer::start();
+    let (nodes, manifest) = cluster(2);
+    let route = SessionRoute {
+        session: [0x44; 32],
+        participants: nodes.iter().map(|n| n.node_id().to_owned()).collect(),
+    };
+    let bus = connect(&server.url, nodes[0].node_id()).await;
+    let started = std::time::Instant::now();
+    let outcome = run_session(
+        &bus,
+        nodes[0].clone(),
+        manifest,
+        &route,
+        Duration::from_secs(1),
+        |_, ch| {
+            ch.send(keyrack_plugin::Outgoing {
+                to: keyrack_plugin::Recipient::Party(1),
+                round: 1,
+                payload: b"never read".to_vec(),
+            })
+            .map_err(keyrack_plugin::ProtocolError::from)
+        },
+    )
+    .await;
+    match outcome {
+        Err(keyrack_node::session::SessionError::Protocol(
+            keyrack_plugin::ProtocolError::Timeout { missing, .. },
+        )) => assert_eq!(missing, vec![1]),
+        other => panic!("expected a timeout naming party 1, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the timeout"
+    );
+}

@@ -1130,3 +1130,69 @@ fn committee_aux_is_sealed_per_committee_and_bound_to_its_fingerprint() {
         Err(StoreError::InvalidRequest(_))
     ));
 }
+
+#[test]
+fn a_joiner_replaces_a_failed_keygen_record_and_a_delete_takes_a_lone_staged_share() {
+    let (_dir, store) = fresh();
+    let participants = committee(&["node1", "node0", "node2"]);
+    let joined = KeyShare {
+        index: 1,
+        ..share("wallet-1", EDDSA)
+    };
+    let next = NextCommittee {
+        version: 3,
+        participants: &participants,
+    };
+    // A keygen that failed here left an ERROR record: joining the committee replaces it.
+    store.begin_keygen("wallet-1", EDDSA, &new_key()).unwrap();
+    store.fail_keygen("wallet-1", EDDSA, "test").unwrap();
+    store
+        .stage_share("wallet-1", EDDSA, 0, &next, &joined, sealer())
+        .unwrap();
+    let rec = store.commit_staged("wallet-1", EDDSA).unwrap();
+    assert_eq!((rec.status, rec.version), (KeyStatus::Ready, 3));
+    assert_eq!(rec.participants, participants);
+
+    // A joiner holding only a staged share (its run did not commit): a delete takes it,
+    // leaving no byte of it on disk.
+    store
+        .stage_share("wallet-2", EDDSA, 0, &next, &joined, sealer())
+        .unwrap();
+    let blob: Vec<u8> = raw(&store)
+        .query_row("SELECT sealed FROM staged_shares", [], |r| r.get(0))
+        .unwrap();
+    let tomb = store.delete_or_tombstone("wallet-2", EDDSA).unwrap();
+    assert_eq!(tomb.status, KeyStatus::Deleted);
+    assert_eq!(store.staged("wallet-2", EDDSA).unwrap(), None);
+    assert!(
+        !leaks(&file_bytes(store.path()), &blob[blob.len() - 48..]),
+        "staged blob left on disk"
+    );
+}
+
+#[test]
+fn a_share_is_loaded_only_at_the_version_asked() {
+    let (_dir, store) = fresh();
+    let s = make_ready(&store, "wallet-1", ECDSA);
+    assert_eq!(
+        store
+            .load_share_at("wallet-1", ECDSA, 1, sealer())
+            .unwrap()
+            .secret,
+        s.secret
+    );
+    let participants = new_key().participants;
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    store
+        .stage_share("wallet-1", ECDSA, 1, &next, &s, sealer())
+        .unwrap();
+    store.commit_staged("wallet-1", ECDSA).unwrap();
+    assert!(matches!(
+        store.load_share_at("wallet-1", ECDSA, 1, sealer()),
+        Err(StoreError::WrongState { .. })
+    ));
+    assert!(store.load_share_at("wallet-1", ECDSA, 2, sealer()).is_ok());
+}

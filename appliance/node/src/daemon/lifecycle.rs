@@ -10,10 +10,11 @@
 //! 1. **State round.** Every member broadcasts its view of the key from its own store:
 //!    status, version, committee, threshold, public key, chain code, and any staged share.
 //!    From the same views every member computes the same [`Plan`]: the key's current version
-//!    `v` (the highest READY one), its committee and threshold, the *dealers* (committee
-//!    members READY at `v`, at least the threshold), the new committee and threshold (the
-//!    request's, or unchanged) and the session's members (dealers ∪ new committee, in
-//!    manifest order).
+//!    `v` (the highest READY one, held by at least its threshold of its committee), its
+//!    committee and threshold, the *dealers* (committee members holding `v`), the new
+//!    committee and threshold (the request's, or unchanged) and the session's members
+//!    (dealers ∪ new committee, in manifest order). A round of plan digests checks that every
+//!    member computed the same plan before anything is settled.
 //! 2. **Reconcile.** What an earlier interrupted run left is settled first, the same way at
 //!    every node: a staged share of version `v` (some member committed that run, so every new
 //!    member had staged) is committed; a staged share of a later version (nobody committed)
@@ -28,9 +29,9 @@
 //!    leaves says yes). Only a member that hears yes from **every** member commits: new
 //!    members make the staged share current (version `v + 1`, old share erased, pools
 //!    destroyed), leaving members erase their share and their record. A member that hears a
-//!    no discards its staged share (nobody can have committed). A member that hears nothing
-//!    from someone keeps both shares and says so: the next reshare or refresh of the key
-//!    settles it (step 2).
+//!    no, or not every vote, commits nothing and keeps both shares (a member voting yes to
+//!    some and no to others could have made some commit): the next reshare or refresh of the
+//!    key settles it (step 2), and status results show the staged share meanwhile.
 //!
 //! So no old share is erased before every new member holds its new one sealed, and a run
 //! interrupted anywhere before the commit round leaves the key as it was.
@@ -133,6 +134,14 @@ impl Drop for KeyOp<'_> {
 pub(crate) struct StagedView {
     /// The version it is for.
     pub version: u32,
+    /// The committee it belongs to, in key-index order.
+    pub participants: Vec<String>,
+    /// That committee's threshold.
+    pub threshold: u16,
+    /// The group public key it shares.
+    pub public_key: Vec<u8>,
+    /// The chain code.
+    pub chain_code: [u8; 32],
 }
 
 /// One member's view of a key, from its own store (the state round's message).
@@ -150,10 +159,8 @@ pub(crate) struct View {
     pub public_key: Vec<u8>,
     /// The chain code.
     pub chain_code: [u8; 32],
-    /// A staged share, if any (also its committee, threshold and keys).
+    /// A staged share, if any.
     pub staged: Option<StagedView>,
-    /// The staged share's committee and threshold.
-    pub staged_committee: Option<(Vec<String>, u16)>,
 }
 
 impl View {
@@ -163,7 +170,7 @@ impl View {
 }
 
 /// What a member does about an earlier run before this one (the same rule at every node).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub(crate) enum Settle {
     /// Nothing left over.
     Nothing,
@@ -185,7 +192,7 @@ pub(crate) struct Ask {
 }
 
 /// One run, as every member computes it from the same views.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct Plan {
     /// The key's current version (after settling).
     pub version: u32,
@@ -230,8 +237,10 @@ pub(crate) fn plan(
             format!("{name} was deleted (tombstone at {node})"),
         ));
     }
-    // The current version: the highest READY one, or that of a staged share some member
-    // committed (a member READY at it exists then).
+    // The current version: the highest READY one. It counts only if at least its threshold
+    // of its committee attest it (READY there, or holding its staged share, which they
+    // commit: some member committed that run, so every new member had staged): one member
+    // cannot make the others settle on a version it made up.
     let Some(version) = views
         .values()
         .filter(|v| v.status == Some(KeyStatus::Ready))
@@ -243,48 +252,75 @@ pub(crate) fn plan(
             format!("no member holds a READY {name}"),
         ));
     };
-    let mut settle = BTreeMap::new();
+    type Claim = (Vec<String>, u16, Vec<u8>, [u8; 32]);
+    let mut holders: BTreeMap<&String, Claim> = BTreeMap::new();
+    let mut committing = BTreeSet::new();
     for (node, v) in views {
-        let s = match &v.staged {
-            Some(st) if st.version == version && !v.ready_at(version) => Settle::Commit,
-            Some(_) => Settle::Discard,
-            None if v.status == Some(KeyStatus::Ready) && v.version < version => {
-                Settle::Erase(v.version)
-            }
-            None => Settle::Nothing,
-        };
-        settle.insert(node.clone(), s);
-    }
-    // The key at `version`, as every holder (after settling) sees it.
-    let mut holders: BTreeMap<&String, (Vec<String>, u16)> = BTreeMap::new();
-    let mut keys = BTreeSet::new();
-    for (node, v) in views {
-        let committee = match settle[node] {
-            Settle::Commit => v.staged_committee.clone(),
-            _ if v.ready_at(version) => Some((v.participants.clone(), v.threshold)),
-            _ => None,
-        };
-        if let Some(c) = committee {
-            holders.insert(node, c);
-            if v.ready_at(version) {
-                keys.insert((v.public_key.clone(), v.chain_code));
-            }
+        if v.ready_at(version) {
+            holders.insert(
+                node,
+                (
+                    v.participants.clone(),
+                    v.threshold,
+                    v.public_key.clone(),
+                    v.chain_code,
+                ),
+            );
+        } else if let Some(st) = v.staged.as_ref().filter(|st| st.version == version) {
+            holders.insert(
+                node,
+                (
+                    st.participants.clone(),
+                    st.threshold,
+                    st.public_key.clone(),
+                    st.chain_code,
+                ),
+            );
+            committing.insert(node);
         }
     }
-    let committees: BTreeSet<&(Vec<String>, u16)> = holders.values().collect();
-    let (Some((committee, threshold)), Some((public_key, chain_code)), 1, 1) = (
-        committees.first().map(|c| (*c).clone()),
-        keys.first().cloned(),
-        committees.len(),
-        keys.len(),
-    ) else {
+    let claims: BTreeSet<&Claim> = holders.values().collect();
+    let named = |nodes: Vec<&String>| {
+        nodes
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let [(committee, threshold, public_key, chain_code)] =
+        claims.into_iter().collect::<Vec<_>>()[..]
+    else {
         return Err(fail(
             ErrorCode::ProtocolFailed,
             format!(
-                "the members disagree on {name} at version {version}: see `keyrack client status`"
+                "the members holding {name} at version {version} ({}) disagree on its committee, \
+                 threshold or public key: see `keyrack client status`",
+                named(holders.keys().copied().collect())
             ),
         ));
     };
+    let (committee, threshold) = (committee.clone(), *threshold);
+    let (public_key, chain_code) = (public_key.clone(), *chain_code);
+    let distinct: BTreeSet<&String> = committee.iter().collect();
+    let outside: Vec<&String> = holders
+        .keys()
+        .copied()
+        .filter(|h| !committee.contains(h))
+        .collect();
+    if distinct.len() != committee.len()
+        || keyrack_client::request::check_threshold(threshold, committee.len()).is_err()
+        || !outside.is_empty()
+    {
+        return Err(fail(
+            ErrorCode::ProtocolFailed,
+            format!(
+                "{} report(s) {name} at version {version} with an impossible committee \
+                 ({threshold} of {})",
+                named(holders.keys().copied().collect()),
+                committee.join(",")
+            ),
+        ));
+    }
     let dealers: Vec<String> = committee
         .iter()
         .filter(|m| holders.contains_key(m))
@@ -299,6 +335,26 @@ pub(crate) fn plan(
                 dealers.join(", ")
             ),
         ));
+    }
+    // What each member settles first: commit a staged share of `version`; discard any other
+    // staged share (its run committed nowhere); erase a share of this key at an older
+    // version (useless since `version` was committed).
+    let mut settle = BTreeMap::new();
+    for (node, v) in views {
+        let s = if committing.contains(node) {
+            Settle::Commit
+        } else if v.staged.is_some() {
+            Settle::Discard
+        } else if v.status == Some(KeyStatus::Ready)
+            && v.version < version
+            && v.public_key == public_key
+            && v.chain_code == chain_code
+        {
+            Settle::Erase(v.version)
+        } else {
+            Settle::Nothing
+        };
+        settle.insert(node.clone(), s);
     }
     let new_committee = ask
         .participants
@@ -413,7 +469,7 @@ pub(super) async fn reshare(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
         }
         Err(reason) => return Some(Err(fail(ErrorCode::Timeout, reason))),
     };
-    let mut keys = vec![];
+    let mut keys: Vec<KeyInfo> = vec![];
     for scheme in body.schemes.clone() {
         let session = sub_session(&start.session, scheme.as_str());
         match reshare_one(
@@ -430,6 +486,18 @@ pub(super) async fn reshare(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
         {
             Ok(Some(info)) => keys.push(info),
             Ok(None) => {}
+            Err((status, code, message)) if !keys.is_empty() => {
+                // Say what did change: the schemes before this one moved for good.
+                let done: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{} is at version {}", k.scheme.as_str(), k.version))
+                    .collect();
+                return Some(Err((
+                    status,
+                    code,
+                    format!("{message} (already done: {})", done.join(", ")),
+                )));
+            }
             Err(e) => return Some(Err(e)),
         }
     }
@@ -459,6 +527,30 @@ async fn reshare_one(
     let mine = view_of(node, key_id, scheme).await?;
     let views = exchange(node, sub_session(&session, "state"), everyone, &mine).await?;
     let plan = plan(key_id, scheme, &views, everyone, ask)?;
+    // Every member must have computed the same plan (a member that sent different views to
+    // different members would split them): nothing is settled or run otherwise.
+    let digest: [u8; 32] = {
+        use sha2::{Digest, Sha256};
+        let bytes =
+            serde_json::to_vec(&plan).map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
+        Sha256::digest(bytes).into()
+    };
+    let digests = exchange(node, sub_session(&session, "plan"), everyone, &digest).await?;
+    let differ: Vec<&str> = digests
+        .iter()
+        .filter(|(_, d)| **d != digest)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !differ.is_empty() {
+        return Err(fail(
+            ErrorCode::ProtocolFailed,
+            format!(
+                "{name}: {} computed another plan from the members' views (a member sent \
+                 different views?); nothing changed",
+                differ.join(", ")
+            ),
+        ));
+    }
 
     // 2. Settle what an earlier run left here.
     let settle = plan.settle.get(&me).copied().unwrap_or(Settle::Nothing);
@@ -528,7 +620,8 @@ async fn reshare_one(
             key_id.to_owned(),
             scheme.as_str(),
         );
-        let share = blocking(move || store.load_share(&k, s, sealer.as_ref())).await?;
+        let version = plan.version;
+        let share = blocking(move || store.load_share_at(&k, s, version, sealer.as_ref())).await?;
         Some(share.map_err(|e| fail(ErrorCode::HsmFailure, e.to_string()))?)
     } else {
         None
@@ -604,9 +697,9 @@ async fn reshare_one(
         &staged_ok,
     )
     .await;
-    let (store, k, s) = (node.store.clone(), key_id.to_owned(), scheme.as_str());
     match votes {
         Ok(votes) if staged_ok && votes.values().all(|v| *v) => {
+            let (store, k, s) = (node.store.clone(), key_id.to_owned(), scheme.as_str());
             let from = plan.version;
             let done = blocking(move || {
                 if receiver {
@@ -630,19 +723,20 @@ async fn reshare_one(
             Ok(Some(plan.key_info(key_id, scheme)))
         }
         Ok(votes) => {
-            // Someone (maybe this node) did not stage: nobody commits.
-            let _ = blocking(move || store.discard_staged(&k, s)).await;
-            let no: Vec<&String> = votes
+            // Someone did not stage: this node does not commit. It keeps its staged share
+            // (if any) all the same — a member that voted yes to some and no to others could
+            // have made some commit — and the next run's state round settles it.
+            let no: Vec<&str> = votes
                 .iter()
                 .filter(|(_, v)| !**v)
-                .map(|(n, _)| n)
-                .chain((!staged_ok).then_some(&me))
+                .map(|(n, _)| n.as_str())
                 .collect();
             Err(fail(
                 ErrorCode::ProtocolFailed,
                 format!(
-                    "{name} not committed: {} could not keep the new share; it stays at version {}",
-                    no.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+                    "{name} not committed: {} could not keep the new share; it stays at version {} \
+                     (the next reshare or refresh of the key clears what this run left)",
+                    no.join(", "),
                     plan.version
                 ),
             ))
@@ -689,11 +783,12 @@ async fn view_of(node: &Arc<Node>, key_id: &str, scheme: Scheme) -> Result<View,
                 .as_ref()
                 .and_then(|r| r.chain_code)
                 .unwrap_or([0; 32]),
-            staged_committee: staged
-                .as_ref()
-                .map(|st| (st.participants.clone(), st.threshold)),
             staged: staged.map(|st| StagedView {
                 version: st.version,
+                participants: st.participants,
+                threshold: st.threshold,
+                public_key: st.public_key,
+                chain_code: st.chain_code,
             }),
         })
     })
@@ -796,7 +891,6 @@ mod tests {
             public_key: vec![2; 33],
             chain_code: [9; 32],
             staged: None,
-            staged_committee: None,
         }
     }
 
@@ -809,13 +903,17 @@ mod tests {
             public_key: vec![],
             chain_code: [0; 32],
             staged: None,
-            staged_committee: None,
         }
     }
 
     fn staged(mut v: View, version: u32, committee: &[&str], t: u16) -> View {
-        v.staged = Some(StagedView { version });
-        v.staged_committee = Some((ids(committee), t));
+        v.staged = Some(StagedView {
+            version,
+            participants: ids(committee),
+            threshold: t,
+            public_key: vec![2; 33],
+            chain_code: [9; 32],
+        });
         v
     }
 
@@ -997,5 +1095,55 @@ mod tests {
         v.get_mut("node2").unwrap().public_key = vec![3; 33];
         let e = plan("w", Scheme::Ed25519, &v, &order, &grow()).unwrap_err();
         assert!(e.2.contains("disagree"), "{e:?}");
+    }
+
+    #[test]
+    fn one_member_cannot_make_the_others_settle_on_a_version_it_made_up() {
+        let c = ["node0", "node1", "node2"];
+        let order = ids(&ORDER);
+        let keep = Ask {
+            participants: None,
+            threshold: None,
+        };
+        // node3 claims version 99 of the same key, with itself as the whole committee, or
+        // with an honest member that does not hold that version: no plan, nothing erased.
+        for (committee, t) in [(&["node3"][..], 1), (&["node3", "node0"][..], 2)] {
+            let v = views(vec![
+                ("node0", ready(1, &c, 2)),
+                ("node1", ready(1, &c, 2)),
+                ("node2", ready(1, &c, 2)),
+                ("node3", ready(99, committee, t)),
+            ]);
+            let e = plan("w", Scheme::Ed25519, &v, &order, &keep).unwrap_err();
+            assert_eq!(e.1, ErrorCode::ProtocolFailed, "{e:?}");
+        }
+        // A holder outside the committee it claims, a staged share of another key.
+        let v = views(vec![
+            ("node0", ready(2, &["node0", "node1"], 2)),
+            ("node1", ready(2, &["node0", "node1"], 2)),
+            ("node2", ready(2, &["node0", "node1"], 2)),
+            ("node3", none()),
+        ]);
+        assert!(plan("w", Scheme::Ed25519, &v, &order, &keep).is_err());
+        let mut other = staged(ready(1, &c, 2), 2, &c, 2);
+        other.staged.as_mut().unwrap().public_key = vec![3; 33];
+        let v = views(vec![
+            ("node0", ready(2, &c, 2)),
+            ("node1", ready(2, &c, 2)),
+            ("node2", other),
+            ("node3", none()),
+        ]);
+        assert!(plan("w", Scheme::Ed25519, &v, &order, &keep).is_err());
+        // An older share of another key is not erased.
+        let mut stranger = ready(1, &["node3", "node0"], 2);
+        stranger.public_key = vec![4; 33];
+        let v = views(vec![
+            ("node0", ready(2, &c, 2)),
+            ("node1", ready(2, &c, 2)),
+            ("node2", ready(2, &c, 2)),
+            ("node3", stranger),
+        ]);
+        let p = plan("w", Scheme::Ed25519, &v, &order, &keep).unwrap();
+        assert_eq!(p.settle["node3"], Settle::Nothing);
     }
 }

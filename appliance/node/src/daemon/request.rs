@@ -86,7 +86,7 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     let (status, code, message, keys, signature) = match outcome {
         Ok((keys, signature)) if request.body.kind == RequestKind::Status => {
             // What is under way on the key here (a reshare's committee setup, say).
-            let message = super::status::under_way(&node, &request.body.key_id, &keys);
+            let message = super::status::under_way(&node, &request.body.key_id, &keys).await;
             (Status::Ok, None, message, keys, signature)
         }
         Ok((keys, signature)) => (Status::Ok, None, String::new(), keys, signature),
@@ -261,6 +261,12 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
             Err(e) => return Some(Err(e)),
         };
     }
+    // No keygen while a reshare, refresh or delete of the key id runs here (nor the other
+    // way round): each would act on a record the other is changing.
+    let _op = match node.key_ops.begin(&body.key_id, &body.schemes) {
+        Ok(op) => op,
+        Err(busy) => return Some(Err(refuse(ErrorCode::KeyInProgress, busy))),
+    };
     // Idempotency and in-progress checks, per scheme, before anything runs.
     let mut ready = vec![];
     let mut to_run = vec![];
@@ -492,13 +498,29 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
                 .map(|i| i as u16)
         })
         .collect();
-    let (store, sealer, key_id) = (node.store.clone(), node.sealer.clone(), body.key_id.clone());
-    let share =
-        match blocking(move || store.load_share(&key_id, scheme.as_str(), sealer.as_ref())).await {
-            Ok(Ok(share)) => share,
-            Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
-            Err(e) => return Some(Err(e)),
-        };
+    // The share of the version the signer set was chosen for: if a reshare or refresh
+    // committed meanwhile, the committee may be another one.
+    let (store, sealer, key_id, version) = (
+        node.store.clone(),
+        node.sealer.clone(),
+        body.key_id.clone(),
+        record.version,
+    );
+    let loaded =
+        blocking(move || store.load_share_at(&key_id, scheme.as_str(), version, sealer.as_ref()))
+            .await;
+    let share = match loaded {
+        Ok(Err(StoreError::WrongState { .. })) => {
+            return Some(Err(fail(
+                ErrorCode::KeyInProgress,
+                "the key moved to a new version (reshare or refresh) while signing began; \
+                     send the request again",
+            )))
+        }
+        Ok(Ok(share)) => share,
+        Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
+        Err(e) => return Some(Err(e)),
+    };
     // Every signer remembers the (key, signer set) as hot, whichever way it signs: its
     // first member keeps that set's presignature pool filled from now on ([`pool`]).
     if node.settings.presign_pool > 0 {

@@ -45,21 +45,38 @@ pub(super) async fn status(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
 }
 
 /// What this node is doing with the key right now (reshare, refresh, delete, with the
-/// phase), one line per scheme, for the status result's message; empty if nothing.
-pub(super) fn under_way(node: &Node, key_id: &str, keys: &[KeyInfo]) -> String {
+/// phase), and any staged share an interrupted run left unsettled, one item per scheme, for
+/// the status result's message; empty if nothing.
+pub(super) async fn under_way(node: &Node, key_id: &str, keys: &[KeyInfo]) -> String {
     let mut schemes: Vec<Scheme> = keys.iter().map(|k| k.scheme).collect();
     if schemes.is_empty() {
         schemes = Scheme::ALL.to_vec();
     }
-    schemes
-        .iter()
-        .filter_map(|s| {
-            node.key_ops
-                .phase(key_id, s.as_str())
-                .map(|what| format!("{}: {what}", s.as_str()))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    let (store, id, asked) = (node.store.clone(), key_id.to_owned(), schemes.clone());
+    let staged = tokio::task::spawn_blocking(move || {
+        asked
+            .iter()
+            .map(|s| store.staged(&id, s.as_str()).ok().flatten())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut notes = vec![];
+    for (i, s) in schemes.iter().enumerate() {
+        if let Some(what) = node.key_ops.phase(key_id, s.as_str()) {
+            notes.push(format!("{}: {what}", s.as_str()));
+        } else if let Some(Some(st)) = staged.get(i) {
+            notes.push(format!(
+                "{}: a staged share of version {} ({} of {}) left by an interrupted run; the \
+                 next reshare or refresh of the key settles it",
+                s.as_str(),
+                st.version,
+                st.threshold,
+                st.participants.join(",")
+            ));
+        }
+    }
+    notes.join("; ")
 }
 
 /// A key record as a status result reports it: no public key (empty, chain code zero)

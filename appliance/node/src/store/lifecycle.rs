@@ -8,7 +8,8 @@ use rusqlite::OptionalExtension;
 use super::error::{Result, StoreError};
 use super::keys::{
     check_key_ids, erase_shares, insert_share, key_from_raw, raw_key, read_key, require_key,
-    require_ready, share_name, wrong_state, KeyRecord, KeyStatus, KeygenStart, NewKey, KEY_COLUMNS,
+    require_ready, require_ready_at, share_name, wrong_state, KeyRecord, KeyStatus, KeygenStart,
+    NewKey, KEY_COLUMNS,
 };
 use super::{key_name, now_ms, pools, sealed, to_json, Store};
 
@@ -235,10 +236,36 @@ impl Store {
     /// one whose contents do not match the key record is [`StoreError::Corrupt`]. Nothing is
     /// deleted in either case.
     pub fn load_share(&self, key_id: &str, scheme: &str, sealer: &dyn Sealer) -> Result<KeyShare> {
+        self.load_share_of(key_id, scheme, None, sealer)
+    }
+
+    /// [`Store::load_share`], only if the key is READY at `version` (the version an
+    /// operation started from): a key that moved on in between (a reshare or refresh
+    /// committed) is [`StoreError::WrongState`], never the share of another committee.
+    pub fn load_share_at(
+        &self,
+        key_id: &str,
+        scheme: &str,
+        version: u32,
+        sealer: &dyn Sealer,
+    ) -> Result<KeyShare> {
+        self.load_share_of(key_id, scheme, Some(version), sealer)
+    }
+
+    fn load_share_of(
+        &self,
+        key_id: &str,
+        scheme: &str,
+        version: Option<u32>,
+        sealer: &dyn Sealer,
+    ) -> Result<KeyShare> {
         check_key_ids(key_id, scheme)?;
         let (record, blob) = {
             let conn = self.conn();
-            let record = require_ready(&conn, key_id, scheme)?;
+            let record = match version {
+                Some(v) => require_ready_at(&conn, key_id, scheme, v)?,
+                None => require_ready(&conn, key_id, scheme)?,
+            };
             let blob: Option<Vec<u8>> = conn
                 .query_row(
                     "SELECT sealed FROM key_shares

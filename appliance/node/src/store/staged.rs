@@ -128,8 +128,8 @@ fn read_staged(
     }))
 }
 
-/// The record must be READY at `from_version`, or absent when `from_version` is 0 (a node
-/// joining the key's committee).
+/// The record must be READY at `from_version`, or, when `from_version` is 0 (a node joining
+/// the key's committee), absent or left by a failed keygen (PENDING or ERROR, no share).
 fn require_start(
     conn: &rusqlite::Connection,
     key_id: &str,
@@ -141,6 +141,8 @@ fn require_start(
     }
     match read_key(conn, key_id, scheme)? {
         None => Ok(None),
+        // What a keygen that failed here left (no share): the committee's key replaces it.
+        Some(r) if matches!(r.status, KeyStatus::Pending | KeyStatus::Error) => Ok(None),
         Some(r) if r.status == KeyStatus::Deleted => Err(StoreError::Tombstoned {
             key_id: key_id.to_owned(),
             scheme: scheme.to_owned(),
@@ -148,7 +150,7 @@ fn require_start(
         Some(r) => Err(StoreError::WrongState {
             what: key_name(key_id, scheme),
             state: format!("{} at version {}", r.status.as_str(), r.version),
-            expected: "no record (a node joining the key's committee)",
+            expected: "no usable record (a node joining the key's committee)",
         }),
     }
 }
@@ -227,6 +229,8 @@ impl Store {
             )?;
             Ok(())
         })?;
+        // An earlier staged blob was replaced: keep no copy of it in the WAL.
+        self.checkpoint_after_erase();
         Ok(StagedShare {
             version,
             from_version,
@@ -267,6 +271,13 @@ impl Store {
             match require_start(tx, key_id, scheme, from)? {
                 Some(_) => {}
                 None => {
+                    // A failed keygen's record goes first (with any share it left).
+                    erase_shares(tx, key_id, scheme, None)?;
+                    pools::erase_pool(tx, key_id, scheme)?;
+                    tx.execute(
+                        "DELETE FROM keys WHERE key_id = ?1 AND scheme = ?2",
+                        (key_id, scheme),
+                    )?;
                     tx.execute(
                         "INSERT INTO keys (key_id, scheme, status, threshold, parties,
                              participants, version, created_at, updated_at)
@@ -351,27 +362,39 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a key this node may have no record of: [`Store::delete_key`] if it has one,
-    /// else a DELETED tombstone with no public key (so that the id cannot be re-created here
-    /// by accident either). Returns the tombstone.
+    /// Deletes a key this node may have no record of, in one transaction: the record
+    /// becomes a DELETED tombstone (a new one, with no public key, if there was none, so that
+    /// the id cannot be re-created here by accident either), and every share, staged share
+    /// and presignature of the key is overwritten and removed. Then checkpoints the WAL.
+    /// Deleting again is a no-op. Returns the tombstone.
     pub fn delete_or_tombstone(&self, key_id: &str, scheme: &str) -> Result<KeyRecord> {
         check_key_ids(key_id, scheme)?;
-        let inserted = self.write(|tx| {
-            if read_key(tx, key_id, scheme)?.is_some() {
-                return Ok(false);
-            }
+        let record = self.write(|tx| {
             let now = now_ms();
-            tx.execute(
-                "INSERT INTO keys (key_id, scheme, status, threshold, parties, participants,
-                     version, created_at, updated_at)
-                 VALUES (?1, ?2, 'DELETED', 0, 0, '[]', 1, ?3, ?3)",
-                (key_id, scheme, now),
-            )?;
-            Ok(true)
+            match read_key(tx, key_id, scheme)? {
+                None => {
+                    tx.execute(
+                        "INSERT INTO keys (key_id, scheme, status, threshold, parties,
+                             participants, version, created_at, updated_at)
+                         VALUES (?1, ?2, 'DELETED', 0, 0, '[]', 1, ?3, ?3)",
+                        (key_id, scheme, now),
+                    )?;
+                }
+                Some(r) if r.status == KeyStatus::Deleted => {}
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE keys SET status = 'DELETED', error = NULL, updated_at = ?3
+                         WHERE key_id = ?1 AND scheme = ?2",
+                        (key_id, scheme, now),
+                    )?;
+                }
+            }
+            erase_shares(tx, key_id, scheme, None)?;
+            pools::erase_pool(tx, key_id, scheme)?;
+            erase_staged(tx, key_id, scheme)?;
+            require_key(tx, key_id, scheme)
         })?;
-        if inserted {
-            return require_key(&self.conn(), key_id, scheme);
-        }
-        self.delete_key(key_id, scheme)
+        self.checkpoint_after_erase();
+        Ok(record)
     }
 }
