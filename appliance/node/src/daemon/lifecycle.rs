@@ -859,7 +859,7 @@ pub(super) async fn delete(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
     );
     let deleted = blocking(move || {
         for scheme in schemes {
-            store.delete_or_tombstone(&key_id, scheme.as_str())?;
+            store.delete_key(&key_id, scheme.as_str())?;
         }
         Ok::<_, StoreError>(())
     })

@@ -300,22 +300,34 @@ impl Store {
         Ok(share)
     }
 
-    /// Deletes a key: overwrites every sealed share, staged share and presignature blob of it
-    /// with zeros, deletes them, and leaves a DELETED tombstone (public fields kept, the id stays taken).
-    /// Then checkpoints the WAL so no old copy of a blob stays in the `-wal` file. Deleting a
-    /// tombstone again is a no-op. Returns the tombstone.
+    /// Deletes a key, in one transaction: its record becomes a DELETED tombstone (public
+    /// fields kept; a new one with no public key if this node had no record, so that the id
+    /// cannot be re-created here by accident either), and every share, staged share and
+    /// presignature of the key is overwritten with zeros and removed. Then checkpoints the
+    /// WAL, so no old copy of a blob stays in the `-wal` file. Deleting again is a no-op.
+    /// Returns the tombstone.
     pub fn delete_key(&self, key_id: &str, scheme: &str) -> Result<KeyRecord> {
         check_key_ids(key_id, scheme)?;
         let record = self.write(|tx| {
-            let record = require_key(tx, key_id, scheme)?;
-            if record.status == KeyStatus::Deleted {
-                return Ok(record);
+            let now = now_ms();
+            match read_key(tx, key_id, scheme)? {
+                None => {
+                    tx.execute(
+                        "INSERT INTO keys (key_id, scheme, status, threshold, parties,
+                             participants, version, created_at, updated_at)
+                         VALUES (?1, ?2, 'DELETED', 0, 0, '[]', 1, ?3, ?3)",
+                        (key_id, scheme, now),
+                    )?;
+                }
+                Some(r) if r.status == KeyStatus::Deleted => {}
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE keys SET status = 'DELETED', error = NULL, updated_at = ?3
+                         WHERE key_id = ?1 AND scheme = ?2",
+                        (key_id, scheme, now),
+                    )?;
+                }
             }
-            tx.execute(
-                "UPDATE keys SET status = 'DELETED', error = NULL, updated_at = ?3
-                 WHERE key_id = ?1 AND scheme = ?2",
-                (key_id, scheme, now_ms()),
-            )?;
             erase_shares(tx, key_id, scheme, None)?;
             pools::erase_pool(tx, key_id, scheme)?;
             super::staged::erase_staged(tx, key_id, scheme)?;

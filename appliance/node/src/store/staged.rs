@@ -361,40 +361,4 @@ impl Store {
         self.checkpoint_after_erase();
         Ok(())
     }
-
-    /// Deletes a key this node may have no record of, in one transaction: the record
-    /// becomes a DELETED tombstone (a new one, with no public key, if there was none, so that
-    /// the id cannot be re-created here by accident either), and every share, staged share
-    /// and presignature of the key is overwritten and removed. Then checkpoints the WAL.
-    /// Deleting again is a no-op. Returns the tombstone.
-    pub fn delete_or_tombstone(&self, key_id: &str, scheme: &str) -> Result<KeyRecord> {
-        check_key_ids(key_id, scheme)?;
-        let record = self.write(|tx| {
-            let now = now_ms();
-            match read_key(tx, key_id, scheme)? {
-                None => {
-                    tx.execute(
-                        "INSERT INTO keys (key_id, scheme, status, threshold, parties,
-                             participants, version, created_at, updated_at)
-                         VALUES (?1, ?2, 'DELETED', 0, 0, '[]', 1, ?3, ?3)",
-                        (key_id, scheme, now),
-                    )?;
-                }
-                Some(r) if r.status == KeyStatus::Deleted => {}
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE keys SET status = 'DELETED', error = NULL, updated_at = ?3
-                         WHERE key_id = ?1 AND scheme = ?2",
-                        (key_id, scheme, now),
-                    )?;
-                }
-            }
-            erase_shares(tx, key_id, scheme, None)?;
-            pools::erase_pool(tx, key_id, scheme)?;
-            erase_staged(tx, key_id, scheme)?;
-            require_key(tx, key_id, scheme)
-        })?;
-        self.checkpoint_after_erase();
-        Ok(record)
-    }
 }
