@@ -770,7 +770,18 @@ fn a_joining_node_stages_and_commits_a_share_of_a_key_it_never_held() {
         store.key("wallet-1", EDDSA).unwrap().is_none(),
         "no record before the commit"
     );
+    let listed = store.staged_shares().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].0.as_str(),
+            listed[0].1.as_str(),
+            listed[0].2.version
+        ),
+        ("wallet-1", EDDSA, 4)
+    );
     let rec = store.commit_staged("wallet-1", EDDSA).unwrap();
+    assert!(store.staged_shares().unwrap().is_empty());
     assert_eq!(
         (rec.status, rec.version, rec.threshold, rec.parties),
         (KeyStatus::Ready, 4, 3, 4)

@@ -79,6 +79,16 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
 
     let recovery = store.recover_after_restart("the node restarted during it")?;
     tracing::info!(?recovery, "store opened");
+    for (key_id, scheme, staged) in store.staged_shares()? {
+        tracing::warn!(
+            key = %key_id,
+            scheme = %scheme,
+            version = staged.version,
+            "a staged share left by an interrupted reshare or refresh: the next reshare or \
+             refresh of the key settles it (commits it if that run committed elsewhere, else \
+             discards it)"
+        );
+    }
 
     let settings = Settings {
         leader_timeout: Duration::from_millis(cluster.leader_timeout_ms),

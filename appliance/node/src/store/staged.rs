@@ -247,6 +247,25 @@ impl Store {
         Ok(read_staged(&self.conn(), key_id, scheme)?.map(|row| row.info))
     }
 
+    /// Every staged share this store holds, as (key id, scheme, share), ordered by key id and
+    /// scheme: what interrupted runs left for the next reshare or refresh to settle.
+    pub fn staged_shares(&self) -> Result<Vec<(String, String, StagedShare)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT key_id, scheme FROM staged_shares ORDER BY key_id, scheme")?;
+        let keys = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        let mut out = vec![];
+        for (key_id, scheme) in keys {
+            if let Some(row) = read_staged(&conn, &key_id, &scheme)? {
+                out.push((key_id, scheme, row.info));
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes the staged share the key's share, in one transaction: the key moves to the
     /// staged version, threshold and committee (READY; a record is created on a node that
     /// joined), the old share and the key's presignature pools are erased, the staged row
