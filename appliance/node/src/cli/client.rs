@@ -139,7 +139,6 @@ struct KeygenArgs {
 #[derive(Debug, Args)]
 struct ReshareArgs {
     /// The key (wallet) id.
-    #[arg(long = "key", value_name = "KEY_ID")]
     key_id: String,
     /// A scheme of the key to reshare: ecdsa-secp256k1 (or ecdsa), ed25519 (or eddsa),
     /// schnorr-secp256k1. Repeat it for several.
@@ -167,7 +166,6 @@ struct ReshareArgs {
 #[derive(Debug, Args)]
 struct RefreshArgs {
     /// The key (wallet) id.
-    #[arg(long = "key", value_name = "KEY_ID")]
     key_id: String,
     /// A scheme of the key to refresh (repeatable).
     #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]
@@ -180,7 +178,6 @@ struct RefreshArgs {
 #[derive(Debug, Args)]
 struct DeleteArgs {
     /// The key (wallet) id.
-    #[arg(long = "key", value_name = "KEY_ID")]
     key_id: String,
     /// A scheme of the key to delete (repeatable).
     #[arg(long = "scheme", value_name = "SCHEME", required = true, value_parser = parse::scheme)]

@@ -594,7 +594,7 @@ async fn softhsm_client_refresh_reshare_and_delete_on_three_node_processes() {
     };
 
     // refresh: same key and committee, version 2, every node took part.
-    let refreshed = cluster.json(&["refresh", "--key", "w", "--scheme", "ed25519"]);
+    let refreshed = cluster.json(&["refresh", "w", "--scheme", "ed25519"]);
     assert_eq!(
         refreshed["nodes"].as_array().unwrap().len(),
         3,
@@ -614,7 +614,6 @@ async fn softhsm_client_refresh_reshare_and_delete_on_three_node_processes() {
     // reshare to node2, node0 (that key-index order), 2 of 2, as text.
     let text = ok(cluster.client(&[
         "reshare",
-        "--key",
         "w",
         "--scheme",
         "eddsa",
@@ -646,10 +645,10 @@ async fn softhsm_client_refresh_reshare_and_delete_on_three_node_processes() {
     }
 
     // delete: refused without --yes (nothing sent), then done by every node.
-    let out = cluster.client(&["delete", "--key", "w", "--scheme", "ed25519"]);
+    let out = cluster.client(&["delete", "w", "--scheme", "ed25519"]);
     exits(&out, 2);
     assert!(stderr(&out).contains("irreversible"), "{}", stderr(&out));
-    let deleted = cluster.json(&["delete", "--key", "w", "--scheme", "ed25519", "--yes"]);
+    let deleted = cluster.json(&["delete", "w", "--scheme", "ed25519", "--yes"]);
     assert_eq!(deleted["nodes"].as_array().unwrap().len(), 3, "{deleted}");
     let view = cluster.json(&["status", "--key", "w"]);
     for n in view["nodes"].as_array().unwrap() {
@@ -784,20 +783,19 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         ),
         // delete: irreversible, so --yes is required; nothing is read or sent without it.
         (
-            vec!["delete", "--key", "w", "--scheme", "ed25519"],
+            vec!["delete", "w", "--scheme", "ed25519"],
             "deleting key 'w' is irreversible",
         ),
-        (vec!["delete", "--key", "w", "--yes"], "required"),
+        (vec!["delete", "w", "--yes"], "required"),
         (vec!["delete", "--scheme", "ed25519", "--yes"], "required"),
         // reshare: a new threshold and/or committee, of well-formed, distinct node ids.
         (
-            vec!["reshare", "--key", "w", "--scheme", "ed25519"],
+            vec!["reshare", "w", "--scheme", "ed25519"],
             "a reshare with neither changes nothing",
         ),
         (
             vec![
                 "reshare",
-                "--key",
                 "w",
                 "--scheme",
                 "ed25519",
@@ -809,7 +807,6 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         (
             vec![
                 "reshare",
-                "--key",
                 "w",
                 "--scheme",
                 "ed25519",
@@ -821,7 +818,6 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         (
             vec![
                 "reshare",
-                "--key",
                 "w",
                 "--scheme",
                 "ed25519",
@@ -835,7 +831,6 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
         (
             vec![
                 "reshare",
-                "--key",
                 "w",
                 "--scheme",
                 "ed25519",
@@ -846,14 +841,10 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
             ],
             "--threshold 0",
         ),
-        (
-            vec!["reshare", "--key", "w", "--threshold", "2"],
-            "required",
-        ),
+        (vec!["reshare", "w", "--threshold", "2"], "required"),
         (
             vec![
                 "reshare",
-                "--key",
                 "w",
                 "--scheme",
                 "ed25519",
@@ -864,7 +855,7 @@ fn client_usage_errors_exit_2_saying_what_to_write() {
             ],
             "1 to 600 s",
         ),
-        (vec!["refresh", "--key", "w"], "required"),
+        (vec!["refresh", "w"], "required"),
         (vec!["refresh", "--scheme", "ed25519"], "required"),
     ] {
         let mut all = vec!["client", "--config", config.as_str()];
@@ -921,7 +912,7 @@ fn client_reshare_to_a_committee_outside_the_manifest_exits_2_before_connecting(
     let (_dir, config) = offline_client();
     let reshare = |extra: &[&str]| {
         let mut all = vec![
-            "client", "--config", &config, "reshare", "--key", "w", "--scheme", "ed25519",
+            "client", "--config", &config, "reshare", "w", "--scheme", "ed25519",
         ];
         all.extend_from_slice(extra);
         keyrack(&all)
