@@ -474,6 +474,19 @@ async fn ecdsa_keygen(c: &mut Cluster, key_id: &str) -> Vec<u8> {
     keys[0].public_key.clone()
 }
 
+/// Creates an Ed25519 key (2 of 3) that every node reports the same; returns its public key.
+async fn ed25519_keygen(c: &mut Cluster, key_id: &str) -> Vec<u8> {
+    let request = c.submit(&keygen_body(key_id, vec![Scheme::Ed25519])).await;
+    let results = c.results_for(&request, 3).await;
+    assert!(
+        results.values().all(|r| r.status == Status::Ok),
+        "{results:?}"
+    );
+    let keys = results["node0"].keys.clone();
+    assert!(results.values().all(|r| r.keys == keys), "nodes disagree");
+    keys[0].public_key.clone()
+}
+
 /// Small pools (`presign_pool` per hot signer set), so that tests fill them fast.
 fn pool_settings(presign_pool: usize) -> Settings {
     Settings {
@@ -884,15 +897,7 @@ async fn signing_uses_the_pools(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ed25519_nonce_pools_fill_for_hot_signer_sets_and_signing_uses_them() {
     let mut c = cluster_with(pool_settings(2)).await;
-    let request = c
-        .submit(&keygen_body("ed-pool", vec![Scheme::Ed25519]))
-        .await;
-    let results = c.results_for(&request, 3).await;
-    assert!(
-        results.values().all(|r| r.status == Status::Ok),
-        "{results:?}"
-    );
-    let ed = results["node0"].keys[0].public_key.clone();
+    let ed = ed25519_keygen(&mut c, "ed-pool").await;
     // Pools exist only for keys that were signed with.
     assert!(c.stores.iter().all(|s| s.pool_levels().unwrap().is_empty()));
     signing_uses_the_pools(&mut c, "ed-pool", Scheme::Ed25519, &ed, 2).await;
@@ -1061,15 +1066,7 @@ async fn refresh_reshare_and_delete_keep_the_key_and_erase_old_shares() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_that_cannot_keep_its_new_share_stops_the_commit_and_the_next_refresh_clears_up() {
     let mut c = cluster().await;
-    let request = c
-        .submit(&keygen_body("wallet-f", vec![Scheme::Ed25519]))
-        .await;
-    let results = c.results_for(&request, 3).await;
-    assert!(
-        results.values().all(|r| r.status == Status::Ok),
-        "{results:?}"
-    );
-    let key = results["node0"].keys[0].public_key.clone();
+    let key = ed25519_keygen(&mut c, "wallet-f").await;
 
     // node2's HSM refuses to seal: it votes no, nobody commits, the old version stays.
     c.seal_fails[2].store(true, Ordering::SeqCst);

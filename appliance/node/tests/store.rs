@@ -689,6 +689,21 @@ fn no_secret_reaches_the_database_files_unsealed() {
     }
 }
 
+/// Stages `share` as version 2 of a key READY at version 1, same committee (a refresh).
+fn stage_next_version(
+    store: &Store,
+    key_id: &str,
+    scheme: &str,
+    share: &KeyShare,
+) -> Result<keyrack_node::store::StagedShare, StoreError> {
+    let participants = new_key().participants;
+    let next = NextCommittee {
+        version: 2,
+        participants: &participants,
+    };
+    store.stage_share(key_id, scheme, 1, &next, share, sealer())
+}
+
 fn committee(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
@@ -702,14 +717,7 @@ fn a_staged_share_changes_nothing_until_committed_then_replaces_the_old_one_and_
         secret: Zeroizing::new(marker("refreshed", 96)),
         ..s.clone()
     };
-    let participants = new_key().participants;
-    let next = NextCommittee {
-        version: 2,
-        participants: &participants,
-    };
-    let staged = store
-        .stage_share("wallet-1", ECDSA, 1, &next, &refreshed, sealer())
-        .unwrap();
+    let staged = stage_next_version(&store, "wallet-1", ECDSA, &refreshed).unwrap();
     assert_eq!((staged.version, staged.from_version), (2, 1));
     assert_eq!(store.staged("wallet-1", ECDSA).unwrap(), Some(staged));
     // Staged is not current: the key still signs with its old share, pools intact.
@@ -728,7 +736,7 @@ fn a_staged_share_changes_nothing_until_committed_then_replaces_the_old_one_and_
     assert_eq!(back.secret, refreshed.secret);
     // A stale stage (from version 1 again) and a second commit are refused.
     assert!(matches!(
-        store.stage_share("wallet-1", ECDSA, 1, &next, &refreshed, sealer()),
+        stage_next_version(&store, "wallet-1", ECDSA, &refreshed),
         Err(StoreError::WrongState { .. })
     ));
     assert!(matches!(
@@ -922,14 +930,7 @@ fn a_delete_tombstones_even_an_id_this_node_never_held() {
     );
     // A held key with a staged share: both go.
     let s = make_ready(&store, "wallet-1", ECDSA);
-    let participants = new_key().participants;
-    let next = NextCommittee {
-        version: 2,
-        participants: &participants,
-    };
-    store
-        .stage_share("wallet-1", ECDSA, 1, &next, &s, sealer())
-        .unwrap();
+    stage_next_version(&store, "wallet-1", ECDSA, &s).unwrap();
     let tomb = store.delete_key("wallet-1", ECDSA).unwrap();
     assert_eq!(tomb.status, KeyStatus::Deleted);
     assert_eq!(share_rows(&store, "wallet-1"), 0);
@@ -1188,14 +1189,7 @@ fn a_share_is_loaded_only_at_the_version_asked() {
             .secret,
         s.secret
     );
-    let participants = new_key().participants;
-    let next = NextCommittee {
-        version: 2,
-        participants: &participants,
-    };
-    store
-        .stage_share("wallet-1", ECDSA, 1, &next, &s, sealer())
-        .unwrap();
+    stage_next_version(&store, "wallet-1", ECDSA, &s).unwrap();
     store.commit_staged("wallet-1", ECDSA).unwrap();
     assert!(matches!(
         store.load_share_at("wallet-1", ECDSA, 1, sealer()),
