@@ -638,3 +638,66 @@ async fn softhsm_reshare_grows_to_3_of_4_with_a_joining_node_then_drops_another_
         assert_eq!(n, 0, "node1's {table}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_a_dead_appliance_is_replaced_by_resharing_from_the_survivors() {
+    // node2 dies for good. The admins remove it and add node3 (manifest version 2); the two
+    // survivors, the old threshold, deal the key to node0, node1, node3.
+    let mut cluster = Cluster::start(3);
+    let client = cluster.client("app").await;
+    let key = keygen(&cluster, &client, &[Scheme::Ed25519])
+        .await
+        .remove(0);
+    cluster.kill_node(2);
+    let replacement = cluster.add_node();
+    let v2 = cluster.next_manifest(&[0, 1, 3]);
+    let published = cluster.publish_manifest(&v2, 10);
+    for id in ["node0", "node1"] {
+        assert_eq!(published.verdict(id).0, "accepted", "{}", published.output);
+    }
+    cluster.set_manifest(&v2);
+    cluster.start_node(replacement);
+    let client = cluster.client("app-v2").await;
+    let committee: Vec<String> = ["node0", "node1", "node3"].map(String::from).to_vec();
+    let moved = client
+        .reshare(
+            WALLET,
+            &[Scheme::Ed25519],
+            None,
+            Some(committee.clone()),
+            WAIT,
+        )
+        .await
+        .expect("reshare from the survivors");
+    let k = &moved.keys[0];
+    assert_eq!(
+        (&k.public_key, k.chain_code),
+        (&key.public_key, key.chain_code)
+    );
+    assert_eq!(
+        (k.version, k.threshold, &k.participants),
+        (2, 2, &committee)
+    );
+    assert_only_version(&cluster, &[0, 1, 3], &[Scheme::Ed25519], 2);
+    // Any two of the new committee sign, node3 among them.
+    cluster.stop_node(0);
+    let signed = sign_and_verify(
+        &client,
+        Scheme::Ed25519,
+        &key.public_key,
+        b"without node0",
+        &[],
+    )
+    .await;
+    assert_ne!(signed.node, "node0");
+    cluster.start_node(0);
+    cluster.stop_node(1);
+    sign_and_verify(
+        &client,
+        Scheme::Ed25519,
+        &key.public_key,
+        b"without node1",
+        &[],
+    )
+    .await;
+}
