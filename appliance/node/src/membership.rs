@@ -4,17 +4,19 @@
 //! `Arc<VerifiedManifest>` that stays valid for as long as the caller holds it.
 //!
 //! Only a manifest that verified as the successor of the current one replaces it
-//! ([`Membership::replace`]); the cluster id never changes.
+//! ([`Membership::replace`]); the cluster id never changes. Whoever must act on a change
+//! (the node stopping when it is removed) waits for it ([`Membership::subscribe`]).
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use keyrack_client::manifest::VerifiedManifest;
+use tokio::sync::watch;
 
 /// The current cluster manifest of a node.
 #[derive(Debug)]
 pub struct Membership {
     cluster_id: String,
-    current: RwLock<Arc<VerifiedManifest>>,
+    current: watch::Sender<Arc<VerifiedManifest>>,
 }
 
 impl Membership {
@@ -22,7 +24,7 @@ impl Membership {
     pub fn new(manifest: VerifiedManifest) -> Self {
         Membership {
             cluster_id: manifest.cluster_id().to_owned(),
-            current: RwLock::new(Arc::new(manifest)),
+            current: watch::Sender::new(Arc::new(manifest)),
         }
     }
 
@@ -33,16 +35,18 @@ impl Membership {
 
     /// The current manifest.
     pub fn current(&self) -> Arc<VerifiedManifest> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.current.borrow().clone()
+    }
+
+    /// A receiver that sees every later replacement (`changed().await`, then `borrow()`).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<VerifiedManifest>> {
+        self.current.subscribe()
     }
 
     /// Makes `next` current. The caller verified it as the successor of the current one
     /// (same cluster, higher version, signed by the current administrators) and kept it.
     pub(crate) fn replace(&self, next: VerifiedManifest) {
         debug_assert_eq!(next.cluster_id(), self.cluster_id);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        self.current.send_replace(Arc::new(next));
     }
 }

@@ -140,22 +140,22 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// How often the node looks whether the current manifest still lists it.
-const MEMBERSHIP_CHECK_EVERY: Duration = Duration::from_millis(200);
-
 /// Returns (the manifest version) once the node's current manifest no longer lists it with
 /// its own keys: the manifest watcher accepted a successor that removed it
 /// (`daemon::membership`), and the node must stop serving.
 async fn removed(node: &Node) -> u64 {
-    let mut tick = tokio::time::interval(MEMBERSHIP_CHECK_EVERY);
+    let mut changes = node.membership.subscribe();
     loop {
-        tick.tick().await;
-        let current = node.manifest();
+        let current = changes.borrow_and_update().clone();
         let listed = current
             .node(node.identity.node_id())
             .is_some_and(|n| node.identity.matches(n));
         if !listed {
             return current.version();
+        }
+        if changes.changed().await.is_err() {
+            // The membership is gone: the node is shutting down anyway.
+            std::future::pending::<()>().await;
         }
     }
 }
