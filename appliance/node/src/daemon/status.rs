@@ -56,7 +56,12 @@ pub(super) async fn under_way(node: &Node, key_id: &str, keys: &[KeyInfo]) -> St
     let staged = tokio::task::spawn_blocking(move || {
         asked
             .iter()
-            .map(|s| store.staged(&id, s.as_str()).ok().flatten())
+            .map(|s| {
+                store.staged(&id, s.as_str()).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read a staged share record");
+                    None
+                })
+            })
             .collect::<Vec<_>>()
     })
     .await

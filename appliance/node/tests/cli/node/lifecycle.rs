@@ -80,6 +80,33 @@ fn stored(cluster: &Cluster, i: usize, scheme: Scheme) -> Stored {
     }
 }
 
+/// `moved` is the key with `public_key` and `chain_code` after a reshare or refresh: both
+/// unchanged, at `version` with `threshold` of `committee`.
+fn assert_moved(
+    moved: &keyrack_client::result::KeyInfo,
+    (public_key, chain_code): (&[u8], [u8; 32]),
+    version: u32,
+    threshold: u16,
+    committee: &[String],
+) {
+    assert_eq!(
+        (moved.public_key.as_slice(), moved.chain_code),
+        (public_key, chain_code),
+        "{:?} key changed",
+        moved.scheme
+    );
+    assert_eq!(
+        (
+            moved.version,
+            moved.threshold,
+            moved.participants.as_slice()
+        ),
+        (version, threshold, committee),
+        "{:?} key",
+        moved.scheme
+    );
+}
+
 /// Unseals node `i`'s share of `WALLET`'s key of `scheme` (the node must be stopped).
 fn share_of(cluster: &Cluster, i: usize, scheme: Scheme) -> KeyShare {
     let node = cluster.node(i);
@@ -182,12 +209,13 @@ async fn softhsm_refresh_makes_copied_old_shares_useless_and_delete_erases_every
         .expect("refresh");
     for k in &refreshed.keys {
         let before = public(k.scheme);
-        assert_eq!(
-            (&k.public_key, k.chain_code),
-            (&before.public_key, before.chain_code)
+        assert_moved(
+            k,
+            (&before.public_key, before.chain_code),
+            2,
+            2,
+            &before.participants,
         );
-        assert_eq!((k.version, k.threshold), (2, 2));
-        assert_eq!(k.participants, before.participants);
     }
     for scheme in schemes {
         sign_and_verify(
@@ -413,14 +441,12 @@ async fn softhsm_a_reshare_killed_midway_leaves_the_old_version_signing_and_a_re
         )
         .await
         .expect("the retried reshare");
-    let k = &moved.keys[0];
-    assert_eq!(
-        (&k.public_key, k.chain_code),
-        (&key.public_key, key.chain_code)
-    );
-    assert_eq!(
-        (k.version, k.threshold, &k.participants),
-        (2, 2, &new_committee)
+    assert_moved(
+        &moved.keys[0],
+        (&key.public_key, key.chain_code),
+        2,
+        2,
+        &new_committee,
     );
     for i in 0..3 {
         let s = stored(&cluster, i, Scheme::EcdsaSecp256k1);
@@ -531,11 +557,7 @@ async fn softhsm_reshare_grows_to_3_of_4_with_a_joining_node_then_drops_another_
     assert_eq!(grown.nodes, everyone);
     for k in &grown.keys {
         let before = original(k.scheme);
-        assert_eq!(
-            (&k.public_key, k.chain_code),
-            (&before.public_key, before.chain_code)
-        );
-        assert_eq!((k.version, k.threshold, &k.participants), (2, 3, &everyone));
+        assert_moved(k, (&before.public_key, before.chain_code), 2, 3, &everyone);
     }
     assert_only_version(&cluster, &[0, 1, 2, 3], &schemes, 2);
     for scheme in schemes {
@@ -573,14 +595,7 @@ async fn softhsm_reshare_grows_to_3_of_4_with_a_joining_node_then_drops_another_
         .expect("reshare to 2 of 3");
     for k in &shrunk.keys {
         let before = original(k.scheme);
-        assert_eq!(
-            (&k.public_key, k.chain_code),
-            (&before.public_key, before.chain_code)
-        );
-        assert_eq!(
-            (k.version, k.threshold, &k.participants),
-            (3, 2, &remaining)
-        );
+        assert_moved(k, (&before.public_key, before.chain_code), 3, 2, &remaining);
     }
     assert_only_version(&cluster, &[0, 2, 3], &schemes, 3);
     for scheme in schemes {
@@ -669,14 +684,12 @@ async fn softhsm_a_dead_appliance_is_replaced_by_resharing_from_the_survivors() 
         )
         .await
         .expect("reshare from the survivors");
-    let k = &moved.keys[0];
-    assert_eq!(
-        (&k.public_key, k.chain_code),
-        (&key.public_key, key.chain_code)
-    );
-    assert_eq!(
-        (k.version, k.threshold, &k.participants),
-        (2, 2, &committee)
+    assert_moved(
+        &moved.keys[0],
+        (&key.public_key, key.chain_code),
+        2,
+        2,
+        &committee,
     );
     assert_only_version(&cluster, &[0, 1, 3], &[Scheme::Ed25519], 2);
     // Any two of the new committee sign, node3 among them.
