@@ -1,4 +1,4 @@
-//! The plugin seams of keyrack: threshold signature schemes (and, later, chain decoders).
+//! The plugin seams of keyrack: threshold signature schemes and chain decoders.
 //!
 //! A scheme plugin runs its protocols over a [`Channel`]: a blocking, authenticated,
 //! byte-level message pipe between the parties of one session, indexed `0..n`. The plugin
@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod channel;
 mod error;
 pub mod registry;
@@ -18,6 +19,9 @@ pub mod scheme;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub use chain::{
+    ChainError, ChainPlugin, Decoded, Intent, PayloadFormat, SignerKey, SigningItem, Transfer,
+};
 pub use channel::{Channel, ChannelError, Incoming, Outgoing, PartyIndex, Recipient};
 pub use error::ProtocolError;
 pub use registry::Registry;
