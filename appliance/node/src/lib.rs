@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chains;
 pub mod cli;
 pub mod config;
 pub mod coordinator;

@@ -1,1 +1,44 @@
-//! placeholder
+//! Skeleton: being written for issue 6.
+#![allow(missing_docs)]
+use keyrack_plugin::{ChainError, ChainPlugin, Decoded, PayloadFormat, SignerKey};
+
+/// The bitcoin chain plugin.
+#[derive(Debug, Default)]
+pub struct Bitcoin;
+
+impl Bitcoin {
+    /// For `network`: bitcoin, testnet, testnet4, signet or regtest.
+    pub fn new(network: &str) -> Result<Self, ChainError> {
+        let _ = network;
+        Ok(Self)
+    }
+}
+
+impl ChainPlugin for Bitcoin {
+    fn id(&self) -> &'static str {
+        "bitcoin"
+    }
+    fn schemes(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn addresses(&self, _key: SignerKey<'_>) -> Result<Vec<String>, ChainError> {
+        Err(ChainError::Unsupported("not yet".into()))
+    }
+    fn decode(
+        &self,
+        _f: PayloadFormat,
+        _p: &[u8],
+        _k: SignerKey<'_>,
+    ) -> Result<Decoded, ChainError> {
+        Err(ChainError::Unsupported("not yet".into()))
+    }
+    fn finish(
+        &self,
+        _f: PayloadFormat,
+        _p: &[u8],
+        _k: SignerKey<'_>,
+        _s: &[Vec<u8>],
+    ) -> Result<Vec<u8>, ChainError> {
+        Err(ChainError::Unsupported("not yet".into()))
+    }
+}

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod client;
 mod dev;
 mod hsm;
@@ -11,6 +12,7 @@ mod init;
 mod keys;
 mod manifest;
 mod node;
+mod policy;
 
 /// keyrack: hardware-backed threshold signing appliance.
 #[derive(Debug, Parser)]
@@ -40,6 +42,12 @@ enum Command {
     Client(client::ClientArgs),
     /// Start a local development cluster: nats-server and n nodes on SoftHSM tokens.
     Dev(dev::DevArgs),
+    /// Policy files and bundles: lint, sign, explain a decision, run fixtures.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// The node's audit log: show and verify its hash chain and signatures.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -60,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Client(args) => client::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     match result {
         Ok(code) => code,

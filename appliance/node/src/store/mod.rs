@@ -20,11 +20,13 @@
 //! Every call blocks (SQLite and the HSM): on an async runtime, call it through
 //! `tokio::task::spawn_blocking`. [`Store`] is `Send + Sync`; share it in an `Arc`.
 
+mod audit;
 mod committee;
 mod error;
 mod keys;
 mod lifecycle;
 mod manifests;
+mod policy;
 mod pools;
 mod replay;
 mod schema;

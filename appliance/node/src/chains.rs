@@ -1,0 +1,15 @@
+//! The chain plugins this node serves.
+
+use std::sync::Arc;
+
+use keyrack_plugin::{ChainError, Registry};
+
+/// Registers the EVM, Bitcoin (addresses for `bitcoin_network`) and Solana plugins.
+pub fn register(registry: &mut Registry, bitcoin_network: &str) -> Result<(), ChainError> {
+    registry.register_chain(Arc::new(keyrack_chain_evm::Evm::new()));
+    registry.register_chain(Arc::new(keyrack_chain_bitcoin::Bitcoin::new(
+        bitcoin_network,
+    )?));
+    registry.register_chain(Arc::new(keyrack_chain_solana::Solana::new()));
+    Ok(())
+}
