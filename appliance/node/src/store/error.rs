@@ -108,6 +108,26 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         supported: i64,
     },
+    /// A policy bundle version not above the newest one this node activated: a node never
+    /// moves back to an older policy, nor activates a version twice.
+    #[error("policy bundle version {version} is not newer than version {newest}, which this node activated already; a bundle activates only above the newest version")]
+    StaleBundle {
+        /// The version refused.
+        version: u64,
+        /// The newest version stored.
+        newest: u64,
+    },
+    /// A store opened read-only has an older schema than this build's, and a read-only
+    /// opening cannot migrate it.
+    #[error("the store at {path} has schema version {found}, older than this build's ({supported}); start the node (keyrack node) once with this build to migrate it")]
+    SchemaTooOld {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version in the database.
+        found: i64,
+        /// The schema version this build reads.
+        supported: i64,
+    },
     /// The database file could not be created or its permissions set.
     #[error("store file {path}: {source}")]
     Io {

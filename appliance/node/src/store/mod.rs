@@ -42,12 +42,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+pub use audit::{
+    audit_entry_hash, audit_signature_message, verify_audit, AuditBreak, AuditBreakReason,
+    AuditRecord, AuditSummary,
+};
 pub use committee::StoredCommitteeAux;
 pub use error::{Result, StoreError};
 pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
 #[cfg(test)]
 pub(crate) use manifests::test_chain;
 pub use manifests::StoredManifest;
+pub use policy::{
+    NewApproval, PendingRecord, StoredApproval, StoredBundle, VelocityEntry, VelocityPer,
+    VelocityQuery,
+};
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;
 pub use schema::SCHEMA_VERSION;

@@ -1,1 +1,628 @@
-//! Policy state: active bundles, approvals, the velocity ledger. (Being written for issue 6.)
+//! Policy state: the activated policy bundles, the approvals received, the queue of requests
+//! waiting for approvals, and the velocity ledger that rolling-window limits are counted on.
+//!
+//! The store keeps what it is given and enforces only the rules that keep the state
+//! consistent: a bundle version is activated once and only above the newest stored one; one
+//! approval per (request hash, approver); a request's ledger entries are reserved once, then
+//! committed or released. It never verifies a bundle's or an approval's signatures and never
+//! evaluates a policy: the caller (the daemon, with the policy crate) does both, before it
+//! calls in here.
+//!
+//! Amounts are `u128`, stored as 16-byte big-endian blobs and summed in Rust (saturating), so
+//! no value is ever rounded through SQLite's 64-bit integers or floats.
+
+use std::collections::HashSet;
+
+use rusqlite::OptionalExtension;
+
+use super::error::{Result, StoreError};
+use super::{now_ms, Store};
+
+/// A policy bundle as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBundle {
+    /// Its version (the row's key).
+    pub version: u64,
+    /// Its hash, as the caller computed it when it verified the bundle.
+    pub hash: [u8; 32],
+    /// The signed bundle, as activated (TOML).
+    pub bundle_toml: String,
+    /// When this node activated it (ms since the Unix epoch).
+    pub activated_at_ms: u64,
+}
+
+/// An approval to record: one approver's signed approval of one request hash.
+#[derive(Clone, Copy, Debug)]
+pub struct NewApproval<'a> {
+    /// The approved request's hash (SHA-256 of its body bytes).
+    pub request_hash: [u8; 32],
+    /// The approver (the approve request's initiator).
+    pub approver: &'a str,
+    /// The approve request's id.
+    pub approval_request_id: &'a str,
+    /// When the approval expires (the approve request's expiry), ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The approve request's wire bytes, kept as evidence.
+    pub signed_request: &'a [u8],
+}
+
+/// A recorded approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredApproval {
+    /// The approved request's hash.
+    pub request_hash: [u8; 32],
+    /// The approver.
+    pub approver: String,
+    /// The approve request's id.
+    pub approval_request_id: String,
+    /// When the approval expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// When this node recorded it, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    /// The approve request's wire bytes (the evidence).
+    pub signed_request: Vec<u8>,
+}
+
+/// A request waiting for approvals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRecord {
+    /// The waiting request's id.
+    pub request_id: String,
+    /// Its hash: the value approvals approve.
+    pub request_hash: [u8; 32],
+    /// When the request expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// What the console shows about it (JSON text, as given).
+    pub summary_json: String,
+    /// When it was queued, ms since the Unix epoch.
+    pub added_at_ms: u64,
+}
+
+/// One transfer of a request, as the velocity ledger counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VelocityEntry {
+    /// The signing key's id.
+    pub key_id: String,
+    /// The request's initiator.
+    pub initiator: String,
+    /// The transfer's destination, if the decoder produced one.
+    pub destination: Option<String>,
+    /// The asset moved (e.g. a chain's native coin or a token contract), if known.
+    pub asset: Option<String>,
+    /// The amount, in the asset's smallest unit.
+    pub amount: u128,
+}
+
+/// What a velocity limit counts per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VelocityPer {
+    /// Per signing key.
+    Key,
+    /// Per initiator.
+    Initiator,
+    /// Per destination.
+    Destination,
+}
+
+/// A velocity question: how much, and how many requests, in one scope since a time.
+#[derive(Clone, Copy, Debug)]
+pub struct VelocityQuery<'a> {
+    /// The scope.
+    pub per: VelocityPer,
+    /// The key (used when `per` is [`VelocityPer::Key`]).
+    pub key_id: &'a str,
+    /// The initiator (used when `per` is [`VelocityPer::Initiator`]).
+    pub initiator: &'a str,
+    /// The destination (used when `per` is [`VelocityPer::Destination`]; `None` there
+    /// matches nothing).
+    pub destination: Option<&'a str>,
+    /// The asset whose amounts are summed; `None`: the value is 0, only requests are counted.
+    pub asset: Option<&'a str>,
+    /// The window's start, ms since the Unix epoch: entries at or after it count.
+    pub since_ms: u64,
+}
+
+/// A ms timestamp as a column value.
+pub(super) fn ms_column(what: &str, ms: u64) -> Result<i64> {
+    i64::try_from(ms)
+        .map_err(|_| StoreError::InvalidRequest(format!("{what} {ms} ms is out of range")))
+}
+
+/// A ms timestamp to compare against (saturating: far future stays far future).
+fn ms_bound(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A ms timestamp read back.
+pub(super) fn ms_value(what: &str, ms: i64) -> Result<u64> {
+    u64::try_from(ms).map_err(|_| StoreError::Corrupt {
+        what: format!("{what} {ms} is negative"),
+    })
+}
+
+pub(super) fn hash32(what: &str, bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|b: Vec<u8>| StoreError::Corrupt {
+        what: format!("{what} is {} bytes, not 32", b.len()),
+    })
+}
+
+fn non_empty(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(StoreError::InvalidRequest(format!("{what} is empty")));
+    }
+    Ok(())
+}
+
+fn bundle_version(version: u64) -> Result<i64> {
+    i64::try_from(version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            StoreError::InvalidRequest(format!("policy bundle version {version} cannot be stored"))
+        })
+}
+
+fn read_bundle(version: i64, hash: Vec<u8>, toml: String, at: i64) -> Result<StoredBundle> {
+    Ok(StoredBundle {
+        version: u64::try_from(version).map_err(|_| StoreError::Corrupt {
+            what: format!("policy bundle version {version}"),
+        })?,
+        hash: hash32(&format!("hash of policy bundle version {version}"), hash)?,
+        bundle_toml: toml,
+        activated_at_ms: ms_value("activation time", at)?,
+    })
+}
+
+const BUNDLE_COLUMNS: &str = "version, hash, bundle_toml, activated_at";
+
+type RawBundle = (i64, Vec<u8>, String, i64);
+
+fn raw_bundle(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBundle> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+const APPROVAL_COLUMNS: &str =
+    "request_hash, approver, approval_request_id, expires_at, received_at, signed_request";
+
+type RawApproval = (Vec<u8>, String, String, i64, i64, Vec<u8>);
+
+fn raw_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawApproval> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn read_approval(raw: RawApproval) -> Result<StoredApproval> {
+    let (hash, approver, approval_request_id, expires, received, signed_request) = raw;
+    Ok(StoredApproval {
+        request_hash: hash32(&format!("request hash of {approver}'s approval"), hash)?,
+        expires_at_ms: ms_value("approval expiry", expires)?,
+        received_at_ms: ms_value("approval receipt time", received)?,
+        approver,
+        approval_request_id,
+        signed_request,
+    })
+}
+
+/// The state of a request's ledger entries.
+const RESERVED: &str = "RESERVED";
+const COMMITTED: &str = "COMMITTED";
+
+fn reservation_name(request_id: &str) -> String {
+    format!("velocity reservation of request '{request_id}'")
+}
+
+fn amount_value(bytes: &[u8], request_id: &str) -> Result<u128> {
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: format!(
+            "a velocity amount of request '{request_id}' is {} bytes, not 16",
+            bytes.len()
+        ),
+    })?;
+    Ok(u128::from_be_bytes(bytes))
+}
+
+impl Store {
+    // Policy bundles.
+
+    /// Activates a policy bundle the caller has verified (signatures, predecessor hash): it
+    /// becomes the active bundle, and the ones before it stay as history. Refuses
+    /// ([`StoreError::StaleBundle`]) a version not above the newest stored one, so a node never
+    /// moves back to an older policy, and never activates a version twice.
+    pub fn activate_bundle(&self, version: u64, hash: &[u8; 32], bundle_toml: &str) -> Result<()> {
+        let column = bundle_version(version)?;
+        self.write(|tx| {
+            let newest: Option<i64> =
+                tx.query_row("SELECT max(version) FROM policy_bundles", [], |r| r.get(0))?;
+            if let Some(newest) = newest.filter(|n| *n >= column) {
+                return Err(StoreError::StaleBundle {
+                    version,
+                    newest: u64::try_from(newest).unwrap_or(0),
+                });
+            }
+            tx.execute(
+                "INSERT INTO policy_bundles (version, hash, bundle_toml, activated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                (column, hash.as_slice(), bundle_toml, now_ms()),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The active bundle: the newest version activated, if any.
+    pub fn active_bundle(&self) -> Result<Option<StoredBundle>> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {BUNDLE_COLUMNS} FROM policy_bundles ORDER BY version DESC LIMIT 1"
+                ),
+                [],
+                raw_bundle,
+            )
+            .optional()?
+            .map(|(v, h, t, a)| read_bundle(v, h, t, a))
+            .transpose()
+    }
+
+    /// Every activated bundle, newest first (the first is the active one).
+    pub fn bundle_history(&self) -> Result<Vec<StoredBundle>> {
+        let conn = self.conn();
+        let mut query = conn.prepare(&format!(
+            "SELECT {BUNDLE_COLUMNS} FROM policy_bundles ORDER BY version DESC"
+        ))?;
+        let rows = query.query_map([], raw_bundle)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (v, h, t, a) = row?;
+            out.push(read_bundle(v, h, t, a)?);
+        }
+        Ok(out)
+    }
+
+    // Approvals.
+
+    /// Records an approval the caller has verified. Returns `true` if it is new; `false` if
+    /// this approver had approved this request hash already, in which case the row keeps
+    /// whichever of the two approvals expires later (with that approval's id and evidence).
+    pub fn add_approval(&self, a: &NewApproval<'_>) -> Result<bool> {
+        non_empty("approver", a.approver)?;
+        non_empty("approval request id", a.approval_request_id)?;
+        let expires = ms_column("approval expiry", a.expires_at_ms)?;
+        self.write(|tx| {
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT expires_at FROM approvals WHERE request_hash = ?1 AND approver = ?2",
+                    (a.request_hash.as_slice(), a.approver),
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match stored {
+                None => {
+                    tx.execute(
+                        "INSERT INTO approvals (request_hash, approver, approval_request_id,
+                             expires_at, signed_request, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        (
+                            a.request_hash.as_slice(),
+                            a.approver,
+                            a.approval_request_id,
+                            expires,
+                            a.signed_request,
+                            now_ms(),
+                        ),
+                    )?;
+                    Ok(true)
+                }
+                Some(old) => {
+                    if expires > old {
+                        tx.execute(
+                            "UPDATE approvals SET approval_request_id = ?3, expires_at = ?4,
+                                 signed_request = ?5, received_at = ?6
+                             WHERE request_hash = ?1 AND approver = ?2",
+                            (
+                                a.request_hash.as_slice(),
+                                a.approver,
+                                a.approval_request_id,
+                                expires,
+                                a.signed_request,
+                                now_ms(),
+                            ),
+                        )?;
+                    }
+                    Ok(false)
+                }
+            }
+        })
+    }
+
+    /// The approvals of `request_hash` that have not expired at `now_ms` (expiry after it),
+    /// by approver.
+    pub fn approvals_for(
+        &self,
+        request_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Vec<StoredApproval>> {
+        let conn = self.conn();
+        let mut query = conn.prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals
+             WHERE request_hash = ?1 AND expires_at > ?2 ORDER BY approver"
+        ))?;
+        let rows = query.query_map((request_hash.as_slice(), ms_bound(now_ms)), raw_approval)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(read_approval(row?)?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the approvals expired at `now_ms` (expiry at or before it). Returns how many.
+    pub fn prune_approvals(&self, now_ms: u64) -> Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM approvals WHERE expires_at <= ?1",
+            [ms_bound(now_ms)],
+        )?)
+    }
+
+    // The pending approval queue.
+
+    /// Queues a request that waits for approvals. Queuing the same request again (same hash)
+    /// updates its expiry and summary; another hash under a queued request id is refused
+    /// ([`StoreError::InvalidRequest`]).
+    pub fn add_pending(
+        &self,
+        request_id: &str,
+        request_hash: &[u8; 32],
+        expires_at_ms: u64,
+        summary_json: &str,
+    ) -> Result<()> {
+        non_empty("request id", request_id)?;
+        let expires = ms_column("request expiry", expires_at_ms)?;
+        self.write(|tx| {
+            let stored: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT request_hash FROM pending_approvals WHERE request_id = ?1",
+                    [request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match stored {
+                Some(h) if h != request_hash.as_slice() => {
+                    Err(StoreError::InvalidRequest(format!(
+                        "request '{request_id}' is queued for approvals with hash {}, not {}",
+                        hex::encode(h),
+                        hex::encode(request_hash)
+                    )))
+                }
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE pending_approvals SET expires_at = ?2, summary_json = ?3
+                         WHERE request_id = ?1",
+                        (request_id, expires, summary_json),
+                    )?;
+                    Ok(())
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO pending_approvals
+                             (request_id, request_hash, expires_at, summary_json, added_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        (
+                            request_id,
+                            request_hash.as_slice(),
+                            expires,
+                            summary_json,
+                            now_ms(),
+                        ),
+                    )?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Takes a request off the queue (signed, refused or expired). Removing one that is not
+    /// queued changes nothing.
+    pub fn remove_pending(&self, request_id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM pending_approvals WHERE request_id = ?1",
+            [request_id],
+        )?;
+        Ok(())
+    }
+
+    /// The queued requests that have not expired at `now_ms`, oldest first.
+    pub fn pending(&self, now_ms: u64) -> Result<Vec<PendingRecord>> {
+        let conn = self.conn();
+        let mut query = conn.prepare(
+            "SELECT request_id, request_hash, expires_at, summary_json, added_at
+             FROM pending_approvals WHERE expires_at > ?1 ORDER BY added_at, request_id",
+        )?;
+        let rows = query.query_map([ms_bound(now_ms)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (request_id, hash, expires, summary_json, added) = row?;
+            out.push(PendingRecord {
+                request_hash: hash32(&format!("hash of queued request '{request_id}'"), hash)?,
+                expires_at_ms: ms_value("queued request expiry", expires)?,
+                added_at_ms: ms_value("queued request time", added)?,
+                request_id,
+                summary_json,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes the queued requests expired at `now_ms`. Returns how many.
+    pub fn prune_pending(&self, now_ms: u64) -> Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM pending_approvals WHERE expires_at <= ?1",
+            [ms_bound(now_ms)],
+        )?)
+    }
+
+    // The velocity ledger.
+
+    /// Reserves a request's transfers in the ledger at `at_ms` (they count from now on), in
+    /// one transaction. A request id reserved or committed before is refused
+    /// ([`StoreError::WrongState`]): a request is counted once. `entries` may be empty (a
+    /// request that moves nothing); the request is still reserved.
+    pub fn reserve(&self, request_id: &str, at_ms: u64, entries: &[VelocityEntry]) -> Result<()> {
+        non_empty("request id", request_id)?;
+        let at = ms_column("reservation time", at_ms)?;
+        for e in entries {
+            non_empty("velocity entry key id", &e.key_id)?;
+            non_empty("velocity entry initiator", &e.initiator)?;
+        }
+        self.write(|tx| {
+            let state: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM velocity_requests WHERE request_id = ?1",
+                    [request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(state) = state {
+                return Err(StoreError::WrongState {
+                    what: reservation_name(request_id),
+                    state,
+                    expected: "no reservation yet (a request is counted once)",
+                });
+            }
+            tx.execute(
+                "INSERT INTO velocity_requests (request_id, state, at) VALUES (?1, ?2, ?3)",
+                (request_id, RESERVED, at),
+            )?;
+            let mut insert = tx.prepare(
+                "INSERT INTO velocity_entries
+                     (request_id, key_id, initiator, destination, asset, amount)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                insert.execute((
+                    request_id,
+                    &e.key_id,
+                    &e.initiator,
+                    &e.destination,
+                    &e.asset,
+                    e.amount.to_be_bytes().as_slice(),
+                ))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Commits a reservation: the request signed (or may have), its transfers stay counted.
+    /// Committing a committed request changes nothing; one never reserved is
+    /// [`StoreError::NotFound`].
+    pub fn commit_reservation(&self, request_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE velocity_requests SET state = ?2 WHERE request_id = ?1",
+                (request_id, COMMITTED),
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: reservation_name(request_id),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Releases a reservation: the signing aborted or timed out, so its transfers no longer
+    /// count. Deletes only a RESERVED request's entries; a committed request stays counted
+    /// and an unknown one changes nothing. Returns how many ledger entries were freed.
+    pub fn release_reservation(&self, request_id: &str) -> Result<usize> {
+        self.write(|tx| {
+            let freed = tx.execute(
+                "DELETE FROM velocity_entries WHERE request_id = ?1 AND EXISTS (
+                     SELECT 1 FROM velocity_requests WHERE request_id = ?1 AND state = ?2)",
+                (request_id, RESERVED),
+            )?;
+            tx.execute(
+                "DELETE FROM velocity_requests WHERE request_id = ?1 AND state = ?2",
+                (request_id, RESERVED),
+            )?;
+            Ok(freed)
+        })
+    }
+
+    /// At start, before serving: commits every reservation left RESERVED. A node that stopped
+    /// in the middle of a signing cannot know whether its share left, so it counts the
+    /// transfer (fail safe: a limit may be reached early, never exceeded). Returns how many
+    /// requests it committed.
+    pub fn settle_reservations_at_start(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE velocity_requests SET state = ?1 WHERE state = ?2",
+            (COMMITTED, RESERVED),
+        )?)
+    }
+
+    /// Deletes the ledger's committed requests older than `before_ms` (at_ms before it): they
+    /// fall outside every window the active policy counts over. Returns how many requests.
+    pub fn prune_velocity(&self, before_ms: u64) -> Result<usize> {
+        let before = ms_bound(before_ms);
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM velocity_entries WHERE request_id IN (
+                     SELECT request_id FROM velocity_requests WHERE state = ?1 AND at < ?2)",
+                (COMMITTED, before),
+            )?;
+            Ok(tx.execute(
+                "DELETE FROM velocity_requests WHERE state = ?1 AND at < ?2",
+                (COMMITTED, before),
+            )?)
+        })
+    }
+
+    /// The value moved and the number of distinct requests in a scope since `q.since_ms`
+    /// (requests at or after it, reserved and committed alike). The value sums the amounts
+    /// of entries in `q.asset` (saturating); with no asset it is 0 and only requests count.
+    /// A destination scope without a destination matches nothing: `(0, 0)`.
+    pub fn usage(&self, q: &VelocityQuery<'_>) -> Result<(u128, u64)> {
+        let (column, value) = match q.per {
+            VelocityPer::Key => ("key_id", q.key_id),
+            VelocityPer::Initiator => ("initiator", q.initiator),
+            VelocityPer::Destination => match q.destination {
+                Some(d) => ("destination", d),
+                None => return Ok((0, 0)),
+            },
+        };
+        let conn = self.conn();
+        let mut query = conn.prepare(&format!(
+            "SELECT e.request_id, e.asset, e.amount
+             FROM velocity_entries e JOIN velocity_requests r ON r.request_id = e.request_id
+             WHERE e.{column} = ?1 AND r.at >= ?2"
+        ))?;
+        let rows = query.query_map((value, ms_bound(q.since_ms)), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut total: u128 = 0;
+        let mut requests = HashSet::new();
+        for row in rows {
+            let (request_id, asset, amount) = row?;
+            if q.asset.is_some() && asset.as_deref() == q.asset {
+                total = total.saturating_add(amount_value(&amount, &request_id)?);
+            }
+            requests.insert(request_id);
+        }
+        Ok((total, requests.len() as u64))
+    }
+}

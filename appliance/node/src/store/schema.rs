@@ -161,8 +161,81 @@ CREATE TABLE staged_shares (
 ) STRICT;
 "#;
 
+/// Version 4: policy state (activated policy bundles, approvals, the queue of requests waiting
+/// for approvals, the velocity ledger) and the node's hash-chained, signed audit log.
+const V4: &str = r#"
+CREATE TABLE policy_bundles (
+    version      INTEGER PRIMARY KEY CHECK (version >= 1),
+    hash         BLOB NOT NULL CHECK (length(hash) = 32),
+    bundle_toml  TEXT NOT NULL,
+    activated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE approvals (
+    request_hash        BLOB NOT NULL CHECK (length(request_hash) = 32),
+    approver            TEXT NOT NULL,
+    approval_request_id TEXT NOT NULL,
+    expires_at          INTEGER NOT NULL,
+    signed_request      BLOB NOT NULL,
+    received_at         INTEGER NOT NULL,
+    PRIMARY KEY (request_hash, approver)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX approvals_by_expiry ON approvals (expires_at);
+
+CREATE TABLE pending_approvals (
+    request_id   TEXT PRIMARY KEY,
+    request_hash BLOB NOT NULL CHECK (length(request_hash) = 32),
+    expires_at   INTEGER NOT NULL,
+    summary_json TEXT NOT NULL,
+    added_at     INTEGER NOT NULL
+) STRICT;
+
+-- The velocity ledger: one row per request, one entry per transfer of it.
+CREATE TABLE velocity_requests (
+    request_id TEXT PRIMARY KEY,
+    state      TEXT NOT NULL CHECK (state IN ('RESERVED', 'COMMITTED')),
+    at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX velocity_requests_by_time ON velocity_requests (at);
+
+CREATE TABLE velocity_entries (
+    request_id  TEXT NOT NULL REFERENCES velocity_requests (request_id),
+    key_id      TEXT NOT NULL,
+    initiator   TEXT NOT NULL,
+    destination TEXT,
+    asset       TEXT,
+    amount      BLOB NOT NULL CHECK (length(amount) = 16)
+) STRICT;
+CREATE INDEX velocity_entries_by_request ON velocity_entries (request_id);
+CREATE INDEX velocity_entries_by_key ON velocity_entries (key_id);
+CREATE INDEX velocity_entries_by_initiator ON velocity_entries (initiator);
+CREATE INDEX velocity_entries_by_destination ON velocity_entries (destination);
+
+-- A committed request stays counted: it never goes back to RESERVED.
+CREATE TRIGGER velocity_committed_stays BEFORE UPDATE OF state ON velocity_requests
+WHEN OLD.state = 'COMMITTED' AND NEW.state <> 'COMMITTED'
+BEGIN SELECT RAISE(ABORT, 'keyrack store: a committed velocity reservation stays committed'); END;
+
+CREATE TABLE audit_log (
+    seq        INTEGER PRIMARY KEY CHECK (seq >= 1),
+    at         INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    request_id TEXT,
+    entry      TEXT NOT NULL,
+    prev_hash  BLOB NOT NULL CHECK (length(prev_hash) = 32),
+    hash       BLOB NOT NULL CHECK (length(hash) = 32),
+    signature  BLOB NOT NULL CHECK (length(signature) = 64)
+) STRICT;
+
+-- The audit log is append-only.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'keyrack store: the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'keyrack store: the audit log is append-only'); END;
+"#;
+
 /// The migrations, oldest first. Never edit a released step; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
