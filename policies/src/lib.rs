@@ -1,1 +1,65 @@
-//! placeholder
+//! keyrack's policy engine: what a node will sign.
+//!
+//! Every node evaluates every sign request against the active signed policy before it
+//! contributes a share, so the signing threshold is also a policy quorum. This crate owns the
+//! policy file format, its evaluation, lint, signed bundles and the fixtures that
+//! `keyrack policy test` runs. It knows nothing of NATS, SQLite, HSMs or chain plugins: the
+//! node decodes payloads (chain plugins) and keeps the velocity ledger and the approvals;
+//! this crate only decides, deterministically, from what it is given (the clock included).
+//!
+//! # Semantics (fixed)
+//!
+//! - **Default deny.** A request no rule allows is refused.
+//! - **Any matching deny wins.** The outcome names the first matching deny rule by id.
+//! - **Otherwise the most restrictive matching effect**, `allow < allow-with-approvals <
+//!   deny`: if an approval rule matches, its approvals are needed even when an allow rule
+//!   matches too. With several approval rules matching, every one must be met;
+//!   [`Outcome::NeedsApprovals`] names the first unmet one by id.
+//! - **Rule order never matters**: rules are a set, kept and traced sorted by id.
+//! - **A rule matches when all its conditions hold**; a list means "any of".
+//! - **Fail closed.** A condition on an intent field the decoder did not produce (the value
+//!   or token of transfers in several assets, a fee, a method, a contract, a network; no
+//!   intent at all for a plain message or a raw digest; no transfers for a destination
+//!   condition or a per-destination limit) does **not hold** in an allow or approval rule
+//!   and **does hold** in a deny rule (the deny applies). A limit whose ledger query fails
+//!   is treated the same way. The one exception is `chains`: a plain message or digest is
+//!   known to have no chain, so a `chains` condition does not hold for it in any rule.
+//! - **Raw digests are off unless allowed**: an allow or approval rule matches a raw-digest
+//!   request only if it says `raw_digest = true`. Deny rules match raw digests regardless;
+//!   a deny rule that says `raw_digest = true` applies to raw digests only.
+//! - **Approvals** counted for a rule: distinct approvers of its group, not the request's
+//!   initiator, bound to this request's hash, not expired (`now_ms < expires_at_ms`).
+//! - **Limits** are rolling windows: usage recorded at or after `now − window`, plus this
+//!   request, must stay within `max_value` (the intent's single asset only; a request whose
+//!   value is not known fails closed) and `max_count` (requests). `per = "destination"`
+//!   checks each destination of the request separately. `within_limits` holds when the
+//!   request stays within every limit listed; `over_limits` when it would exceed any.
+//! - **Time** conditions (`hours_utc`, `weekdays`) read the request's `now_ms` in UTC.
+//!
+//! policies/README.md describes the file format with examples; policies/examples/ holds
+//! documented policies and their fixtures.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bundle;
+mod eval;
+mod file;
+mod fixture;
+mod ledger;
+mod lint;
+mod pattern;
+mod time;
+
+pub use bundle::{
+    Bundle, BundleError, PolicyAdmin, SignedBundle, VerifiedBundle, BUNDLE_DOMAIN, BUNDLE_FORMAT,
+};
+pub use eval::{Approval, ApprovalTrace, ConditionTrace, Decision, Outcome, Request, RuleTrace};
+pub use file::{
+    chain_schemes, parse_amount, Amount, ApprovalRequirement, Conditions, Effect, Limit, Per,
+    Policy, PolicyError, Rule, CHAINS, POLICY_FORMAT, SCHEMES,
+};
+pub use fixture::{Decoder, Expectation, Fixture, FixtureError, FixtureResult};
+pub use ledger::{ledger_entries, Ledger, LedgerEntry, MemoryLedger, Usage, UsageQuery};
+pub use lint::Finding;
+pub use time::{parse_duration_ms, parse_rfc3339_ms};
