@@ -6,7 +6,7 @@ use keyrack_plugin::Intent;
 use serde::Serialize;
 
 use crate::file::{Conditions, Effect, Limit, Per, Policy, Rule};
-use crate::ledger::{Ledger, UsageQuery};
+use crate::ledger::{ledger_asset, Ledger, UsageQuery};
 use crate::pattern::{glob_match, path_text, same_address};
 use crate::time::{hh_mm, weekday, WEEKDAYS};
 
@@ -273,9 +273,11 @@ impl Ctx<'_, '_> {
         let req = self.req;
         let since_ms = req.now_ms.saturating_sub(limit.window_ms);
         // (destination, asset, amount of this request) per scope queried.
-        let mut scopes: Vec<(Option<&str>, Option<&str>, u128)> = Vec::new();
+        let mut scopes: Vec<(Option<&str>, Option<String>, u128)> = Vec::new();
         let needs_value = limit.max_value.is_some();
         let intent = req.intent;
+        let intent_chain = intent.map_or("", |i| i.chain.as_str());
+        let qualified = |asset: &str| ledger_asset(intent_chain, asset);
         match limit.per {
             Per::Key | Per::Initiator => {
                 if needs_value {
@@ -283,7 +285,7 @@ impl Ctx<'_, '_> {
                         Ok(v) => v,
                         Err(c) => return c,
                     };
-                    scopes.push((None, intent.and_then(|i| i.asset()), value));
+                    scopes.push((None, intent.and_then(|i| i.asset()).map(qualified), value));
                 } else {
                     scopes.push((None, None, 0));
                 }
@@ -297,7 +299,7 @@ impl Ctx<'_, '_> {
                 }
                 let asset = if needs_value {
                     match intent.asset() {
-                        Some(a) => Some(a),
+                        Some(a) => Some(qualified(a)),
                         None => {
                             return missing("value not produced: the transfers move several assets")
                         }
@@ -313,7 +315,7 @@ impl Ctx<'_, '_> {
                         .iter()
                         .filter(|t| t.to == d)
                         .fold(0u128, |s, t| s.saturating_add(t.amount));
-                    scopes.push((Some(d), asset, amount));
+                    scopes.push((Some(d), asset.clone(), amount));
                 }
             }
         }
@@ -325,7 +327,7 @@ impl Ctx<'_, '_> {
                 key_id: req.key_id,
                 initiator: req.initiator,
                 destination,
-                asset,
+                asset: asset.as_deref(),
                 since_ms,
             };
             let usage = match self.ledger.usage(&q) {

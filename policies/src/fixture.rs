@@ -32,7 +32,7 @@
 //! [[usage]]                      # prior ledger entries, each one request
 //! ago = "2h"                     # or at_ms
 //! amount = "500"                 # key_id and initiator default to the fixture's
-//! asset = "native"
+//! asset = "evm:native"           # as the ledger names assets: <chain>:<asset>
 //! destination = "0x…"
 //!
 //! [expect]

@@ -19,7 +19,8 @@ pub struct UsageQuery<'a> {
     pub initiator: &'a str,
     /// The destination (scope for [`Per::Destination`]; `Some` exactly then).
     pub destination: Option<&'a str>,
-    /// The asset whose amounts to sum; `None` = a count-only query (value 0).
+    /// The asset whose amounts to sum, as [`ledger_asset`] names it (`evm:native`);
+    /// `None` = a count-only query (value 0).
     pub asset: Option<&'a str>,
     /// Entries recorded at or after this instant (ms since the epoch) count.
     pub since_ms: u64,
@@ -50,7 +51,8 @@ pub struct LedgerEntry {
     pub initiator: String,
     /// The transfer's destination (`None` for a request without transfers).
     pub destination: Option<String>,
-    /// The transfer's asset (`None` for a request without transfers).
+    /// The transfer's asset, qualified by its chain as [`ledger_asset`] names it
+    /// (`evm:native`, `solana:<mint>`); `None` for a request without transfers.
     pub asset: Option<String>,
     /// The transfer's amount (0 for a request without transfers).
     pub amount: u128,
@@ -73,8 +75,25 @@ pub fn ledger_entries(req: &Request<'_>) -> Vec<LedgerEntry> {
     }
     transfers
         .iter()
-        .map(|t| entry(Some(t.to.clone()), Some(t.asset.clone()), t.amount))
+        .map(|t| {
+            let chain = req.intent.map_or("", |i| i.chain.as_str());
+            entry(
+                Some(t.to.clone()),
+                Some(ledger_asset(chain, &t.asset)),
+                t.amount,
+            )
+        })
         .collect()
+}
+
+/// How the ledger names an asset: `<chain>:<asset>`, so that one key's native coins on two
+/// chains never add up; EVM token contracts lower-cased (their checksum is letter case).
+pub fn ledger_asset(chain: &str, asset: &str) -> String {
+    if chain == "evm" {
+        format!("{chain}:{}", asset.to_ascii_lowercase())
+    } else {
+        format!("{chain}:{asset}")
+    }
 }
 
 /// A ledger in memory: each recorded request is a list of entries at one instant.

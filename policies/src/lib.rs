@@ -60,6 +60,8 @@ pub use file::{
     Policy, PolicyError, Rule, CHAINS, POLICY_FORMAT, SCHEMES,
 };
 pub use fixture::{Decoder, Expectation, Fixture, FixtureError, FixtureResult};
-pub use ledger::{ledger_entries, Ledger, LedgerEntry, MemoryLedger, Usage, UsageQuery};
+pub use ledger::{
+    ledger_asset, ledger_entries, Ledger, LedgerEntry, MemoryLedger, Usage, UsageQuery,
+};
 pub use lint::Finding;
 pub use time::{parse_duration_ms, parse_rfc3339_ms};
