@@ -294,49 +294,31 @@ impl Store {
         non_empty("approval request id", a.approval_request_id)?;
         let expires = ms_column("approval expiry", a.expires_at_ms)?;
         self.write(|tx| {
-            let stored: Option<i64> = tx
-                .query_row(
-                    "SELECT expires_at FROM approvals WHERE request_hash = ?1 AND approver = ?2",
-                    (a.request_hash.as_slice(), a.approver),
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match stored {
-                None => {
-                    tx.execute(
-                        "INSERT INTO approvals (request_hash, approver, approval_request_id,
-                             expires_at, signed_request, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        (
-                            a.request_hash.as_slice(),
-                            a.approver,
-                            a.approval_request_id,
-                            expires,
-                            a.signed_request,
-                            now_ms(),
-                        ),
-                    )?;
-                    Ok(true)
-                }
-                Some(old) => {
-                    if expires > old {
-                        tx.execute(
-                            "UPDATE approvals SET approval_request_id = ?3, expires_at = ?4,
-                                 signed_request = ?5, received_at = ?6
-                             WHERE request_hash = ?1 AND approver = ?2",
-                            (
-                                a.request_hash.as_slice(),
-                                a.approver,
-                                a.approval_request_id,
-                                expires,
-                                a.signed_request,
-                                now_ms(),
-                            ),
-                        )?;
-                    }
-                    Ok(false)
-                }
-            }
+            let known: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM approvals WHERE request_hash = ?1 AND approver = ?2)",
+                (a.request_hash.as_slice(), a.approver),
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO approvals (request_hash, approver, approval_request_id,
+                     expires_at, signed_request, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (request_hash, approver) DO UPDATE SET
+                     approval_request_id = excluded.approval_request_id,
+                     expires_at = excluded.expires_at,
+                     signed_request = excluded.signed_request,
+                     received_at = excluded.received_at
+                 WHERE excluded.expires_at > approvals.expires_at",
+                (
+                    a.request_hash.as_slice(),
+                    a.approver,
+                    a.approval_request_id,
+                    expires,
+                    a.signed_request,
+                    now_ms(),
+                ),
+            )?;
+            Ok(!known)
         })
     }
 
