@@ -45,10 +45,18 @@ pub enum ErrorCode {
     InvalidRequest,
     /// A scheme this node does not run.
     UnsupportedScheme,
+    /// The chain named is not served by the node.
+    UnsupportedChain,
+    /// The chain plugin cannot decode the payload, or will not sign it (no input for the
+    /// key, an unsafe sighash type, …); the message says why.
+    InvalidPayload,
     /// The policy denies it.
     PolicyDenied,
     /// The policy allows it only with approvals that have not (yet) been given.
     ApprovalsRequired,
+    /// A policy bundle was not activated: unsigned, under-signed, an unknown signer, older
+    /// than or not a successor of the active bundle, or a policy that does not parse.
+    PolicyBundleRefused,
     /// The node has no capacity now; retry later (the same request, if not expired).
     Busy,
     /// The session did not complete in time (a peer is down or slow).
@@ -66,7 +74,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::BadSignature,
@@ -83,8 +91,11 @@ impl ErrorCode {
         ErrorCode::InvalidThreshold,
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedScheme,
+        ErrorCode::UnsupportedChain,
+        ErrorCode::InvalidPayload,
         ErrorCode::PolicyDenied,
         ErrorCode::ApprovalsRequired,
+        ErrorCode::PolicyBundleRefused,
         ErrorCode::Busy,
         ErrorCode::Timeout,
         ErrorCode::ProtocolFailed,
@@ -112,7 +123,10 @@ impl ErrorCode {
             ErrorCode::InvalidThreshold => "invalid_threshold",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::UnsupportedScheme => "unsupported_scheme",
+            ErrorCode::UnsupportedChain => "unsupported_chain",
+            ErrorCode::InvalidPayload => "invalid_payload",
             ErrorCode::PolicyDenied => "policy_denied",
+            ErrorCode::PolicyBundleRefused => "policy_bundle_refused",
             ErrorCode::ApprovalsRequired => "approvals_required",
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",

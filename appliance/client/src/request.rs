@@ -127,11 +127,14 @@ pub enum RequestKind {
     /// Each node reports its own view of the key `key_id` (status, public key, version) from
     /// its store: no session, nothing signed but the result.
     Status,
+    /// Activate a policy bundle (`payload`: the signed bundle file). Every node verifies the
+    /// policy administrators' signatures itself.
+    Policy,
 }
 
 impl RequestKind {
     /// Every kind.
-    pub const ALL: [RequestKind; 7] = [
+    pub const ALL: [RequestKind; 8] = [
         RequestKind::Keygen,
         RequestKind::Sign,
         RequestKind::Reshare,
@@ -139,6 +142,7 @@ impl RequestKind {
         RequestKind::Delete,
         RequestKind::Approve,
         RequestKind::Status,
+        RequestKind::Policy,
     ];
 
     /// The wire form, also the last token of the request subject.
@@ -151,6 +155,7 @@ impl RequestKind {
             RequestKind::Delete => "delete",
             RequestKind::Approve => "approve",
             RequestKind::Status => "status",
+            RequestKind::Policy => "policy",
         }
     }
 }
@@ -165,6 +170,34 @@ pub enum PayloadKind {
     /// A raw 32-byte digest, signed as given. Honoured only where policy allows raw signing
     /// for the key; the node decides.
     Digest,
+    /// A chain transaction (`chain` says which): unsigned EVM transaction, Bitcoin PSBT,
+    /// Solana transaction message. The node's chain plugin computes what to sign.
+    Transaction,
+    /// An EIP-191 personal message (`chain` = `evm`).
+    PersonalMessage,
+    /// EIP-712 typed data, the JSON of `eth_signTypedData_v4` (`chain` = `evm`).
+    TypedData,
+}
+
+impl PayloadKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadKind::Message => "message",
+            PayloadKind::Digest => "digest",
+            PayloadKind::Transaction => "transaction",
+            PayloadKind::PersonalMessage => "personal_message",
+            PayloadKind::TypedData => "typed_data",
+        }
+    }
+
+    /// Whether this kind is decoded by a chain plugin (and so needs `chain`).
+    pub fn is_chain(self) -> bool {
+        matches!(
+            self,
+            PayloadKind::Transaction | PayloadKind::PersonalMessage | PayloadKind::TypedData
+        )
+    }
 }
 
 /// A request body: the JSON object the initiator signs. Field order on the wire is free
@@ -184,7 +217,7 @@ pub struct RequestBody {
     /// The key (wallet) id: 1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit.
     pub key_id: String,
     /// The schemes concerned (distinct): keygen 1-3, sign exactly 1, reshare / refresh /
-    /// delete at least 1, approve none, status any (none: every scheme of the key).
+    /// delete at least 1, approve and policy none, status any (none: every scheme of the key).
     pub schemes: Vec<Scheme>,
     /// keygen: the threshold `t` (required). reshare: the new threshold (optional, absent =
     /// unchanged). Other kinds: absent.
@@ -195,7 +228,7 @@ pub struct RequestBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participants: Option<Vec<String>>,
     /// sign: what to sign (required, 1..=65536 bytes; exactly 32 for a digest), as hex.
-    /// Other kinds: absent.
+    /// policy: the signed policy bundle file (required). Other kinds: absent.
     #[serde(
         default,
         with = "wire::hex_opt",
@@ -205,6 +238,11 @@ pub struct RequestBody {
     /// sign: what `payload` is (required). Other kinds: absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_kind: Option<PayloadKind>,
+    /// sign: the chain whose plugin decodes the payload (`evm`, `bitcoin`, `solana`):
+    /// required for the chain payload kinds, absent for `message` and `digest`. Other kinds:
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     /// sign: the non-hardened derivation path (each index < 2^31, at most 32), empty or
     /// absent = the root key. Other kinds: absent or empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -279,6 +317,7 @@ impl RequestBody {
             participants: None,
             payload: None,
             payload_kind: None,
+            chain: None,
             derivation_path: Vec::new(),
             approves: None,
             reuse_deleted_id: false,
@@ -337,8 +376,12 @@ impl RequestBody {
             }
         };
         let is_sign = self.kind == RequestKind::Sign;
-        forbid(!is_sign && self.payload.is_some(), "payload")?;
+        forbid(
+            !is_sign && self.kind != RequestKind::Policy && self.payload.is_some(),
+            "payload",
+        )?;
         forbid(!is_sign && self.payload_kind.is_some(), "payload_kind")?;
+        forbid(!is_sign && self.chain.is_some(), "chain")?;
         forbid(
             !is_sign && !self.derivation_path.is_empty(),
             "derivation_path",
@@ -389,7 +432,25 @@ impl RequestBody {
                     Some(PayloadKind::Digest) if payload.len() != 32 => {
                         return Err(invalid("a digest payload must be 32 bytes"))
                     }
+                    Some(kind) if kind.is_chain() && self.chain.is_none() => {
+                        return Err(invalid(format!(
+                            "a {} payload needs a chain",
+                            kind.as_str()
+                        )))
+                    }
+                    Some(kind) if !kind.is_chain() && self.chain.is_some() => {
+                        return Err(invalid(format!(
+                            "a {} payload has no chain (chains decode transaction, \
+                             personal_message and typed_data payloads)",
+                            kind.as_str()
+                        )))
+                    }
                     Some(_) => {}
+                }
+                if let Some(chain) = &self.chain {
+                    if !is_token(chain) {
+                        return Err(invalid(format!("invalid chain '{chain}'")));
+                    }
                 }
                 if self.derivation_path.len() > MAX_DERIVATION_DEPTH {
                     return Err(invalid(format!(
@@ -433,6 +494,17 @@ impl RequestBody {
             }
             // Any distinct schemes (checked above); every other field is forbidden above.
             RequestKind::Status => {}
+            RequestKind::Policy => {
+                if n_schemes != 0 {
+                    return Err(invalid("policy takes no schemes"));
+                }
+                match &self.payload {
+                    Some(p) if !p.is_empty() && p.len() <= MAX_PAYLOAD_BYTES => {}
+                    _ => return Err(invalid(format!(
+                        "policy needs a payload (the signed bundle, 1..={MAX_PAYLOAD_BYTES} bytes)"
+                    ))),
+                }
+            }
         }
         Ok(())
     }

@@ -55,6 +55,10 @@ pub enum Status {
     Refused,
     /// Attempted and failed (see `code`).
     Failed,
+    /// Not final: the request waits at this node (for approvals: `code` is
+    /// `approvals_required`, the message names the rule and group). The node's final result
+    /// follows when it is decided, or when the request expires.
+    Pending,
 }
 
 /// A key's lifecycle status at one node, as a `status` result reports it.
@@ -185,9 +189,23 @@ pub struct ResultBody {
     /// (of the schemes asked, if any), each with its `status`; none if it has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyInfo>,
-    /// sign (ok): the signature.
+    /// sign (ok): the signature (for a payload signed in several parts, the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureInfo>,
+    /// sign (ok) of a chain payload: every signature, one per part the chain plugin named
+    /// (one for most payloads; one per own input of a PSBT), in order; `signature` is the
+    /// first. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureInfo>,
+    /// sign (ok) of a chain payload: the chain plugin's signed output (EVM: the signed raw
+    /// transaction, or `r ‖ s ‖ v` for a message; Bitcoin: the PSBT with the signatures,
+    /// finalised where complete; Solana: the wire transaction), hex. Absent otherwise.
+    #[serde(
+        default,
+        with = "wire::hex_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signed_payload: Option<Vec<u8>>,
     /// When the node wrote this, ms since the Unix epoch (node clock).
     pub at_ms: u64,
 }
@@ -249,13 +267,23 @@ impl ResultBody {
         }
         match (self.status, self.code) {
             (Status::Ok, Some(_)) => return Err(malformed("an ok result carries no code")),
-            (Status::Refused | Status::Failed, None) => {
-                return Err(malformed("a refused or failed result needs a code"))
+            (Status::Refused | Status::Failed | Status::Pending, None) => {
+                return Err(malformed(
+                    "a refused, failed or pending result needs a code",
+                ))
             }
             _ => {}
         }
-        if self.status != Status::Ok && (!self.keys.is_empty() || self.signature.is_some()) {
-            return Err(malformed("only an ok result carries keys or a signature"));
+        if self.status != Status::Ok
+            && (!self.keys.is_empty()
+                || self.signature.is_some()
+                || !self.signatures.is_empty()
+                || self.signed_payload.is_some())
+        {
+            return Err(malformed("only an ok result carries keys or signatures"));
+        }
+        if !self.signatures.is_empty() && self.signatures.first() != self.signature.as_ref() {
+            return Err(malformed("`signature` must be the first of `signatures`"));
         }
         for k in &self.keys {
             let no_key_yet = k.public_key.is_empty()
@@ -271,7 +299,7 @@ impl ResultBody {
                 return Err(malformed("invalid participant id"));
             }
         }
-        if let Some(s) = &self.signature {
+        for s in self.signature.iter().chain(&self.signatures) {
             s.validate()?;
         }
         Ok(())

@@ -50,6 +50,8 @@ fn ok_sign(node_id: &str) -> ResultBody {
             s: Some([0x0b; 32]),
             v: Some(1),
         }),
+        signatures: vec![],
+        signed_payload: None,
         at_ms: 1_700_000_000_500,
     }
 }

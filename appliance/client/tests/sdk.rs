@@ -201,6 +201,8 @@ fn body(node_id: &str, request: &VerifiedRequest, status: Status) -> ResultBody 
         message: String::new(),
         keys: Vec::new(),
         signature: None,
+        signatures: vec![],
+        signed_payload: None,
         at_ms: keyrack_client::now_ms(),
     }
 }

@@ -75,6 +75,19 @@ pub struct ClusterSection {
     /// milliseconds.
     #[serde(default = "default_hot_window_ms")]
     pub hot_window_ms: u64,
+    /// A signed policy bundle to activate at start (if it succeeds the active one; a file
+    /// that does not verify stops the start). Absent: the active bundle in the store, if any
+    /// (bundles also arrive as `policy` requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_bundle: Option<PathBuf>,
+    /// The Bitcoin network addresses are shown for: bitcoin, testnet, testnet4, signet,
+    /// regtest.
+    #[serde(default = "default_bitcoin_network")]
+    pub bitcoin_network: String,
+}
+
+fn default_bitcoin_network() -> String {
+    "bitcoin".into()
 }
 
 fn default_store() -> PathBuf {

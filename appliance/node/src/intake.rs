@@ -192,6 +192,8 @@ pub fn answer(
         message: message.to_owned(),
         keys: vec![],
         signature: None,
+        signatures: vec![],
+        signed_payload: None,
         at_ms: millis(now),
     };
     match body.sign(node.signing_key()) {

@@ -19,11 +19,13 @@ use keyrack_client::result::{ResultBody, SignedResult, Status};
 use keyrack_client::scheme::Scheme;
 use keyrack_hsm::soft::SoftSealer;
 use keyrack_hsm::Sealer;
+use keyrack_node::daemon::policy::{policy_admins, PolicyGate};
 use keyrack_node::daemon::{default_registry, ControlRouter, Node, Settings};
 use keyrack_node::ecdsa::{committee_id, seed_fixture_primes, PrimeKeeper};
 use keyrack_node::identity::NodeIdentity;
 use keyrack_node::store::{SessionState, Store};
 use keyrack_node::transport::Bus;
+use keyrack_policy::{Bundle, SignedBundle, VerifiedBundle, BUNDLE_FORMAT};
 use keyrack_tests::NatsServer;
 
 const CLUSTER: &str = "c1";
@@ -106,17 +108,25 @@ async fn cluster_with(settings: Settings) -> Cluster {
         .collect();
     let alice = InitiatorKey::generate("alice").unwrap();
     let admin = SigningKey::from_bytes(&[3; 32]);
+    let officer = SigningKey::from_bytes(&[4; 32]);
     let manifest = Manifest {
         cluster_id: CLUSTER.into(),
         version: 1,
         previous: None,
         admin_threshold: 1,
         nodes: identities.iter().map(|n| n.public().unwrap()).collect(),
-        initiators: vec![Initiator {
-            id: "alice".into(),
-            public_key: alice.public_key(),
-            roles: vec![],
-        }],
+        initiators: vec![
+            Initiator {
+                id: "alice".into(),
+                public_key: alice.public_key(),
+                roles: vec![],
+            },
+            Initiator {
+                id: "officer".into(),
+                public_key: officer.verifying_key(),
+                roles: vec!["policy-admin".into()],
+            },
+        ],
         admins: vec![Admin {
             id: "admin".into(),
             public_key: admin.verifying_key(),
@@ -125,6 +135,7 @@ async fn cluster_with(settings: Settings) -> Cluster {
     let mut signed = SignedManifest::new(manifest).unwrap();
     signed.sign(&admin).unwrap();
     let manifest = Arc::new(signed.verify_bootstrap().unwrap());
+    let bundle = dev_policy(&manifest, &officer);
     let mut dirs = vec![];
     let mut stores = vec![];
     let mut nodes = vec![];
@@ -165,6 +176,7 @@ async fn cluster_with(settings: Settings) -> Cluster {
             peers: Arc::default(),
             pools: Arc::default(),
             key_ops: Arc::default(),
+            policy: Arc::new(PolicyGate::new(Some(bundle.clone()))),
             registry: default_registry(),
             settings,
             control: Arc::new(ControlRouter::default()),
@@ -194,6 +206,28 @@ async fn cluster_with(settings: Settings) -> Cluster {
         manifest,
         results: Box::pin(results),
     }
+}
+
+/// The development policy of policies/examples/dev.toml (allows every request), as a
+/// bundle signed by the cluster's policy officer.
+fn dev_policy(manifest: &VerifiedManifest, officer: &SigningKey) -> VerifiedBundle {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/examples/dev.toml"
+    ))
+    .unwrap();
+    let mut bundle = SignedBundle::new(Bundle {
+        format: BUNDLE_FORMAT,
+        cluster_id: CLUSTER.into(),
+        version: 1,
+        previous: None,
+        admin_threshold: 1,
+        policy: text,
+    });
+    bundle.sign_as("officer", officer);
+    bundle
+        .verify(CLUSTER, &policy_admins(manifest), None)
+        .unwrap()
 }
 
 fn now_ms() -> u64 {

@@ -20,7 +20,8 @@ pub mod scheme;
 pub mod sim;
 
 pub use chain::{
-    ChainError, ChainPlugin, Decoded, Intent, PayloadFormat, SignerKey, SigningItem, Transfer,
+    actions, ChainError, ChainPlugin, Decoded, Intent, PayloadFormat, SignerKey, SigningItem,
+    Transfer, NATIVE,
 };
 pub use channel::{Channel, ChannelError, Incoming, Outgoing, PartyIndex, Recipient};
 pub use error::ProtocolError;

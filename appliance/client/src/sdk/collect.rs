@@ -21,7 +21,10 @@
 
 use super::error::{Ignored, KeyGroup, NodeAnswer, SdkError};
 use super::verify::verify_signature;
-use super::{AgreedKeys, DeletedKey, KeyStatusReport, NodeKeyStatus, Outcome, VerifiedSignature};
+use super::{
+    Acknowledged, AgreedKeys, DeletedKey, KeyStatusReport, NodeKeyStatus, Outcome,
+    VerifiedSignature,
+};
 use crate::codes::ErrorCode;
 use crate::manifest::VerifiedManifest;
 use crate::request::{PayloadKind, RequestBody, RequestKind};
@@ -33,6 +36,8 @@ use std::time::Duration;
 pub(crate) enum Step {
     /// Keep waiting.
     Wait,
+    /// Keep waiting; a node says the request waits there (for approvals).
+    Notice(NodeAnswer),
     /// Complete.
     Done(Outcome),
     /// Failed for good.
@@ -51,6 +56,8 @@ pub(crate) struct Collector {
     answers: Vec<NodeAnswer>,
     /// `replayed` refusals of these bytes, waiting for the node's real answer.
     replayed: BTreeMap<String, NodeAnswer>,
+    /// `pending` notices (waiting for approvals): not final, the node's answer follows.
+    waiting: BTreeMap<String, NodeAnswer>,
     /// Keys reported by nodes that answered `ok` (not sign; empty for delete).
     keys: Vec<(String, Vec<KeyInfo>)>,
     ignored: Ignored,
@@ -76,6 +83,7 @@ impl Collector {
             members,
             answers: Vec::new(),
             replayed: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             keys: Vec::new(),
             ignored: Ignored::default(),
         }
@@ -109,7 +117,17 @@ impl Collector {
             self.replayed.insert(answer.node.clone(), answer);
             return Step::Wait;
         }
+        if answer.status == Status::Pending {
+            let new = !self.waiting.contains_key(&answer.node);
+            self.waiting.insert(answer.node.clone(), answer.clone());
+            return if new {
+                Step::Notice(answer)
+            } else {
+                Step::Wait
+            };
+        }
         self.replayed.remove(&answer.node);
+        self.waiting.remove(&answer.node);
         self.answers.push(answer.clone());
         match self.body.kind {
             RequestKind::Sign => self.offer_sign(answer, result),
@@ -118,7 +136,8 @@ impl Collector {
             | RequestKind::Reshare
             | RequestKind::Refresh
             | RequestKind::Delete
-            | RequestKind::Approve => self.offer_keys(answer, result),
+            | RequestKind::Approve
+            | RequestKind::Policy => self.offer_keys(answer, result),
         }
     }
 
@@ -149,7 +168,13 @@ impl Collector {
             return Step::Wait;
         }
         let node = answer.node;
-        let Some(signature) = result.signature else {
+        let ResultBody {
+            signature,
+            signatures,
+            signed_payload,
+            ..
+        } = result;
+        let Some(signature) = signature else {
             return Step::Fail(SdkError::InvalidResult {
                 node,
                 reason: "an ok sign result without a signature".into(),
@@ -158,8 +183,23 @@ impl Collector {
         if let Err(reason) = self.answers_sign_request(&signature) {
             return Step::Fail(SdkError::InvalidResult { node, reason });
         }
-        if let Err(reason) = verify_signature(&signature) {
-            return Step::Fail(SdkError::BadSignature { node, reason });
+        let signatures = if signatures.is_empty() {
+            vec![signature.clone()]
+        } else {
+            signatures
+        };
+        for (i, s) in signatures.iter().enumerate() {
+            if let Err(reason) = self.answers_sign_request(s) {
+                return Step::Fail(SdkError::InvalidResult { node, reason });
+            }
+            if let Err(reason) = verify_signature(s) {
+                let reason = if signatures.len() > 1 {
+                    format!("signature {} of {}: {reason}", i + 1, signatures.len())
+                } else {
+                    reason
+                };
+                return Step::Fail(SdkError::BadSignature { node, reason });
+            }
         }
         let tolerated = self
             .answers
@@ -169,6 +209,8 @@ impl Collector {
             .collect();
         Step::Done(Outcome::Signature(Box::new(VerifiedSignature {
             signature,
+            signatures,
+            signed_payload,
             node,
             tolerated,
             ignored: self.ignored,
@@ -262,7 +304,7 @@ impl Collector {
         }
         let kind = self.body.kind;
         let keys = match kind {
-            RequestKind::Delete => Vec::new(),
+            RequestKind::Delete | RequestKind::Approve | RequestKind::Policy => Vec::new(),
             RequestKind::Reshare | RequestKind::Refresh => normalised(result.keys, false),
             _ => normalised(result.keys, true),
         };
@@ -291,6 +333,12 @@ impl Collector {
 
     /// The outcome once every member answered `ok`.
     fn complete(&self) -> Result<Outcome, SdkError> {
+        if matches!(self.body.kind, RequestKind::Approve | RequestKind::Policy) {
+            return Ok(Outcome::Acknowledged(Acknowledged {
+                answers: self.answers.clone(),
+                ignored: self.ignored,
+            }));
+        }
         if self.body.kind == RequestKind::Delete {
             return Ok(Outcome::Deleted(DeletedKey {
                 key_id: self.body.key_id.clone(),
@@ -456,6 +504,12 @@ impl Collector {
         }
         let mut answered = self.answers.clone();
         answered.extend(self.replayed.values().cloned());
+        answered.extend(
+            self.waiting
+                .values()
+                .filter(|w| !self.answers.iter().any(|a| a.node == w.node))
+                .cloned(),
+        );
         let silent = self
             .members
             .iter()

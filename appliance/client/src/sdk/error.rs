@@ -181,6 +181,7 @@ impl fmt::Display for NodeAnswer {
             (Status::Ok, _) | (_, None) => write!(f, "{} (ok)", self.node),
             (Status::Refused, Some(code)) => write!(f, "{} (refused: {code})", self.node),
             (Status::Failed, Some(code)) => write!(f, "{} (failed: {code})", self.node),
+            (Status::Pending, Some(code)) => write!(f, "{} (waiting: {code})", self.node),
         }
     }
 }

@@ -97,8 +97,16 @@ pub struct DeletedKey {
 /// A threshold signature the SDK verified itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedSignature {
-    /// The signature, the digest or message signed and the (derived) public key.
+    /// The signature, the digest or message signed and the (derived) public key (for a
+    /// chain payload signed in several parts, the first).
     pub signature: SignatureInfo,
+    /// Every signature, each verified (one unless a chain payload has several parts, e.g.
+    /// the own inputs of a PSBT).
+    pub signatures: Vec<SignatureInfo>,
+    /// A chain payload's signed output, as the node's chain plugin assembled it (the SDK
+    /// verified the signatures in it, not the assembly: check the transaction with the
+    /// chain's own library before broadcasting it).
+    pub signed_payload: Option<Vec<u8>>,
     /// The node whose result carried it.
     pub node: String,
     /// Refusals tolerated before it arrived.
@@ -142,6 +150,17 @@ pub enum Outcome {
     Signature(Box<VerifiedSignature>),
     /// Each node's view of a key (status).
     KeyStatus(KeyStatusReport),
+    /// Every node accepted (approve, policy activation).
+    Acknowledged(Acknowledged),
+}
+
+/// Every manifest node accepted an approval or a policy activation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// Each node's answer (with its message), in arrival order.
+    pub answers: Vec<NodeAnswer>,
+    /// Results ignored while waiting.
+    pub ignored: Ignored,
 }
 
 impl Outcome {
@@ -152,6 +171,7 @@ impl Outcome {
             Outcome::Deleted(d) => d.nodes.first(),
             Outcome::Signature(s) => Some(&s.node),
             Outcome::KeyStatus(r) => r.nodes.first().map(|n| &n.answer.node),
+            Outcome::Acknowledged(a) => a.answers.first().map(|a| &a.node),
         };
         node.map_or("?", String::as_str)
     }
@@ -432,6 +452,107 @@ impl Client {
         }
     }
 
+    /// The body of a sign request for a chain payload (see [`Client::sign_chain`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_chain_body(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        chain: &str,
+        payload: &[u8],
+        payload_kind: PayloadKind,
+        derivation_path: &[u32],
+        lifetime: Duration,
+    ) -> RequestBody {
+        let mut body = self.sign_body(
+            key_id,
+            scheme,
+            payload,
+            payload_kind,
+            derivation_path,
+            lifetime,
+        );
+        body.chain = Some(chain.to_owned());
+        body
+    }
+
+    /// Signs a chain payload (`payload_kind` transaction, personal_message or typed_data)
+    /// with the key `key_id` of `scheme`: every node decodes it with its own `chain` plugin,
+    /// evaluates its policy on what it does, and signs what the plugin computed. Returns
+    /// every signature (verified) and the plugin's signed output.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sign_chain(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        chain: &str,
+        payload: &[u8],
+        payload_kind: PayloadKind,
+        derivation_path: &[u32],
+        timeout: Duration,
+    ) -> Result<VerifiedSignature, SdkError> {
+        let body = self.sign_chain_body(
+            key_id,
+            scheme,
+            chain,
+            payload,
+            payload_kind,
+            derivation_path,
+            timeout,
+        );
+        match self.request(body, timeout).await? {
+            Outcome::Signature(s) => Ok(*s),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
+    /// The body of an approval of the request whose hash is `request_hash` (see
+    /// [`Client::approve`]). The approval is valid until the body expires: `valid_for`.
+    pub fn approve_body(&self, request_hash: [u8; 32], valid_for: Duration) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Approve, APPROVAL_KEY_ID, valid_for);
+        body.approves = Some(request_hash);
+        body
+    }
+
+    /// Approves the request whose hash (SHA-256 of its body bytes) is `request_hash`, as
+    /// this client's initiator: every node records the approval (an approver in a group the
+    /// policy names counts toward that rule; the initiator of the request never counts as
+    /// its own approver). Waits until every node acknowledged.
+    pub async fn approve(
+        &self,
+        request_hash: [u8; 32],
+        valid_for: Duration,
+        timeout: Duration,
+    ) -> Result<Acknowledged, SdkError> {
+        let body = self.approve_body(request_hash, valid_for);
+        match self.request(body, timeout).await? {
+            Outcome::Acknowledged(a) => Ok(a),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
+    /// The body of a policy activation carrying the signed bundle file `bundle`.
+    pub fn activate_policy_body(&self, bundle: &[u8], lifetime: Duration) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Policy, POLICY_KEY_ID, lifetime);
+        body.payload = Some(bundle.to_vec());
+        body
+    }
+
+    /// Asks every node to activate the signed policy bundle `bundle` (the file's bytes).
+    /// Each node checks the policy administrators' signatures against the manifest and the
+    /// bundle's predecessor itself; waits until every node accepted.
+    pub async fn activate_policy(
+        &self,
+        bundle: &[u8],
+        timeout: Duration,
+    ) -> Result<Acknowledged, SdkError> {
+        let body = self.activate_policy_body(bundle, timeout);
+        match self.request(body, timeout).await? {
+            Outcome::Acknowledged(a) => Ok(a),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
     /// The body of a status request (see [`Client::key_status`]).
     pub fn status_body(&self, key_id: &str, schemes: &[Scheme], lifetime: Duration) -> RequestBody {
         let mut body = self.new_request(RequestKind::Status, key_id, lifetime);
@@ -499,6 +620,11 @@ impl Client {
     }
 }
 
+/// The `key_id` an approve request carries (the body needs one; approvals name no key).
+pub const APPROVAL_KEY_ID: &str = "approval";
+/// The `key_id` a policy activation carries (the body needs one; it names no key).
+pub const POLICY_KEY_ID: &str = "policy";
+
 /// A published request whose results are being collected.
 pub struct Pending {
     collector: Collector,
@@ -525,7 +651,17 @@ impl Pending {
     }
 
     /// Waits up to `timeout` for the request to complete (see the module docs for the rules).
-    pub async fn wait(mut self, timeout: Duration) -> Result<Outcome, SdkError> {
+    pub async fn wait(self, timeout: Duration) -> Result<Outcome, SdkError> {
+        self.wait_with_notices(timeout, |_| {}).await
+    }
+
+    /// [`Pending::wait`], calling `notice` once per node that says the request waits there
+    /// (`pending` results: for approvals, with the rule and group in the message).
+    pub async fn wait_with_notices(
+        mut self,
+        timeout: Duration,
+        mut notice: impl FnMut(&NodeAnswer),
+    ) -> Result<Outcome, SdkError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
@@ -538,6 +674,7 @@ impl Pending {
                 }
                 Ok(Some(bytes)) => match self.collector.offer(&self.manifest, &bytes) {
                     Step::Wait => {}
+                    Step::Notice(answer) => notice(&answer),
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Fail(e) => return Err(e),
                 },

@@ -112,6 +112,28 @@ enum ClientCommand {
     /// missing. An unknown key id is no error: each node answers that it has no such key.
     #[command(after_long_help = report::STATUS_JSON)]
     Status(StatusArgs),
+    /// Approve a request that waits for approvals, by its request hash (as the nodes and the
+    /// initiator's `sign` print it).
+    ///
+    /// Every node records the approval, signed by this client's initiator, until it expires
+    /// (--valid-for). It counts toward a rule's approvals only if the initiator is in the
+    /// rule's approver group, and never for a request it made itself. Waits until every
+    /// node acknowledged.
+    Approve(ApproveArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    /// The request hash (64 hex): SHA-256 of the approved request's body.
+    #[arg(value_name = "REQUEST_HASH", value_parser = parse::digest)]
+    request_hash: [u8; 32],
+    /// Seconds the approval stays valid; also the approve request's lifetime (at most 600:
+    /// nodes refuse longer-lived requests).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = parse::lifetime_secs)]
+    valid_for: u64,
+    /// Seconds to wait for every node.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +221,10 @@ struct SignArgs {
     scheme: Scheme,
     #[command(flatten)]
     payload: PayloadArgs,
+    /// The chain whose transaction or message --tx-hex, --tx-file, --personal-message or
+    /// --typed-data is: evm, bitcoin or solana.
+    #[arg(long, value_name = "CHAIN")]
+    chain: Option<String>,
     /// Sign with the child key at this non-hardened BIP-32-style path, e.g. m/44/0/1
     /// (hardened indexes, ' or h, are refused). Default: the key itself.
     #[arg(long, value_name = "PATH", value_parser = parse::path)]
@@ -223,17 +249,46 @@ struct PayloadArgs {
     /// policy decides whether raw digests may be signed).
     #[arg(long, value_name = "HEX32", value_parser = parse::digest)]
     digest: Option<[u8; 32]>,
+    /// A chain transaction, as hex (needs --chain): an unsigned EVM transaction (legacy RLP
+    /// or EIP-2718 envelope), a Bitcoin PSBT, a Solana transaction message. The nodes decode
+    /// it, apply their policy to what it does, and sign what their chain plugin computes.
+    #[arg(long, value_name = "HEX", value_parser = parse::hex_bytes, requires = "chain")]
+    tx_hex: Option<HexBytes>,
+    /// A chain transaction read from a file, as is (a binary or base64 PSBT, say; needs
+    /// --chain).
+    #[arg(long, value_name = "FILE", requires = "chain")]
+    tx_file: Option<PathBuf>,
+    /// An EIP-191 personal message, as UTF-8 text (needs --chain evm).
+    #[arg(long, value_name = "TEXT", requires = "chain")]
+    personal_message: Option<String>,
+    /// EIP-712 typed data (eth_signTypedData_v4 JSON) read from a file (needs --chain evm).
+    #[arg(long, value_name = "FILE", requires = "chain")]
+    typed_data: Option<PathBuf>,
 }
 
 impl PayloadArgs {
-    fn payload(&self) -> (Vec<u8>, PayloadKind) {
-        match (&self.message, &self.message_hex, &self.digest) {
-            (Some(text), _, _) => (text.as_bytes().to_vec(), PayloadKind::Message),
-            (_, Some(HexBytes(bytes)), _) => (bytes.clone(), PayloadKind::Message),
-            (_, _, Some(digest)) => (digest.to_vec(), PayloadKind::Digest),
+    fn payload(&self) -> anyhow::Result<(Vec<u8>, PayloadKind)> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        Ok(if let Some(text) = &self.message {
+            (text.as_bytes().to_vec(), PayloadKind::Message)
+        } else if let Some(HexBytes(bytes)) = &self.message_hex {
+            (bytes.clone(), PayloadKind::Message)
+        } else if let Some(digest) = &self.digest {
+            (digest.to_vec(), PayloadKind::Digest)
+        } else if let Some(HexBytes(bytes)) = &self.tx_hex {
+            (bytes.clone(), PayloadKind::Transaction)
+        } else if let Some(path) = &self.tx_file {
+            (read(path)?, PayloadKind::Transaction)
+        } else if let Some(text) = &self.personal_message {
+            (text.as_bytes().to_vec(), PayloadKind::PersonalMessage)
+        } else if let Some(path) = &self.typed_data {
+            (read(path)?, PayloadKind::TypedData)
+        } else {
             // clap's group requires exactly one.
-            (None, None, None) => (Vec::new(), PayloadKind::Message),
-        }
+            bail!("give what to sign")
+        })
     }
 }
 
@@ -362,6 +417,10 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
             }
             ClientCommand::Delete(a) => delete(&client, a, json).await,
+            ClientCommand::Approve(a) => {
+                let body = client.approve_body(a.request_hash, Duration::from_secs(a.valid_for));
+                acknowledged(&client, body, "approval", a.timeout, json).await
+            }
             ClientCommand::Status(a) => match (a.request_id, a.key) {
                 (Some(request_id), _) => {
                     request_status(&client, &request_id, a.timeout, json).await
@@ -472,6 +531,16 @@ async fn delete(client: &Client, a: DeleteArgs, json: bool) -> anyhow::Result<Ex
 impl SignArgs {
     /// What clap cannot check alone.
     fn check(&self) -> anyhow::Result<()> {
+        let chain_payload = self.payload.tx_hex.is_some()
+            || self.payload.tx_file.is_some()
+            || self.payload.personal_message.is_some()
+            || self.payload.typed_data.is_some();
+        if self.chain.is_some() && !chain_payload {
+            bail!(
+                "--chain goes with --tx-hex, --tx-file, --personal-message or --typed-data \
+                 (a plain --message or --digest has no chain)"
+            );
+        }
         if self.payload.digest.is_some() && self.scheme == Scheme::Ed25519 {
             bail!(
                 "--digest: ed25519 signs the message itself, not a digest; give --message or \
@@ -483,18 +552,72 @@ impl SignArgs {
 }
 
 async fn sign(client: &Client, a: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (payload, kind) = a.payload.payload();
+    let (payload, kind) = a.payload.payload()?;
     let path = a.path.unwrap_or_default();
     let timeout = Duration::from_secs(a.timeout);
-    let body = client.sign_body(&a.key_id, a.scheme, &payload, kind, &path.0, timeout);
+    let mut body = client.sign_body(&a.key_id, a.scheme, &payload, kind, &path.0, timeout);
+    body.chain = a.chain.clone();
     let request_id = body.request_id.clone();
-    let signed = match client.request(body, timeout).await {
+    let pending = match client.submit(body).await {
+        Ok(p) => p,
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    // A request waiting for approvals: say so (and its hash, for the approvers) as each
+    // node reports it, then keep waiting for the outcome.
+    let waited = pending
+        .wait_with_notices(timeout, |answer| {
+            eprintln!("{}: {}", answer.node, answer.message);
+        })
+        .await;
+    let signed = match waited {
         Ok(Outcome::Signature(s)) => s,
         Ok(_) => bail!("internal: a sign request completed with another kind of outcome"),
         Err(e) => return failure(e, Some(&request_id), json),
     };
     report::signature(&request_id, &a.key_id, kind, &path, &signed, json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends an approval or a policy activation and reports every node's acknowledgement.
+async fn acknowledged(
+    client: &Client,
+    body: RequestBody,
+    what: &str,
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let request_id = body.request_id.clone();
+    let ack = match client.request(body, Duration::from_secs(timeout)).await {
+        Ok(Outcome::Acknowledged(ack)) => ack,
+        Ok(_) => bail!("internal: a {what} completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    report::acknowledged(what, &request_id, &ack, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyrack policy activate`: sends the signed bundle file `bundle` as the initiator of the
+/// client configuration `config` (a policy administrator).
+pub(crate) fn activate_policy(
+    config: &Path,
+    bundle: &Path,
+    timeout: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(bundle)
+        .with_context(|| format!("cannot read the policy bundle {}", bundle.display()))?;
+    let loaded = Loaded::load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = match loaded.connect().await {
+            Ok(client) => client,
+            Err(e) => return failure(e, None, json),
+        };
+        let body = client.activate_policy_body(&bytes, Duration::from_secs(timeout));
+        acknowledged(&client, body, "policy activation", timeout, json).await
+    })
 }
 
 async fn key_status(

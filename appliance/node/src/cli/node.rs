@@ -90,6 +90,28 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let settled = store.settle_reservations_at_start()?;
+    if settled > 0 {
+        tracing::warn!(
+            requests = settled,
+            "sign requests were under way when the node stopped: their velocity reservations \
+             stay counted (this node cannot know whether its share left)"
+        );
+    }
+    let policy_file = cluster.policy_bundle.as_ref().map(|p| loaded.resolve(p));
+    let bundle = crate::daemon::policy::load(&store, &manifest, policy_file.as_deref())?;
+    match &bundle {
+        Some(b) => {
+            tracing::info!(version = b.version(), hash = %hex::encode(b.hash()), "policy bundle active")
+        }
+        None => tracing::warn!(
+            "no policy bundle is active: every sign request is refused until one is activated"
+        ),
+    }
+    let mut registry = default_registry();
+    crate::chains::register(&mut registry, &cluster.bitcoin_network)
+        .with_context(|| format!("bitcoin_network = {:?}", cluster.bitcoin_network))?;
+
     let settings = Settings {
         leader_timeout: Duration::from_millis(cluster.leader_timeout_ms),
         session_timeout: Duration::from_millis(cluster.session_timeout_ms),
@@ -115,13 +137,14 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             store,
             sealer,
             bus,
-            registry: default_registry(),
+            registry,
             settings,
             control: Arc::new(ControlRouter::default()),
             primes: Arc::new(primes),
             peers: Arc::default(),
             pools: Arc::default(),
             key_ops: Arc::default(),
+            policy: Arc::new(crate::daemon::policy::PolicyGate::new(bundle)),
         });
         println!("node {node_id} running in cluster {}", node.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -100,6 +100,30 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "FILE_OR_BUNDLE")]
         policy: Option<PathBuf>,
     },
+    /// Activate a signed bundle on every node of the cluster (a `policy` request).
+    ///
+    /// Sent as the initiator of the client configuration, which must hold the manifest role
+    /// policy-admin. Every node verifies the bundle itself (enough valid signatures of
+    /// policy admins, a successor of its active bundle) and refuses it otherwise
+    /// (policy_bundle_refused); waits until every node answered. Exit 1 if one refused.
+    Activate {
+        /// The signed bundle file (from `keyrack policy sign`).
+        bundle: PathBuf,
+        /// The client configuration (docs/CONFIG.md, "client.toml").
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "KEYRACK_CLIENT_CONFIG",
+            default_value = "client.toml"
+        )]
+        config: PathBuf,
+        /// Seconds to wait for every node.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+        /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a `keyrack policy` command.
@@ -134,6 +158,12 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             (None, Some(bundle)) => add_signature(&bundle, &key, &admin),
             _ => bail!("give --policy FILE (create a bundle) or --bundle BUNDLE (add a signature)"),
         },
+        PolicyCommand::Activate {
+            bundle,
+            config,
+            timeout,
+            json,
+        } => super::client::activate_policy(&config, &bundle, timeout, json),
         PolicyCommand::Explain {
             policy,
             request,

@@ -57,7 +57,7 @@ use keyrack_plugin::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::request::{blocking, fail, handshake, plugin_for, refuse, Outcome};
+use super::request::{blocking, fail, handshake, plugin_for, refuse, Done, Outcome};
 use super::Node;
 use crate::coordinator::Need;
 use crate::ecdsa::{ensure_committee, CommitteeContext, FixedAux};
@@ -501,7 +501,7 @@ pub(super) async fn reshare(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
             Err(e) => return Some(Err(e)),
         }
     }
-    Some(Ok((keys, None)))
+    Some(Ok(Done::keys(keys)))
 }
 
 /// One scheme's run (module docs); `Ok(None)` when this node is in neither committee.
@@ -867,7 +867,7 @@ pub(super) async fn delete(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
     match deleted {
         Ok(Ok(())) => {
             tracing::info!(key = %body.key_id, schemes = ?body.schemes, "key deleted (share erased, tombstone kept)");
-            Some(Ok((vec![], None)))
+            Some(Ok(Done::default()))
         }
         Ok(Err(e)) => Some(Err(fail(ErrorCode::Internal, e.to_string()))),
         Err(e) => Some(Err(e)),

@@ -11,6 +11,7 @@ mod control;
 pub mod heartbeat;
 pub mod lifecycle;
 mod membership;
+pub mod policy;
 pub mod pool;
 mod request;
 mod status;
@@ -101,6 +102,8 @@ pub struct Node {
     pub pools: Arc<pool::PoolState>,
     /// Keys with a reshare, refresh or delete under way ([`lifecycle`]).
     pub key_ops: Arc<lifecycle::KeyOps>,
+    /// The active policy bundle and the approvals signal ([`policy`]).
+    pub policy: Arc<policy::PolicyGate>,
 }
 
 /// The default scheme registry of a node.

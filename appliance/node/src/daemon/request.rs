@@ -7,7 +7,10 @@ use keyrack_client::codes::ErrorCode;
 use keyrack_client::request::{PayloadKind, RequestKind, VerifiedRequest};
 use keyrack_client::result::{KeyInfo, ResultBody, SignatureInfo, Status};
 use keyrack_client::scheme::Scheme;
-use keyrack_plugin::{KeyShare, KeygenParams, SchemePlugin, Session, SignRequest};
+use keyrack_plugin::{
+    ChainPlugin, KeyShare, KeygenParams, PayloadFormat, SchemePlugin, Session, SignRequest,
+    SignerKey, SigningItem,
+};
 use sha2::{Digest, Sha256};
 
 use keyrack_ecdsa_cggmp21::EcdsaPlugin;
@@ -21,8 +24,36 @@ use crate::session::{sub_session, SessionRoute};
 use crate::store::{KeyStatus, KeygenStart, NewKey, NewSession, StoreError};
 
 /// An outcome to report: `Ok` with what to put in the result, or a code and a message.
-pub(super) type Outcome =
-    Result<(Vec<KeyInfo>, Option<SignatureInfo>), (Status, ErrorCode, String)>;
+pub(super) type Outcome = Result<Done, (Status, ErrorCode, String)>;
+
+/// What an `ok` result carries.
+#[derive(Debug, Default)]
+pub(super) struct Done {
+    /// keygen, reshare, refresh, status: the keys.
+    pub keys: Vec<KeyInfo>,
+    /// sign: every signature, in order.
+    pub signatures: Vec<SignatureInfo>,
+    /// sign of a chain payload: the chain plugin's signed output.
+    pub signed_payload: Option<Vec<u8>>,
+    /// For people.
+    pub message: String,
+}
+
+impl Done {
+    pub(super) fn keys(keys: Vec<KeyInfo>) -> Self {
+        Done {
+            keys,
+            ..Done::default()
+        }
+    }
+
+    pub(super) fn message(message: String) -> Self {
+        Done {
+            message,
+            ..Done::default()
+        }
+    }
+}
 
 pub(super) fn refuse(code: ErrorCode, message: impl Into<String>) -> (Status, ErrorCode, String) {
     (Status::Refused, code, message.into())
@@ -65,10 +96,8 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
             super::lifecycle::reshare(&node, &request).await
         }
         RequestKind::Delete => super::lifecycle::delete(&node, &request).await,
-        other => Some(Err(refuse(
-            ErrorCode::InvalidRequest,
-            format!("{} requests are not served yet", other.as_str()),
-        ))),
+        RequestKind::Approve => super::policy::approve(&node, &request).await,
+        RequestKind::Policy => super::policy::activate(&node, &request).await,
     };
     node.control.unregister(&request_id);
     if runs_protocol {
@@ -83,14 +112,14 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         .await;
     }
     let Some(outcome) = outcome else { return };
-    let (status, code, message, keys, signature) = match outcome {
-        Ok((keys, signature)) if request.body.kind == RequestKind::Status => {
+    let (status, code, done) = match outcome {
+        Ok(mut done) if request.body.kind == RequestKind::Status => {
             // What is under way on the key here (a reshare's committee setup, say).
-            let message = super::status::under_way(&node, &request.body.key_id, &keys).await;
-            (Status::Ok, None, message, keys, signature)
+            done.message = super::status::under_way(&node, &request.body.key_id, &done.keys).await;
+            (Status::Ok, None, done)
         }
-        Ok((keys, signature)) => (Status::Ok, None, String::new(), keys, signature),
-        Err((status, code, message)) => (status, Some(code), message, vec![], None),
+        Ok(done) => (Status::Ok, None, done),
+        Err((status, code, message)) => (status, Some(code), Done::message(message)),
     };
     let body = ResultBody {
         version: 1,
@@ -100,9 +129,15 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         client_id: request.body.client_id.clone(),
         status,
         code,
-        message,
-        keys,
-        signature,
+        message: done.message,
+        keys: done.keys,
+        signature: done.signatures.first().cloned(),
+        signatures: if done.signatures.len() > 1 || done.signed_payload.is_some() {
+            done.signatures
+        } else {
+            vec![]
+        },
+        signed_payload: done.signed_payload,
         at_ms: keyrack_client::now_ms(),
     };
     let signed = match body.sign(node.identity.signing_key()) {
@@ -337,7 +372,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
         })
         .collect();
     if to_run.is_empty() {
-        return Some(Ok((keys, None)));
+        return Some(Ok(Done::keys(keys)));
     }
     let fail_all = |reason: String| {
         let (store, key_id, schemes) = (node.store.clone(), body.key_id.clone(), to_run.clone());
@@ -422,7 +457,7 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
             Err(e) => return Some(Err(e)),
         }
     }
-    Some(Ok((keys, None)))
+    Some(Ok(Done::keys(keys)))
 }
 
 async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
@@ -453,28 +488,158 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
         Ok(Err(e)) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
         Err(e) => return Some(Err(e)),
     };
-    let Some(payload) = body.payload.clone() else {
-        return Some(Err(refuse(ErrorCode::InvalidRequest, "nothing to sign")));
+    let prepared = match prepare(node, plugin.as_ref(), scheme, &record, request) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
     };
-    // What is signed. Ed25519 signs the message itself; the secp256k1 schemes sign a 32-byte
-    // digest: SHA-256 of a message, or the digest as sent for a raw-digest request.
-    let message = match (scheme, body.payload_kind) {
-        (Scheme::Ed25519, Some(PayloadKind::Message) | None) => payload,
-        (Scheme::Ed25519, Some(PayloadKind::Digest)) => {
-            return Some(Err(refuse(
+    // Every node decides on its own; only those that allow go on to the handshake, so the
+    // signing threshold is also a policy quorum.
+    let allowed = match super::policy::decide(node, request, &prepared.facts).await {
+        Ok(allowed) => allowed,
+        Err(e) => return Some(Err(e)),
+    };
+    let bundle_version = allowed.bundle_version;
+    let outcome = sign_allowed(node, request, plugin, scheme, &record, &prepared).await;
+    // A node left out of the signer set stands down: the others sign, so what it reserved
+    // stays spent. A failure releases the reservation.
+    allowed.settle(node, !matches!(outcome, Some(Err(_)))).await;
+    let entry = match &outcome {
+        None => serde_json::json!({"outcome": "stood down (another signer set signs)"}),
+        Some(Ok(done)) => serde_json::json!({
+            "outcome": "signed",
+            "bundle_version": bundle_version,
+            "signatures": done.signatures.iter().map(|s| hex::encode(s.signature)).collect::<Vec<_>>(),
+            "digests": done.signatures.iter().map(|s| hex::encode(&s.digest_or_message)).collect::<Vec<_>>(),
+            "public_key": done.signatures.first().map(|s| hex::encode(&s.public_key)),
+        }),
+        Some(Err((status, code, message))) => serde_json::json!({
+            "outcome": if *status == Status::Refused { "refused" } else { "failed" },
+            "code": code.as_str(),
+            "message": message,
+        }),
+    };
+    let _ = super::policy::audit(node, "outcome", Some(&body.request_id), entry).await;
+    outcome
+}
+
+/// What a sign request signs, and what policy reads about it.
+struct Prepared {
+    /// The messages to sign, in order.
+    items: Vec<SigningItem>,
+    /// For policy.
+    facts: super::policy::SignFacts,
+    /// A chain payload: its plugin, format and the (derived) key it signs with.
+    chain: Option<(Arc<dyn ChainPlugin>, PayloadFormat, Vec<u8>)>,
+}
+
+/// Computes what is signed: a chain payload through its chain plugin (digests and intent);
+/// a plain message as the scheme signs it (Ed25519 the message itself, the secp256k1
+/// schemes its SHA-256); a raw digest as given (Ed25519 signs no digests).
+fn prepare(
+    node: &Node,
+    plugin: &dyn SchemePlugin,
+    scheme: Scheme,
+    record: &crate::store::KeyRecord,
+    request: &VerifiedRequest,
+) -> Result<Prepared, (Status, ErrorCode, String)> {
+    let body = &request.body;
+    let Some(payload) = body.payload.as_deref() else {
+        return Err(refuse(ErrorCode::InvalidRequest, "nothing to sign"));
+    };
+    let facts =
+        |raw_digest: bool, intent: Option<keyrack_plugin::Intent>| super::policy::SignFacts {
+            scheme: scheme.as_str(),
+            raw_digest,
+            intent,
+        };
+    let plain = |message: Vec<u8>, raw_digest: bool| Prepared {
+        items: vec![SigningItem {
+            label: if raw_digest { "digest" } else { "message" }.into(),
+            message,
+        }],
+        facts: facts(raw_digest, None),
+        chain: None,
+    };
+    let format = match body.payload_kind {
+        Some(PayloadKind::Message) | None if scheme == Scheme::Ed25519 => {
+            return Ok(plain(payload.to_vec(), false))
+        }
+        Some(PayloadKind::Message) | None => {
+            return Ok(plain(Sha256::digest(payload).to_vec(), false))
+        }
+        Some(PayloadKind::Digest) if scheme == Scheme::Ed25519 => {
+            return Err(refuse(
                 ErrorCode::InvalidRequest,
                 "Ed25519 signs messages, not digests",
-            )))
+            ))
         }
-        (_, Some(PayloadKind::Digest)) if payload.len() == 32 => payload,
-        (_, Some(PayloadKind::Digest)) => {
-            return Some(Err(refuse(
-                ErrorCode::InvalidRequest,
-                "a digest is 32 bytes",
-            )))
+        Some(PayloadKind::Digest) if payload.len() == 32 => {
+            return Ok(plain(payload.to_vec(), true))
         }
-        (_, _) => Sha256::digest(&payload).to_vec(),
+        Some(PayloadKind::Digest) => {
+            return Err(refuse(ErrorCode::InvalidRequest, "a digest is 32 bytes"))
+        }
+        Some(PayloadKind::Transaction) => PayloadFormat::Transaction,
+        Some(PayloadKind::PersonalMessage) => PayloadFormat::PersonalMessage,
+        Some(PayloadKind::TypedData) => PayloadFormat::TypedData,
     };
+    let chain_id = body.chain.as_deref().unwrap_or_default();
+    let Some(chain) = node.registry.chain(chain_id) else {
+        return Err(refuse(
+            ErrorCode::UnsupportedChain,
+            format!("chain '{chain_id}' is not served by this node"),
+        ));
+    };
+    if !chain.schemes().contains(&scheme.as_str()) {
+        return Err(refuse(
+            ErrorCode::UnsupportedScheme,
+            format!(
+                "{chain_id} is signed with {}, not {}",
+                chain.schemes().join(" or "),
+                scheme.as_str()
+            ),
+        ));
+    }
+    let (Some(root), Some(chain_code)) = (&record.public_key, &record.chain_code) else {
+        return Err(fail(
+            ErrorCode::Internal,
+            "a READY key without a public key",
+        ));
+    };
+    let key = plugin
+        .derive_public_key(root, chain_code, &body.derivation_path)
+        .map_err(|e| refuse(ErrorCode::InvalidRequest, format!("derivation: {e}")))?;
+    let signer = SignerKey {
+        scheme: scheme.as_str(),
+        public_key: &key,
+    };
+    let decoded = chain
+        .decode(format, payload, signer)
+        .map_err(|e| refuse(ErrorCode::InvalidPayload, format!("{chain_id}: {e}")))?;
+    if decoded.items.is_empty() {
+        return Err(refuse(
+            ErrorCode::InvalidPayload,
+            format!("{chain_id}: nothing to sign in this payload"),
+        ));
+    }
+    Ok(Prepared {
+        items: decoded.items,
+        facts: facts(false, Some(decoded.intent)),
+        chain: Some((chain, format, key)),
+    })
+}
+
+/// The handshake and the signing sessions of a request the policy allowed: one session per
+/// item (a PSBT with several own inputs signs each), all by the same signer set.
+async fn sign_allowed(
+    node: &Arc<Node>,
+    request: &VerifiedRequest,
+    plugin: Arc<dyn SchemePlugin>,
+    scheme: Scheme,
+    record: &crate::store::KeyRecord,
+    prepared: &Prepared,
+) -> Option<Outcome> {
+    let body = &request.body;
     let start = match handshake(
         node,
         request,
@@ -517,7 +682,7 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
                      send the request again",
             )))
         }
-        Ok(Ok(share)) => share,
+        Ok(Ok(share)) => Arc::new(share),
         Ok(Err(e)) => return Some(Err(fail(ErrorCode::HsmFailure, e.to_string()))),
         Err(e) => return Some(Err(e)),
     };
@@ -531,71 +696,114 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
             signers: start.participants.clone(),
         });
     }
-    let route = SessionRoute {
-        session: start.session,
-        participants: start.participants.clone(),
-    };
-    let pool_use = PoolUse {
-        store: node.store.clone(),
-        sealer: node.sealer.clone(),
-        key_id: body.key_id.clone(),
-        scheme: scheme.as_str().to_owned(),
-        key_version: record.version,
-        enabled: node.settings.presign_pool > 0,
-    };
-    let sign_request = SignRequest {
-        signers,
-        message: message.clone(),
-        derivation_path: body.derivation_path.clone(),
-    };
-    let (id, parties) = (route.session, route.participants.len() as u16);
-    let started = Instant::now();
-    let ran = node
-        .run_session(&route, move |me, ch| {
-            let session = Session { id, me, parties };
-            pool::sign(
-                plugin.as_ref(),
-                &session,
-                ch,
-                &share,
-                &sign_request,
-                &pool_use,
-            )
-        })
-        .await;
-    let output = match ran {
-        Ok(((output, presignature), _)) => {
-            tracing::debug!(
-                request = %body.request_id,
-                presignature = presignature.as_deref().unwrap_or("none (full signing)"),
-                ms = started.elapsed().as_millis() as u64,
-                "signed"
-            );
-            output
-        }
-        Err(e) => return Some(Err(fail(ErrorCode::ProtocolFailed, e.to_string()))),
-    };
-    let Ok(signature) = <[u8; 64]>::try_from(&output.signature[..64.min(output.signature.len())])
-    else {
-        return Some(Err(fail(
-            ErrorCode::Internal,
-            "the plugin returned a short signature",
-        )));
-    };
-    let ecdsa = scheme == Scheme::EcdsaSecp256k1;
-    let info = SignatureInfo {
-        scheme,
-        digest_or_message: message,
-        derivation_path: body.derivation_path.clone(),
-        public_key: output.public_key.clone(),
-        signature,
-        r: ecdsa.then(|| signature[..32].try_into().unwrap_or([0; 32])),
-        s: ecdsa.then(|| signature[32..].try_into().unwrap_or([0; 32])),
-        v: if ecdsa {
-            output.signature.get(64).copied()
+    let mut signatures = Vec::with_capacity(prepared.items.len());
+    let mut raw = Vec::with_capacity(prepared.items.len());
+    for (i, item) in prepared.items.iter().enumerate() {
+        let session = if i == 0 {
+            start.session
         } else {
-            None
-        },
+            sub_session(&start.session, &format!("item-{i}"))
+        };
+        let route = SessionRoute {
+            session,
+            participants: start.participants.clone(),
+        };
+        let pool_use = PoolUse {
+            store: node.store.clone(),
+            sealer: node.sealer.clone(),
+            key_id: body.key_id.clone(),
+            scheme: scheme.as_str().to_owned(),
+            key_version: record.version,
+            enabled: node.settings.presign_pool > 0,
+        };
+        let sign_request = SignRequest {
+            signers: signers.clone(),
+            message: item.message.clone(),
+            derivation_path: body.derivation_path.clone(),
+        };
+        let (id, parties) = (route.session, route.participants.len() as u16);
+        let (plugin, share) = (plugin.clone(), share.clone());
+        let started = Instant::now();
+        let ran = node
+            .run_session(&route, move |me, ch| {
+                let session = Session { id, me, parties };
+                pool::sign(
+                    plugin.as_ref(),
+                    &session,
+                    ch,
+                    &share,
+                    &sign_request,
+                    &pool_use,
+                )
+            })
+            .await;
+        let output = match ran {
+            Ok(((output, presignature), _)) => {
+                tracing::debug!(
+                    request = %body.request_id,
+                    item = %item.label,
+                    presignature = presignature.as_deref().unwrap_or("none (full signing)"),
+                    ms = started.elapsed().as_millis() as u64,
+                    "signed"
+                );
+                output
+            }
+            Err(e) => {
+                let what = if prepared.items.len() > 1 {
+                    format!("{}: {e}", item.label)
+                } else {
+                    e.to_string()
+                };
+                return Some(Err(fail(ErrorCode::ProtocolFailed, what)));
+            }
+        };
+        let Ok(signature) =
+            <[u8; 64]>::try_from(&output.signature[..64.min(output.signature.len())])
+        else {
+            return Some(Err(fail(
+                ErrorCode::Internal,
+                "the plugin returned a short signature",
+            )));
+        };
+        let ecdsa = scheme == Scheme::EcdsaSecp256k1;
+        signatures.push(SignatureInfo {
+            scheme,
+            digest_or_message: item.message.clone(),
+            derivation_path: body.derivation_path.clone(),
+            public_key: output.public_key.clone(),
+            signature,
+            r: ecdsa.then(|| signature[..32].try_into().unwrap_or([0; 32])),
+            s: ecdsa.then(|| signature[32..].try_into().unwrap_or([0; 32])),
+            v: if ecdsa {
+                output.signature.get(64).copied()
+            } else {
+                None
+            },
+        });
+        raw.push(output.signature);
+    }
+    let signed_payload = match &prepared.chain {
+        None => None,
+        Some((chain, format, key)) => {
+            let signer = SignerKey {
+                scheme: scheme.as_str(),
+                public_key: key,
+            };
+            let payload = body.payload.as_deref().unwrap_or_default();
+            match chain.finish(*format, payload, signer, &raw) {
+                Ok(out) => Some(out),
+                Err(e) => {
+                    return Some(Err(fail(
+                        ErrorCode::Internal,
+                        format!("{}: {e}", chain.id()),
+                    )))
+                }
+            }
+        }
     };
-    Some(Ok((vec![], Some(info))))
+    Some(Ok(Done {
+        signatures,
+        signed_payload,
+        ..Done::default()
+    }))
 }

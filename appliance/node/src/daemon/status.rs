@@ -12,7 +12,7 @@ use keyrack_client::request::VerifiedRequest;
 use keyrack_client::result::{KeyInfo, KeyStatus, Status};
 use keyrack_client::scheme::Scheme;
 
-use super::request::Outcome;
+use super::request::{Done, Outcome};
 use super::Node;
 use crate::store::KeyRecord;
 
@@ -38,7 +38,7 @@ pub(super) async fn status(node: &Arc<Node>, request: &VerifiedRequest) -> Optio
     .await;
     let failed = |message: String| Some(Err((Status::Failed, ErrorCode::Internal, message)));
     match read {
-        Ok(Ok(keys)) => Some(Ok((keys, None))),
+        Ok(Ok(keys)) => Some(Ok(Done::keys(keys))),
         Ok(Err(message)) => failed(message),
         Err(e) => failed(format!("store task: {e}")),
     }

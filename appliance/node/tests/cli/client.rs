@@ -77,7 +77,7 @@ impl Cluster {
             ]));
             configs.push(work.path().join(format!("node{i}/keyrack.toml")));
         }
-        for who in ["admin", "alice"] {
+        for who in ["admin", "alice", "officer"] {
             ok(keyrack(&[
                 "keys",
                 "generate",
@@ -87,9 +87,10 @@ impl Cluster {
                 &w(&format!("{who}.pub")),
             ]));
         }
-        let (manifest, initiator, admin) = (
+        let (manifest, initiator, officer, admin) = (
             w("manifest.toml"),
             format!("alice={}", w("alice.pub")),
+            format!("officer={}:policy-admin", w("officer.pub")),
             format!("admin={}", w("admin.pub")),
         );
         let nodes: Vec<String> = (0..3).map(|i| w(&format!("node{i}"))).collect();
@@ -107,6 +108,8 @@ impl Cluster {
         create.extend([
             "--initiator",
             &initiator,
+            "--initiator",
+            &officer,
             "--admin",
             &admin,
             "--admin-threshold",
@@ -123,6 +126,31 @@ impl Cluster {
             "--admin",
             "admin",
         ]));
+        // Every node starts with the development policy (allows everything), signed by the
+        // policy officer.
+        let bundle = w("policy-v1.bundle.toml");
+        let dev_policy = format!(
+            "{}/../../policies/examples/dev.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        ok(keyrack(&[
+            "policy",
+            "sign",
+            "--policy",
+            &dev_policy,
+            "--cluster",
+            CLUSTER,
+            "--version",
+            "1",
+            "--threshold",
+            "1",
+            "--key",
+            &w("officer.key"),
+            "--admin",
+            "officer",
+            "--out",
+            &bundle,
+        ]));
         for config in &configs {
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
@@ -131,7 +159,8 @@ impl Cluster {
             writeln!(
                 f,
                 "\n[cluster]\nmanifest = \"{manifest}\"\nnats = [\"{}\"]\n\
-                 leader_timeout_ms = 1000\nsession_timeout_ms = 5000",
+                 leader_timeout_ms = 1000\nsession_timeout_ms = 5000\n\
+                 policy_bundle = \"{bundle}\"",
                 server.url
             )
             .unwrap();

@@ -47,6 +47,9 @@ use super::{keyrack, stderr, stdout, KEYRACK};
 pub const CLUSTER: &str = "c1";
 /// The initiator listed in the manifest.
 pub const INITIATOR: &str = "alice";
+/// The policy administrator listed in the manifest (role `policy-admin`): it signs the
+/// cluster's policy bundles.
+pub const OFFICER: &str = "officer";
 
 /// How long a node may take to start serving, or to exit after SIGTERM.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
@@ -116,9 +119,26 @@ pub struct Builder {
     lines: Vec<String>,
     node_lines: Vec<(usize, String)>,
     hooks: Vec<Hook>,
+    policy: Option<PathBuf>,
+    initiators: Vec<(String, String)>,
 }
 
 impl Builder {
+    /// The policy every node starts with (a policy TOML file, signed into bundle version 1
+    /// by [`OFFICER`] and named in every node's config). Default: policies/examples/dev.toml,
+    /// which allows everything.
+    pub fn policy(mut self, path: &Path) -> Self {
+        self.policy = Some(path.to_owned());
+        self
+    }
+
+    /// One more initiator in the manifest, with `roles` (comma-separated, may be empty); its
+    /// key file is [`Cluster::key_path`]`(id)`.
+    pub fn initiator(mut self, id: &str, roles: &str) -> Self {
+        self.initiators.push((id.to_owned(), roles.to_owned()));
+        self
+    }
+
     /// `[cluster] leader_timeout_ms` of every node (default 1000).
     pub fn leader_timeout_ms(mut self, ms: u64) -> Self {
         self.leader_timeout_ms = ms;
@@ -173,6 +193,10 @@ impl Builder {
         };
         key("admin");
         key(INITIATOR);
+        key(OFFICER);
+        for (id, _) in &self.initiators {
+            key(id);
+        }
         let manifest_path = w("manifest.toml");
         let mut create: Vec<String> = [
             "manifest",
@@ -187,7 +211,18 @@ impl Builder {
         for node in &nodes {
             create.extend(["--node".to_owned(), node.dir.to_str().unwrap().to_owned()]);
         }
+        for (id, roles) in &self.initiators {
+            create.extend([
+                "--initiator".to_owned(),
+                format!("{id}={}:{roles}", w(&format!("{id}.pub")).display()),
+            ]);
+        }
         create.extend([
+            "--initiator".to_owned(),
+            format!(
+                "{OFFICER}={}:policy-admin",
+                w(&format!("{OFFICER}.pub")).display()
+            ),
             "--initiator".to_owned(),
             format!("{INITIATOR}={}", w(&format!("{INITIATOR}.pub")).display()),
             "--admin".to_owned(),
@@ -208,6 +243,53 @@ impl Builder {
             "--admin",
             "admin",
         ]));
+        // Policy bundle version 1, signed by every policy admin (the officer and any
+        // initiator added with the role), a majority threshold, named in every node's config.
+        let policy = self.policy.clone().unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/examples/dev.toml")
+        });
+        let mut admins = vec![OFFICER.to_owned()];
+        admins.extend(
+            self.initiators
+                .iter()
+                .filter(|(_, roles)| roles.split(',').any(|r| r == "policy-admin"))
+                .map(|(id, _)| id.clone()),
+        );
+        let bundle_path = w("policy-v1.bundle.toml");
+        let threshold = (admins.len() / 2 + 1).to_string();
+        for (i, admin) in admins.iter().enumerate() {
+            let key = w(&format!("{admin}.key"));
+            let mut args = vec![
+                "policy",
+                "sign",
+                "--key",
+                key.to_str().unwrap(),
+                "--admin",
+                admin,
+            ];
+            if i == 0 {
+                args.extend([
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    "--cluster",
+                    CLUSTER,
+                    "--version",
+                    "1",
+                    "--threshold",
+                    &threshold,
+                    "--out",
+                    bundle_path.to_str().unwrap(),
+                ]);
+            } else {
+                args.extend(["--bundle", bundle_path.to_str().unwrap()]);
+            }
+            ok(keyrack(&args));
+        }
+        self.lines.push(format!(
+            "policy_bundle = {:?}",
+            bundle_path.to_str().unwrap()
+        ));
+        self.lines.push("bitcoin_network = \"regtest\"".to_owned());
         let config = ConfigLines {
             leader_timeout_ms: self.leader_timeout_ms,
             session_timeout_ms: self.session_timeout_ms,
@@ -230,6 +312,7 @@ impl Builder {
             procs: nodes.iter().map(|_| None).collect(),
             initiator_key: w(&format!("{INITIATOR}.key")),
             admin_key: w("admin.key"),
+            policy_bundle: bundle_path,
             manifest_path,
             manifest,
             config,
@@ -256,6 +339,7 @@ pub struct Cluster {
     manifest: VerifiedManifest,
     initiator_key: PathBuf,
     admin_key: PathBuf,
+    policy_bundle: PathBuf,
     config: ConfigLines,
     // Dropped after the fields above, and the nodes are killed in Drop first.
     nats: NatsServer,
@@ -272,6 +356,8 @@ impl Cluster {
             lines: vec![],
             node_lines: vec![],
             hooks: vec![],
+            policy: None,
+            initiators: vec![],
         }
     }
 
@@ -310,6 +396,39 @@ impl Cluster {
         &self.initiator_key
     }
 
+    /// The key file of the manifest initiator `id` ([`INITIATOR`], [`OFFICER`], or one added
+    /// with [`Builder::initiator`]).
+    pub fn key_path(&self, id: &str) -> PathBuf {
+        self.initiator_key.with_file_name(format!("{id}.key"))
+    }
+
+    /// The bundle file every node's config names (version 1 of the policy).
+    pub fn policy_bundle_path(&self) -> &Path {
+        &self.policy_bundle
+    }
+
+    /// The SDK, connected as the manifest initiator `id` with client id `client_id`.
+    pub async fn client_as(&self, id: &str, client_id: &str) -> Client {
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            match Client::connect(
+                std::slice::from_ref(&self.nats.url),
+                CLUSTER,
+                client_id,
+                InitiatorKey::load(id, &self.key_path(id)).unwrap(),
+                self.manifest.clone(),
+            )
+            .await
+            {
+                Ok(c) => return c,
+                Err(SdkError::StreamsMissing { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("connect the SDK as {id}: {e}"),
+            }
+        }
+    }
+
     /// The initiator's key, as listed in the manifest.
     pub fn initiator(&self) -> InitiatorKey {
         InitiatorKey::load(INITIATOR, &self.initiator_key).unwrap()
@@ -327,24 +446,7 @@ impl Cluster {
 
     /// The SDK, connected as the initiator with client id `client_id`.
     pub async fn client(&self, client_id: &str) -> Client {
-        let deadline = Instant::now() + PROCESS_DEADLINE;
-        loop {
-            match Client::connect(
-                std::slice::from_ref(&self.nats.url),
-                CLUSTER,
-                client_id,
-                self.initiator(),
-                self.manifest.clone(),
-            )
-            .await
-            {
-                Ok(c) => return c,
-                Err(SdkError::StreamsMissing { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("connect the SDK: {e}"),
-            }
-        }
+        self.client_as(INITIATOR, client_id).await
     }
 
     /// Every result published for `client_id`, from the first, each verified under the

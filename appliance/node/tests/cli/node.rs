@@ -4,10 +4,12 @@
 //! and a restart of the nodes with one still down (shares unsealed from SQLite through
 //! SoftHSM). The modules below cover the rest of the cluster's process-level behaviour.
 
+mod chains;
 mod ecdsa;
 mod faults;
 mod lifecycle;
 mod membership;
+mod policy;
 mod refusals;
 mod signing;
 

@@ -177,6 +177,7 @@ fn status_str(status: Status) -> &'static str {
         Status::Ok => "ok",
         Status::Refused => "refused",
         Status::Failed => "failed",
+        Status::Pending => "waiting",
     }
 }
 
@@ -332,6 +333,12 @@ pub(super) fn signature(
             payload_kind: PayloadKind,
             #[serde(flatten)]
             signature: SignatureJson<'a>,
+            /// Every signature (several for a PSBT with several own inputs).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            signatures: Vec<SignatureJson<'a>>,
+            /// The chain plugin's signed output, hex.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signed_payload: Option<String>,
             node: &'a str,
             verified: bool,
         }
@@ -341,6 +348,12 @@ pub(super) fn signature(
             key_id,
             payload_kind: kind,
             signature: SignatureJson::of(s),
+            signatures: if signed.signatures.len() > 1 {
+                signed.signatures.iter().map(SignatureJson::of).collect()
+            } else {
+                vec![]
+            },
+            signed_payload: signed.signed_payload.as_ref().map(hex::encode),
             node: &signed.node,
             verified: true,
         });
@@ -349,7 +362,17 @@ pub(super) fn signature(
         "signature by key {key_id} ({}, path {path}) from node {}: verified",
         s.scheme, signed.node
     );
-    print_signature_lines(s, "  ");
+    if signed.signatures.len() > 1 {
+        for (i, s) in signed.signatures.iter().enumerate() {
+            println!("  part {} of {}:", i + 1, signed.signatures.len());
+            print_signature_lines(s, "    ");
+        }
+    } else {
+        print_signature_lines(s, "  ");
+    }
+    if let Some(out) = &signed.signed_payload {
+        println!("  signed {}  {}", kind.as_str(), hex::encode(out));
+    }
     println!("request {request_id}");
     Ok(())
 }
@@ -368,6 +391,31 @@ fn print_signature_lines(s: &SignatureInfo, indent: &str) {
         println!("{indent}s           {}", hex::encode(sv));
         println!("{indent}v           {v}");
     }
+}
+
+/// Every node acknowledged an approval or a policy activation.
+pub(super) fn acknowledged(
+    what: &str,
+    request_id: &str,
+    ack: &keyrack_client::sdk::Acknowledged,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let nodes: Vec<serde_json::Value> = ack
+            .answers
+            .iter()
+            .map(|a| serde_json::json!({"node": a.node, "message": a.message}))
+            .collect();
+        return print_json(&serde_json::json!({
+            "ok": true, "request_id": request_id, "what": what, "nodes": nodes,
+        }));
+    }
+    println!("{what}: accepted by every node");
+    for a in &ack.answers {
+        println!("  {}: {}", a.node, a.message);
+    }
+    println!("request {request_id}");
+    Ok(())
 }
 
 /// Each node's view of a key, nodes in `members` (manifest) order; returns whether every

@@ -30,6 +30,12 @@ pub(super) const CLUSTER_ID: &str = "dev";
 const ADMIN: &str = "admin";
 /// The initiator who signs requests.
 pub(super) const INITIATOR: &str = "alice";
+/// The policy administrator (manifest role `policy-admin`) who signs policy bundles.
+pub(super) const OFFICER: &str = "officer";
+/// The development policy (allows every request), signed into bundle version 1.
+const DEV_POLICY: &str = include_str!("../../../../../policies/examples/dev.toml");
+/// The bundle file every dev node's config names, relative to the dev directory.
+pub(super) const DEV_BUNDLE: &str = "policy-v1.bundle.toml";
 /// The client id `keyrack client` uses.
 const CLIENT_ID: &str = "cli";
 
@@ -61,7 +67,7 @@ fn run_keyrack<S: AsRef<OsStr>>(args: &[S]) -> anyhow::Result<String> {
 fn random_pin() -> Zeroizing<String> {
     let mut raw = Zeroizing::new([0u8; 12]);
     OsRng.fill_bytes(raw.as_mut());
-    Zeroizing::new(hex::encode(raw.as_ref()))
+    Zeroizing::new(hex::encode(&raw[..]))
 }
 
 /// The labels of the tokens in the dev token directory.
@@ -201,7 +207,7 @@ fn create(layout: &Layout, n: u16, tools: &Prerequisites) -> anyhow::Result<()> 
         );
     }
 
-    for who in [ADMIN, INITIATOR] {
+    for who in [ADMIN, INITIATOR, OFFICER] {
         run_keyrack(&[
             OsStr::new("keys"),
             OsStr::new("generate"),
@@ -211,7 +217,10 @@ fn create(layout: &Layout, n: u16, tools: &Prerequisites) -> anyhow::Result<()> 
             dir.join(format!("{who}.pub")).as_os_str(),
         ])?;
     }
-    say!("  keys: {ADMIN} (signs the manifest), {INITIATOR} (signs requests)");
+    say!(
+        "  keys: {ADMIN} (signs the manifest), {INITIATOR} (signs requests), {OFFICER} (signs \
+         policy bundles)"
+    );
 
     let manifest = layout.manifest();
     let mut args: Vec<std::ffi::OsString> =
@@ -227,6 +236,14 @@ fn create(layout: &Layout, n: u16, tools: &Prerequisites) -> anyhow::Result<()> 
         args.push(flag.into());
         args.push(format!("{who}={}", dir.join(format!("{who}.pub")).display()).into());
     }
+    args.push("--initiator".into());
+    args.push(
+        format!(
+            "{OFFICER}={}:policy-admin",
+            dir.join(format!("{OFFICER}.pub")).display()
+        )
+        .into(),
+    );
     args.extend(["--admin-threshold", "1"].map(Into::into));
     run_keyrack(&args)?;
     run_keyrack(&[
@@ -241,6 +258,32 @@ fn create(layout: &Layout, n: u16, tools: &Prerequisites) -> anyhow::Result<()> 
     ])?;
     load_manifest(layout)?;
     say!("  manifest: cluster '{CLUSTER_ID}', {n} nodes, signed by {ADMIN}");
+
+    let policy = dir.join("policy.toml");
+    write_file(&policy, DEV_POLICY.as_bytes())?;
+    run_keyrack(&[
+        OsStr::new("policy"),
+        OsStr::new("sign"),
+        OsStr::new("--policy"),
+        policy.as_os_str(),
+        OsStr::new("--cluster"),
+        OsStr::new(CLUSTER_ID),
+        OsStr::new("--version"),
+        OsStr::new("1"),
+        OsStr::new("--threshold"),
+        OsStr::new("1"),
+        OsStr::new("--key"),
+        dir.join(format!("{OFFICER}.key")).as_os_str(),
+        OsStr::new("--admin"),
+        OsStr::new(OFFICER),
+        OsStr::new("--out"),
+        dir.join(DEV_BUNDLE).as_os_str(),
+    ])?;
+    say!(
+        "  policy: {} (ALLOWS EVERY REQUEST: development only), bundle version 1 signed by \
+         {OFFICER}",
+        policy.display()
+    );
 
     layout.write_state(&DevState {
         nodes: n,
@@ -295,7 +338,8 @@ pub(super) fn point_at_nats(layout: &Layout, n: u16, nats_url: &str) -> anyhow::
             }
             // The documented defaults, from the config's own parser.
             None => toml::from_str::<ClusterSection>(&format!(
-                "manifest = \"../../manifest.toml\"\nnats = [\"{nats_url}\"]\nprime_pool = 0\n"
+                "manifest = \"../../manifest.toml\"\nnats = [\"{nats_url}\"]\nprime_pool = 0\n\
+                 policy_bundle = \"../../{DEV_BUNDLE}\"\nbitcoin_network = \"regtest\"\n"
             ))
             .context("the dev [cluster] section")?,
         };

@@ -1,0 +1,1 @@
+//! Chain payloads signed by a cluster of node processes, checked with each ecosystem's own library. (Being written.)

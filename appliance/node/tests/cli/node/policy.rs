@@ -1,0 +1,1 @@
+//! Policy on a cluster of node processes. (Being written.)
