@@ -212,9 +212,14 @@ impl Builder {
             create.extend(["--node".to_owned(), node.dir.to_str().unwrap().to_owned()]);
         }
         for (id, roles) in &self.initiators {
+            let roles = if roles.is_empty() {
+                String::new()
+            } else {
+                format!(":{roles}")
+            };
             create.extend([
                 "--initiator".to_owned(),
-                format!("{id}={}:{roles}", w(&format!("{id}.pub")).display()),
+                format!("{id}={}{roles}", w(&format!("{id}.pub")).display()),
             ]);
         }
         create.extend([
