@@ -93,7 +93,15 @@ async fn cluster() -> Cluster {
     .await
 }
 
+/// The development policy (policies/examples/dev.toml): allows every request.
+const DEV_POLICY: &str = include_str!("../../../policies/examples/dev.toml");
+
 async fn cluster_with(settings: Settings) -> Cluster {
+    cluster_with_policies(settings, [DEV_POLICY; 3]).await
+}
+
+/// A cluster whose node i starts with `policies[i]` (policy TOML text) as its active bundle.
+async fn cluster_with_policies(settings: Settings, policies: [&str; 3]) -> Cluster {
     // KEYRACK_LOG=info (say) shows what the nodes do.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -135,7 +143,6 @@ async fn cluster_with(settings: Settings) -> Cluster {
     let mut signed = SignedManifest::new(manifest).unwrap();
     signed.sign(&admin).unwrap();
     let manifest = Arc::new(signed.verify_bootstrap().unwrap());
-    let bundle = dev_policy(&manifest, &officer);
     let mut dirs = vec![];
     let mut stores = vec![];
     let mut nodes = vec![];
@@ -176,7 +183,11 @@ async fn cluster_with(settings: Settings) -> Cluster {
             peers: Arc::default(),
             pools: Arc::default(),
             key_ops: Arc::default(),
-            policy: Arc::new(PolicyGate::new(Some(bundle.clone()))),
+            policy: Arc::new(PolicyGate::new(Some(policy_bundle(
+                policies[i],
+                &manifest,
+                &officer,
+            )))),
             registry: default_registry(),
             settings,
             control: Arc::new(ControlRouter::default()),
@@ -208,14 +219,13 @@ async fn cluster_with(settings: Settings) -> Cluster {
     }
 }
 
-/// The development policy of policies/examples/dev.toml (allows every request), as a
-/// bundle signed by the cluster's policy officer.
-fn dev_policy(manifest: &VerifiedManifest, officer: &SigningKey) -> VerifiedBundle {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../policies/examples/dev.toml"
-    ))
-    .unwrap();
+/// `policy` (TOML text) as bundle version 1 signed by the cluster's policy officer.
+fn policy_bundle(
+    policy: &str,
+    manifest: &VerifiedManifest,
+    officer: &SigningKey,
+) -> VerifiedBundle {
+    let text = policy.to_owned();
     let mut bundle = SignedBundle::new(Bundle {
         format: BUNDLE_FORMAT,
         cluster_id: CLUSTER.into(),
@@ -1166,4 +1176,74 @@ async fn a_member_that_cannot_keep_its_new_share_stops_the_commit_and_the_next_r
         vec![(2, vec![2], false); 3]
     );
     ed25519_sign_and_verify(&mut c, "wallet-f", &key, b"at version 2").await;
+}
+
+/// A policy that denies every request.
+const DENY_ALL: &str = "format = 1\n[[rules]]\nid = \"deny-all\"\neffect = \"deny\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signing_that_times_out_releases_its_velocity_reservation() {
+    // node0 allows everything; node1 and node2 deny everything: node0 reserves, but no other
+    // node is ready, so its handshake times out — and its reservation must be released.
+    let mut c = cluster_with_policies(
+        Settings {
+            leader_timeout: Duration::from_millis(500),
+            ..Settings::default()
+        },
+        [DEV_POLICY, DENY_ALL, DENY_ALL],
+    )
+    .await;
+    ed25519_keygen(&mut c, "wallet-v").await;
+    let body = sign_body("wallet-v", Scheme::Ed25519, b"pay once");
+    let request = c.submit(&body).await;
+    let results = c.results_for(&request, 3).await;
+    for node in ["node1", "node2"] {
+        let r = &results[node];
+        assert_eq!(
+            (r.status, r.code),
+            (Status::Refused, Some(ErrorCode::PolicyDenied)),
+            "{r:?}"
+        );
+        assert!(
+            r.message.contains("deny-all"),
+            "names the rule: {}",
+            r.message
+        );
+    }
+    let r = &results["node0"];
+    assert_eq!(
+        (r.status, r.code),
+        (Status::Failed, Some(ErrorCode::Timeout)),
+        "{r:?}"
+    );
+    // Nothing stays reserved at node0 for the request that was never signed.
+    let usage = c.stores[0]
+        .usage(&keyrack_node::store::VelocityQuery {
+            per: keyrack_node::store::VelocityPer::Key,
+            key_id: "wallet-v",
+            initiator: "alice",
+            destination: None,
+            asset: None,
+            since_ms: 0,
+        })
+        .unwrap();
+    assert_eq!(usage, (0, 0), "the timed-out signing left a reservation");
+    // node0's audit log holds its decision (allow) and the outcome (failed), and verifies.
+    let page = c.stores[0].audit_page(0, 100).unwrap();
+    let about: Vec<_> = page
+        .iter()
+        .filter(|e| e.request_id.as_deref() == Some(body.request_id.as_str()))
+        .collect();
+    assert_eq!(
+        about.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["decision", "outcome"]
+    );
+    assert!(
+        about[0].entry.contains("\"outcome\":\"allow\""),
+        "{}",
+        about[0].entry
+    );
+    assert!(about[1].entry.contains("\"failed\""), "{}", about[1].entry);
+    let key = c.nodes[0].identity.signing_key().verifying_key();
+    assert!(c.stores[0].verify_audit_log(&key).unwrap().is_ok());
 }

@@ -73,7 +73,7 @@ impl Store {
         let taken: Option<(String, Vec<u8>)> = self.write(|tx| {
             let row: Option<(String, Vec<u8>)> = tx
                 .query_row(
-                    "SELECT id, sealed FROM primes ORDER BY created_at, id LIMIT 1",
+                    "SELECT id, sealed FROM primes ORDER BY created_at, rowid LIMIT 1",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

@@ -288,7 +288,7 @@ impl Store {
                     "SELECT id, sealed FROM presignatures
                      WHERE key_id = ?1 AND scheme = ?2 AND key_version = ?3 AND signers = ?4
                        AND state = 'AVAILABLE' AND (?5 IS NULL OR id = ?5)
-                     ORDER BY created_at, id LIMIT 1",
+                     ORDER BY created_at, rowid LIMIT 1",
                     (key_id, scheme, key_version, &signers_json, id),
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

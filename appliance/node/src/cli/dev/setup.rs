@@ -144,9 +144,27 @@ fn check_reusable(layout: &Layout, n: u16, tools: &Prerequisites) -> anyhow::Res
             manifest.nodes().len()
         );
     }
+    let bundle = layout.dir().join(DEV_BUNDLE);
+    if !bundle.exists() {
+        bail!(
+            "{} is missing (a dev cluster made before policies were enforced): {fresh_hint}",
+            bundle.display()
+        );
+    }
     let labels = token_labels(tools)?;
     for i in 0..n {
-        LoadedConfig::load(&layout.node_config(i)).context(fresh_hint)?;
+        let loaded = LoadedConfig::load(&layout.node_config(i)).context(fresh_hint)?;
+        if loaded
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.policy_bundle.is_none())
+        {
+            bail!(
+                "{} names no policy bundle (made before policies were enforced): {fresh_hint}",
+                layout.node_config(i).display()
+            );
+        }
         if !labels.contains(&token_label(i)) {
             bail!(
                 "SoftHSM token {} is missing from {}: node{i}'s identity can no longer be unsealed; {fresh_hint}",
