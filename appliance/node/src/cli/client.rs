@@ -120,6 +120,32 @@ enum ClientCommand {
     /// rule's approver group, and never for a request it made itself. Waits until every
     /// node acknowledged.
     Approve(ApproveArgs),
+    /// Show a key's addresses on each chain its scheme signs for (EVM and Bitcoin for
+    /// ecdsa-secp256k1, Bitcoin P2TR for schnorr-secp256k1, Solana for ed25519), for the
+    /// root key or the child key at --path.
+    ///
+    /// The public key and chain code come from the nodes' signed status answers (all that
+    /// hold the key READY must agree); the child key and the addresses are computed here,
+    /// with the same plugins the nodes use.
+    Address(AddressArgs),
+}
+
+#[derive(Debug, Args)]
+struct AddressArgs {
+    /// The key (wallet) id.
+    key_id: String,
+    /// The key's scheme: ecdsa-secp256k1 (or ecdsa), ed25519 (or eddsa), schnorr-secp256k1.
+    #[arg(long, value_name = "SCHEME", value_parser = parse::scheme)]
+    scheme: Scheme,
+    /// The child key at this non-hardened path, e.g. m/0/1. Default: the key itself.
+    #[arg(long, value_name = "PATH", value_parser = parse::path)]
+    path: Option<DerivationPath>,
+    /// The Bitcoin network of the addresses: bitcoin, testnet, testnet4, signet, regtest.
+    #[arg(long, value_name = "NETWORK", default_value = "bitcoin")]
+    bitcoin_network: String,
+    /// Seconds to wait for the nodes' answers.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -417,6 +443,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
             }
             ClientCommand::Delete(a) => delete(&client, a, json).await,
+            ClientCommand::Address(a) => address(&client, a, json).await,
             ClientCommand::Approve(a) => {
                 let body = client.approve_body(a.request_hash, Duration::from_secs(a.valid_for));
                 acknowledged(&client, body, "approval", a.timeout, json).await
@@ -575,6 +602,92 @@ async fn sign(client: &Client, a: SignArgs, json: bool) -> anyhow::Result<ExitCo
         Err(e) => return failure(e, Some(&request_id), json),
     };
     report::signature(&request_id, &a.key_id, kind, &path, &signed, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn address(client: &Client, a: AddressArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(a.timeout);
+    let body = client.status_body(&a.key_id, &[a.scheme], timeout);
+    let request_id = body.request_id.clone();
+    let report = match client.request(body, timeout).await {
+        Ok(Outcome::KeyStatus(report)) => report,
+        Ok(_) => bail!("internal: a status request completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    let ready: Vec<(&str, &keyrack_client::result::KeyInfo)> = report
+        .nodes
+        .iter()
+        .flat_map(|n| n.keys.iter().map(move |k| (n.answer.node.as_str(), k)))
+        .filter(|(_, k)| k.status == Some(keyrack_client::result::KeyStatus::Ready))
+        .collect();
+    let Some((_, first)) = ready.first() else {
+        bail!(
+            "no node holds a READY {} key '{}'",
+            a.scheme.as_str(),
+            a.key_id
+        );
+    };
+    if let Some((node, other)) = ready
+        .iter()
+        .find(|(_, k)| (&k.public_key, k.chain_code) != (&first.public_key, first.chain_code))
+    {
+        bail!(
+            "the nodes disagree on key '{}': {node} reports public key {}, another {}",
+            a.key_id,
+            hex::encode(&other.public_key),
+            hex::encode(&first.public_key)
+        );
+    }
+    let mut registry = crate::daemon::default_registry();
+    crate::chains::register(&mut registry, &a.bitcoin_network)
+        .with_context(|| format!("--bitcoin-network {}", a.bitcoin_network))?;
+    let scheme_plugin = registry
+        .scheme(a.scheme.as_str())
+        .context("this build has no plugin for the scheme")?;
+    let path = a.path.unwrap_or_default();
+    let key = scheme_plugin
+        .derive_public_key(&first.public_key, &first.chain_code, &path.0)
+        .map_err(|e| anyhow::anyhow!("derivation at {path}: {e}"))?;
+    let mut chains = Vec::new();
+    for id in registry.chain_ids() {
+        let chain = registry.chain(id).context("a registered chain")?;
+        if !chain.schemes().contains(&a.scheme.as_str()) {
+            continue;
+        }
+        let signer = keyrack_plugin::SignerKey {
+            scheme: a.scheme.as_str(),
+            public_key: &key,
+        };
+        let addresses = chain
+            .addresses(signer)
+            .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        chains.push((id, addresses));
+    }
+    if json {
+        let chains: serde_json::Map<String, serde_json::Value> = chains
+            .iter()
+            .map(|(id, addrs)| ((*id).to_owned(), serde_json::json!(addrs)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": true, "key_id": a.key_id, "scheme": a.scheme.as_str(),
+                "path": path.to_string(), "public_key": hex::encode(&key), "addresses": chains,
+            }))?
+        );
+    } else {
+        println!(
+            "key {} ({}, path {path}): public key {}",
+            a.key_id,
+            a.scheme.as_str(),
+            hex::encode(&key)
+        );
+        for (id, addresses) in &chains {
+            for address in addresses {
+                println!("  {id:<8} {address}");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -98,6 +98,10 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
              stay counted (this node cannot know whether its share left)"
         );
     }
+    // Requests that waited for approvals died with the last run (they are answered
+    // `interrupted` when NATS delivers them again): clear the approval queue.
+    store.prune_pending(u64::MAX)?;
+    store.prune_approvals(keyrack_client::now_ms())?;
     let policy_file = cluster.policy_bundle.as_ref().map(|p| loaded.resolve(p));
     let bundle = crate::daemon::policy::load(&store, &manifest, policy_file.as_deref())?;
     match &bundle {

@@ -82,6 +82,33 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
     let key = agreed.keys[0].public_key.clone();
     let tom = cluster.client_as("tom", "tom").await;
     let mut results = cluster.results("tom").await;
+
+    // The key's Solana address, as `keyrack client address` shows it: the base58 of the
+    // public key (as Solana's own library writes it).
+    let work = tempfile::tempdir().unwrap();
+    let config = client_config(&cluster, work.path(), "tom");
+    let out = keyrack(&[
+        "client",
+        "address",
+        HOT,
+        "--scheme",
+        "ed25519",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let solana_address = Address::new_from_array(key.as_slice().try_into().unwrap()).to_string();
+    assert_eq!(
+        shown["addresses"]["solana"][0],
+        solana_address.as_str(),
+        "{shown}"
+    );
     let sign = |client: &Client, lamports: u64, nonce: u8, lifetime: Duration| {
         client.sign_chain_body(
             HOT,
