@@ -14,7 +14,7 @@ use keyrack_client::codes::ErrorCode;
 use keyrack_client::request::{PayloadKind, RequestKind, SignedRequest, VerifiedRequest};
 use keyrack_client::result::{KeyInfo, KeyStatus, ResultBody, SignatureInfo, SignedResult, Status};
 use keyrack_client::scheme::Scheme;
-use keyrack_client::sdk::{Client, SdkError};
+use keyrack_client::sdk::{Client, Outcome, SdkError};
 use keyrack_client::subjects;
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
@@ -1183,5 +1183,85 @@ async fn keygen_can_reuse_a_deleted_keys_id_when_asked() {
     nodes.await.unwrap();
     assert!(
         matches!(&outcome, keyrack_client::sdk::Outcome::Keys(k) if k.nodes.len() == 3 && k.uninvolved.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn pending_notices_are_reported_and_the_final_answers_still_count() {
+    // Every node says the request waits for approvals, then two sign: the SDK reports each
+    // notice once, does not count it as an answer, and returns the signature.
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let mut answers: Vec<Answer> = (0..3)
+            .map(|i| refusal(i, r, Status::Pending, ErrorCode::ApprovalsRequired))
+            .collect();
+        answers.push(refusal(2, r, Status::Pending, ErrorCode::ApprovalsRequired));
+        answers.extend((0..2).map(|i| sign_ok(i, r, KEY_SEED)));
+        answers
+    });
+    let body = client.sign_body(
+        "wallet-1",
+        Scheme::Ed25519,
+        b"pay",
+        PayloadKind::Message,
+        &[],
+        WAIT,
+    );
+    let mut notices = vec![];
+    let outcome = client
+        .submit(body)
+        .await
+        .unwrap()
+        .wait_with_notices(WAIT, |a| notices.push((a.node.clone(), a.status, a.code)))
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    assert!(matches!(outcome, Outcome::Signature(_)), "{outcome:?}");
+    notices.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        notices,
+        (0..3)
+            .map(|i| (
+                node(i).id.clone(),
+                Status::Pending,
+                Some(ErrorCode::ApprovalsRequired)
+            ))
+            .collect::<Vec<_>>(),
+        "one notice per node"
+    );
+}
+
+#[tokio::test]
+async fn a_request_refused_after_waiting_for_approvals_fails_with_the_refusal() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        let mut answers: Vec<Answer> = (0..3)
+            .map(|i| refusal(i, r, Status::Pending, ErrorCode::ApprovalsRequired))
+            .collect();
+        answers.extend((0..2).map(|i| {
+            let mut b = body(&node(i).id, r, Status::Refused);
+            b.code = Some(ErrorCode::ApprovalsRequired);
+            b.message = "rule 'large' needs 2 of 'treasury'".into();
+            outcome(i, b)
+        }));
+        answers
+    });
+    let err = client
+        .sign(
+            "wallet-1",
+            Scheme::Ed25519,
+            b"pay",
+            PayloadKind::Message,
+            &[],
+            WAIT,
+        )
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Refused { code: ErrorCode::ApprovalsRequired, message, .. } if message.contains("large")),
+        "{err}"
     );
 }

@@ -51,13 +51,20 @@ pub struct RequestResults {
 }
 
 impl NodeResults {
-    /// The node's answer: its first result that is not a `replayed` refusal (what a node says
-    /// to a copy of a request it already took, not its answer to the request), else its
-    /// first; `None` if it published none.
+    /// The node's answer: its first result that is neither a `replayed` refusal (what a node
+    /// says to a copy of a request it already took, not its answer to the request) nor a
+    /// `pending` notice (the request waits there for approvals; the answer follows), else
+    /// its latest `pending` notice, else its first result; `None` if it published none.
     pub fn answer(&self) -> Option<&CheckedResult> {
         self.results
             .iter()
-            .find(|r| r.body.code != Some(ErrorCode::Replayed))
+            .find(|r| r.body.code != Some(ErrorCode::Replayed) && r.body.status != Status::Pending)
+            .or_else(|| {
+                self.results
+                    .iter()
+                    .rev()
+                    .find(|r| r.body.status == Status::Pending)
+            })
             .or(self.results.first())
     }
 }
