@@ -357,6 +357,43 @@ fn field_rules_are_enforced() {
     let mut b = status();
     b.approves = Some([1; 32]);
     check(b, ErrorCode::InvalidRequest);
+    // Chains: the chain payload kinds need a chain; messages and digests take none; only
+    // sign requests carry one.
+    for kind in [
+        PayloadKind::Transaction,
+        PayloadKind::PersonalMessage,
+        PayloadKind::TypedData,
+    ] {
+        let mut b = sign();
+        b.payload_kind = Some(kind);
+        check(b.clone(), ErrorCode::InvalidRequest);
+        b.chain = Some("evm".into());
+        key.sign_request(&b).unwrap();
+        b.chain = Some("EVM.x".into());
+        check(b, ErrorCode::InvalidRequest);
+    }
+    let mut b = sign();
+    b.chain = Some("evm".into());
+    check(b, ErrorCode::InvalidRequest); // a plain message has no chain
+    let mut b = status();
+    b.chain = Some("evm".into());
+    check(b, ErrorCode::InvalidRequest);
+    // policy: a payload (the bundle), no schemes, nothing sign-only.
+    let mut b = status();
+    b.kind = RequestKind::Policy;
+    b.schemes.clear();
+    check(b.clone(), ErrorCode::InvalidRequest); // no bundle
+    b.payload = Some(b"format = 1".to_vec());
+    key.sign_request(&b).unwrap();
+    let mut c = b.clone();
+    c.schemes = vec![Scheme::Ed25519];
+    check(c, ErrorCode::InvalidRequest);
+    let mut c = b.clone();
+    c.payload_kind = Some(PayloadKind::Message);
+    check(c, ErrorCode::InvalidRequest);
+    let mut c = b;
+    c.payload = Some(vec![0; keyrack_client::request::MAX_PAYLOAD_BYTES + 1]);
+    check(c, ErrorCode::InvalidRequest);
 
     check_threshold(2, 3).unwrap();
     check_threshold(2, 2).unwrap();
