@@ -9,6 +9,7 @@ mod init;
 mod keys;
 mod manifest;
 mod node;
+mod policy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
