@@ -86,8 +86,11 @@ pub fn ledger_entries(req: &Request<'_>) -> Vec<LedgerEntry> {
         .collect()
 }
 
-/// How the ledger names an asset: `<chain>:<asset>`, so that one key's native coins on two
-/// chains never add up; EVM token contracts lower-cased (their checksum is letter case).
+/// How the ledger names an asset: `<chain>:<asset>`, so that one key's coins on two chains
+/// (Bitcoin and Solana, say) never add up; EVM token contracts lower-cased (their checksum is
+/// letter case). The EVM networks share one name per asset (`evm:native` is the native coin
+/// of every chain id): amounts on several EVM networks count against one limit, which only
+/// makes a limit stricter; give a rule a `networks` condition to keep a network apart.
 pub fn ledger_asset(chain: &str, asset: &str) -> String {
     if chain == "evm" {
         format!("{chain}:{}", asset.to_ascii_lowercase())

@@ -39,8 +39,9 @@ pub(crate) enum PathPart {
     Rest,
 }
 
-/// A derivation path pattern: `m`, then `/`-separated components: a number, a number with
-/// `'` or `h` (hardened), `*` (any one component) or, last, `**` (any number of components).
+/// A derivation path pattern: `m`, then `/`-separated components: a number below 2^31, `*`
+/// (any one component) or, last, `**` (any number of components). Hardened components are
+/// refused: keyrack derives non-hardened children only, so they could never match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PathPattern {
     pub(crate) text: String,
@@ -67,21 +68,25 @@ impl PathPattern {
                     ))
                 }
                 c => {
-                    let (digits, hardened) = match c.strip_suffix(['\'', 'h']) {
-                        Some(d) => (d, true),
-                        None => (c, false),
-                    };
+                    if c.ends_with(['\'', 'h']) {
+                        return Err(format!(
+                            "derivation path pattern '{text}': '{c}' is hardened, and keyrack \
+                             derives non-hardened children only (a request's path has indices \
+                             below 2^31), so it could never match"
+                        ));
+                    }
+                    let digits = c;
                     let index: u32 = digits
                         .parse()
                         .ok()
                         .filter(|&n: &u32| n < HARDENED && !digits.starts_with('+'))
                         .ok_or_else(|| {
                             format!(
-                                "derivation path pattern '{text}': '{c}' is not an index below 2^31 \
-                                 (optionally with ' or h), '*' or '**'"
+                                "derivation path pattern '{text}': '{c}' is not an index below 2^31, \
+                                 '*' or '**'"
                             )
                         })?;
-                    PathPart::Index(if hardened { index | HARDENED } else { index })
+                    PathPart::Index(index)
                 }
             };
             parts.push(part);
@@ -129,7 +134,7 @@ pub(crate) fn same_address(chain: &str, a: &str, b: &str) -> bool {
     }
 }
 
-/// Parses a concrete derivation path (`m`, `m/44'/60'/0'/0/5`).
+/// Parses a concrete derivation path (`m`, `m/44/60/0/0/5`).
 pub(crate) fn parse_path(text: &str) -> Result<Vec<u32>, String> {
     let p = PathPattern::parse(text)?;
     p.parts
@@ -169,10 +174,14 @@ mod tests {
         let root = PathPattern::parse("m").unwrap();
         assert!(root.matches(&[]));
         assert!(!root.matches(&[0]));
-        let rest = PathPattern::parse("m/44'/**").unwrap();
-        assert!(rest.matches(&[44 | HARDENED]));
-        assert!(rest.matches(&[44 | HARDENED, 0, 1]));
-        assert!(!rest.matches(&[44]));
+        let rest = PathPattern::parse("m/44/**").unwrap();
+        assert!(rest.matches(&[44]));
+        assert!(rest.matches(&[44, 0, 1]));
+        assert!(!rest.matches(&[45]));
+        for hardened in ["m/44'/0", "m/44h/*", "m/0/1'"] {
+            let e = PathPattern::parse(hardened).unwrap_err();
+            assert!(e.contains("hardened"), "{e}");
+        }
         assert!(PathPattern::parse("0/1").is_err());
         assert!(PathPattern::parse("m/**/1").is_err());
         assert!(PathPattern::parse("m/x").is_err());
