@@ -26,8 +26,8 @@ mod report;
 
 use parse::{DerivationPath, HexBytes};
 
-/// Send keygen, sign, reshare, refresh, delete and status requests to a cluster, as the
-/// initiator named in client.toml.
+/// Send keygen, sign, reshare, refresh, delete, approve and status requests to a cluster, as
+/// the initiator named in client.toml (and show a key's addresses).
 ///
 /// Every result is checked before it is printed: each node's signature on it (against the
 /// cluster manifest), that it answers this very request, and for a signature, the signature
@@ -66,12 +66,16 @@ enum ClientCommand {
     /// keys.
     #[command(after_long_help = report::KEYGEN_JSON)]
     Keygen(KeygenArgs),
-    /// Sign a message or a digest with a key, and print the verified signature.
+    /// Sign a message, a digest or a chain payload with a key, and print the verified
+    /// signature.
     ///
     /// Ed25519 signs the message itself; ecdsa-secp256k1 and schnorr-secp256k1 sign the
     /// SHA-256 digest of the message, computed by the nodes, or a raw digest given with
-    /// --digest. The signature is printed only once this client verified it under the
-    /// public key (the derived child key with --path).
+    /// --digest. With --chain, the nodes decode the transaction or message with their chain
+    /// plugin, apply their policy to what it does, sign what the plugin computes and return
+    /// the signed transaction. Every node decides on its own: a request the policy allows
+    /// only with approvals waits for them (see `approve`). The signature is printed only once
+    /// this client verified it under the public key (the derived child key with --path).
     #[command(after_long_help = report::SIGN_JSON)]
     Sign(SignArgs),
     /// Move a key to a new threshold and/or committee; its public key stays the same.

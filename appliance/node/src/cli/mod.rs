@@ -37,8 +37,8 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the node: serve the cluster's requests until interrupted.
     Node(node::NodeArgs),
-    /// Send requests to a cluster (keygen, sign, reshare, refresh, delete, status) as the
-    /// initiator in client.toml.
+    /// Send requests to a cluster (keygen, sign, reshare, refresh, delete, approve, status,
+    /// address) as the initiator in client.toml.
     Client(client::ClientArgs),
     /// Start a local development cluster: nats-server and n nodes on SoftHSM tokens.
     Dev(dev::DevArgs),

@@ -103,7 +103,21 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     store.prune_pending(u64::MAX)?;
     store.prune_approvals(keyrack_client::now_ms())?;
     let policy_file = cluster.policy_bundle.as_ref().map(|p| loaded.resolve(p));
-    let bundle = crate::daemon::policy::load(&store, &manifest, policy_file.as_deref())?;
+    let (bundle, from_file) =
+        crate::daemon::policy::load(&store, &manifest, policy_file.as_deref())?;
+    if let (Some(b), true, Some(file)) = (&bundle, from_file, &policy_file) {
+        let entry = crate::daemon::policy::activated_at_start_entry(b, file).to_string();
+        let sign = |hash: &[u8; 32]| {
+            use ed25519_dalek::Signer as _;
+            identity
+                .signing_key()
+                .sign(&crate::store::audit_signature_message(hash))
+                .to_bytes()
+        };
+        store
+            .append_audit("policy", None, &entry, &sign)
+            .context("cannot record the policy activation in the audit log")?;
+    }
     match &bundle {
         Some(b) => {
             tracing::info!(version = b.version(), hash = %hex::encode(b.hash()), "policy bundle active")

@@ -18,9 +18,6 @@ use super::keys::load_key;
 use super::manifest::create_file;
 use crate::fsutil::replace_file;
 
-/// The manifest role that makes an initiator a policy admin.
-const POLICY_ADMIN_ROLE: &str = "policy-admin";
-
 /// `keyrack policy …`
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
@@ -209,17 +206,8 @@ fn print_findings(policy: &Policy) -> usize {
 
 fn policy_admins(manifest: &Path) -> anyhow::Result<(String, Vec<PolicyAdmin>)> {
     let m = super::read_manifest(manifest)?;
-    let m = m.manifest();
-    let admins = m
-        .initiators
-        .iter()
-        .filter(|i| i.roles.iter().any(|r| r == POLICY_ADMIN_ROLE))
-        .map(|i| PolicyAdmin {
-            id: i.id.clone(),
-            public_key: i.public_key,
-        })
-        .collect();
-    Ok((m.cluster_id.clone(), admins))
+    let admins = crate::daemon::policy::policy_admins(&m);
+    Ok((m.cluster_id().to_owned(), admins))
 }
 
 fn check(path: &Path, manifest: Option<&Path>, active: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -107,11 +107,14 @@ pub fn policy_admins(manifest: &VerifiedManifest) -> Vec<PolicyAdmin> {
 /// config names, if any, activated when it is a valid successor. A file that does not parse
 /// or verify (tampered, unsigned, under-signed) is an error naming it; an older file than
 /// the stored bundle is only a warning (the newer one stays).
+///
+/// Returns the active bundle and whether it was activated from the file just now (the
+/// caller records that in the audit log).
 pub fn load(
     store: &Store,
     manifest: &VerifiedManifest,
     file: Option<&Path>,
-) -> anyhow::Result<Option<VerifiedBundle>> {
+) -> anyhow::Result<(Option<VerifiedBundle>, bool)> {
     let admins = policy_admins(manifest);
     let cluster = manifest.cluster_id();
     let mut active = match store.active_bundle()? {
@@ -132,6 +135,7 @@ pub fn load(
             Some(verified)
         }
     };
+    let mut from_file = false;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the policy bundle {}", path.display()))?;
@@ -152,6 +156,7 @@ pub fn load(
                     "policy bundle activated from the config"
                 );
                 active = Some(verified);
+                from_file = true;
             }
             Err(BundleError::AlreadyActive) => {}
             Err(BundleError::Older { version, active }) => tracing::warn!(
@@ -168,7 +173,14 @@ pub fn load(
             }
         }
     }
-    Ok(active)
+    Ok((active, from_file))
+}
+
+/// The audit entry of a bundle activated from the node's config file at start.
+pub fn activated_at_start_entry(bundle: &VerifiedBundle, file: &Path) -> serde_json::Value {
+    json!({"outcome": "activated", "from_file": file.display().to_string(),
+           "version": bundle.version(), "bundle_hash": hex::encode(bundle.hash()),
+           "signers": bundle.signers()})
 }
 
 /// Appends an audit entry signed by this node; a failure is logged (and the request goes
@@ -421,7 +433,7 @@ pub(super) async fn decide(
                 node,
                 "decision",
                 Some(&request.body.request_id),
-                decision_entry(request, facts, None, None, reason),
+                decision_entry(request, facts, None, None, "deny (no active policy bundle)"),
             )
             .await;
             return Err(refuse(ErrorCode::PolicyDenied, reason));

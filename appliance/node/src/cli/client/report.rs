@@ -62,7 +62,8 @@ With --json, stdout holds one JSON object:
   ok                 true
   request_id         the request's id (32 hex), for `keyrack client status`
   key_id, scheme     as asked
-  payload_kind       \"message\" or \"digest\"
+  payload_kind       \"message\", \"digest\", \"transaction\", \"personal_message\" or
+                     \"typed_data\"
   path               the derivation path, e.g. \"m/0/1\" (\"m\": the key itself)
   derivation_path    the same as a list of indexes
   public_key         the key that signed (the derived child key with --path), hex
@@ -70,8 +71,15 @@ With --json, stdout holds one JSON object:
                      ed25519, the 32-byte digest for ecdsa-secp256k1 and schnorr-secp256k1
   signature          64 bytes, hex (ECDSA: r || s, low s)
   r, s, v            ECDSA only (else null): r and s (64 hex each), recovery id v (0 or 1)
+  signatures         a chain payload signed in several parts (a PSBT with several inputs of
+                     the key): every part, each as above; absent for one part
+  signed_payload     a chain payload: the signed output the nodes' chain plugin assembled
+                     (EVM raw transaction or r || s || v, the PSBT with the key's inputs
+                     finalised, the Solana wire transaction), hex; absent otherwise
   node               the node whose result carried the signature
   verified           true: the client verified the signature itself
+A request that waits for approvals prints each node's notice (with the request hash to
+approve) on stderr and keeps waiting, up to --timeout.
 On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}} (see
 `keyrack client keygen --help`).";
 
