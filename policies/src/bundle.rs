@@ -295,11 +295,7 @@ impl SignedBundle {
         Ok(valid.into_iter().collect())
     }
 
-    fn check_content(
-        &self,
-        cluster_id: &str,
-        admins: &[PolicyAdmin],
-    ) -> Result<Policy, BundleError> {
+    fn check_content(&self, cluster_id: &str, admins: &[PolicyAdmin]) -> Result<(), BundleError> {
         let b = &self.bundle;
         if b.format != BUNDLE_FORMAT {
             return Err(BundleError::Format(b.format));
@@ -323,7 +319,7 @@ impl SignedBundle {
                 n / 2 + 1
             )));
         }
-        Policy::from_toml(&b.policy).map_err(BundleError::Policy)
+        Ok(())
     }
 
     /// Verifies the bundle for activation on `cluster_id` by `admins`, as the successor of
@@ -368,8 +364,10 @@ impl SignedBundle {
                 required = required.max(a.bundle().admin_threshold);
             }
         }
-        let policy = self.check_content(cluster_id, admins)?;
+        self.check_content(cluster_id, admins)?;
+        // Signatures before the policy text: an unsigned text never reaches the parser.
         let signers = self.check_signers(admins, required)?;
+        let policy = Policy::from_toml(&b.policy).map_err(BundleError::Policy)?;
         Ok(VerifiedBundle {
             signed: self.clone(),
             hash,
@@ -386,8 +384,9 @@ impl SignedBundle {
         cluster_id: &str,
         admins: &[PolicyAdmin],
     ) -> Result<VerifiedBundle, BundleError> {
-        let policy = self.check_content(cluster_id, admins)?;
+        self.check_content(cluster_id, admins)?;
         let signers = self.check_signers(admins, self.bundle.admin_threshold)?;
+        let policy = Policy::from_toml(&self.bundle.policy).map_err(BundleError::Policy)?;
         Ok(VerifiedBundle {
             signed: self.clone(),
             hash: self.hash(),

@@ -500,7 +500,10 @@ impl Ctx<'_, '_> {
                             ),
                         )
                     }
-                    None => known(false, "a plain message or raw digest has no chain"),
+                    None => Check {
+                        holds: None,
+                        detail: "a plain message or raw digest has no chain".into(),
+                    },
                 },
             ));
         }
@@ -671,6 +674,32 @@ impl Ctx<'_, '_> {
                     "raw digest allowed by this rule".into()
                 } else {
                     "the request is a raw digest and this rule does not set raw_digest = true"
+                        .into()
+                },
+            });
+        }
+        // The plain-message gate, the same way: opaque bytes match an allow/approval rule
+        // only with plain_message = true; a deny rule with it applies to plain messages only.
+        let plain = !self.req.raw_digest && self.req.intent.is_none();
+        if deny && rule.plain_message {
+            conditions.push(ConditionTrace {
+                condition: "plain_message".into(),
+                holds: plain,
+                detail: if plain {
+                    "the request is a plain message".into()
+                } else {
+                    "the request is not a plain message".into()
+                },
+            });
+        } else if !deny && plain {
+            conditions.push(ConditionTrace {
+                condition: "plain_message".into(),
+                holds: rule.plain_message,
+                detail: if rule.plain_message {
+                    "plain message allowed by this rule".into()
+                } else {
+                    "the request is a plain message (no chain decoded it) and this rule does not \
+                     set plain_message = true"
                         .into()
                 },
             });

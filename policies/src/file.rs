@@ -241,6 +241,8 @@ struct RuleFile {
     approvals: Option<toml::Value>,
     #[serde(default)]
     raw_digest: bool,
+    #[serde(default)]
+    plain_message: bool,
     initiators: Option<Vec<String>>,
     roles: Option<Vec<String>>,
     keys: Option<Vec<String>>,
@@ -334,6 +336,11 @@ pub struct Rule {
     /// Allow and approval rules: whether a raw-digest request may match. Deny rules: whether
     /// the rule applies only to raw-digest requests.
     pub raw_digest: bool,
+    /// Allow and approval rules: whether a plain message (no chain: the node signs it, or its
+    /// SHA-256, without decoding it) may match. Deny rules: whether the rule applies only to
+    /// plain messages. Opaque bytes can be a chain transaction in disguise (a Solana message
+    /// is signed as is), so no rule allows them unless it says so.
+    pub plain_message: bool,
     /// What must hold.
     pub conditions: Conditions,
 }
@@ -639,6 +646,7 @@ impl Policy {
             description: f.description,
             approvals,
             raw_digest: f.raw_digest,
+            plain_message: f.plain_message,
             conditions: Conditions {
                 initiators: f.initiators,
                 roles: f.roles,

@@ -22,11 +22,13 @@
 //!   intent at all for a plain message or a raw digest; no transfers for a destination
 //!   condition or a per-destination limit) does **not hold** in an allow or approval rule
 //!   and **does hold** in a deny rule (the deny applies). A limit whose ledger query fails
-//!   is treated the same way. The one exception is `chains`: a plain message or digest is
-//!   known to have no chain, so a `chains` condition does not hold for it in any rule.
-//! - **Raw digests are off unless allowed**: an allow or approval rule matches a raw-digest
-//!   request only if it says `raw_digest = true`. Deny rules match raw digests regardless;
-//!   a deny rule that says `raw_digest = true` applies to raw digests only.
+//!   is treated the same way, and so is `chains` for a plain message or a digest (no decoder
+//!   read them: a deny scoped to a chain applies, since the bytes could be that chain's
+//!   transaction).
+//! - **Raw digests and plain messages are off unless allowed**: an allow or approval rule
+//!   matches a raw-digest request only if it says `raw_digest = true`, a plain message only
+//!   if it says `plain_message = true`. Deny rules match them regardless; a deny rule that
+//!   says `raw_digest = true` (`plain_message = true`) applies to those requests only.
 //! - **Approvals** counted for a rule: distinct approvers of its group, not the request's
 //!   initiator, bound to this request's hash, not expired (`now_ms < expires_at_ms`).
 //! - **Limits** are rolling windows: usage recorded at or after `now − window`, plus this

@@ -98,8 +98,9 @@ pub(crate) fn implies(a: &Conditions, b: &Conditions) -> bool {
 
 /// Whether deny rule `d` matches every request that rule `r` matches.
 fn deny_covers(d: &Rule, r: &Rule) -> bool {
-    // A deny rule with raw_digest = true applies to raw digests only; r also matches others.
-    !d.raw_digest && implies(&r.conditions, &d.conditions)
+    // A deny rule with raw_digest or plain_message = true applies to those requests only; r
+    // also matches others.
+    !d.raw_digest && !d.plain_message && implies(&r.conditions, &d.conditions)
 }
 
 impl Policy {
@@ -115,7 +116,7 @@ impl Policy {
         };
         for r in &self.rules {
             let c = &r.conditions;
-            if r.effect == Effect::Deny && c.is_empty() && !r.raw_digest {
+            if r.effect == Effect::Deny && c.is_empty() && !r.raw_digest && !r.plain_message {
                 warn(&mut out, r, format!("deny rule '{}' has no conditions: it denies every request, so nothing can be signed", r.id));
             }
             if let (Some(min), Some(max)) = (c.min_value, c.max_value) {
@@ -169,6 +170,7 @@ impl Policy {
                 if let Some(s) = self.rules.iter().find(|s| {
                     s.effect == Effect::AllowWithApprovals
                         && (!r.raw_digest || s.raw_digest)
+                        && (!r.plain_message || s.plain_message)
                         && implies(&r.conditions, &s.conditions)
                 }) {
                     warn(&mut out, r, format!(

@@ -281,12 +281,30 @@ fn missing_fields_fail_closed_on_both_sides() {
 }
 
 #[test]
-fn chains_do_not_hold_for_a_plain_message_in_any_rule() {
+fn plain_messages_only_where_a_rule_allows_them_and_chain_rules_fail_closed_on_them() {
+    // Opaque bytes can be a chain transaction in disguise: no allow rule matches a plain
+    // message unless it sets plain_message = true.
     let r = Req::new(None);
-    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\n[[rules]]\nid = \"d\"\neffect = \"deny\"\nchains = [\"evm\"]\n");
+    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\n");
+    assert_eq!(deny_rule(&eval(&p, &r)), Some(None));
+    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\nplain_message = true\n");
     assert!(allowed(&eval(&p, &r)));
-    let p = policy("[[rules]]\nid = \"a\"\neffect = \"allow\"\nchains = [\"evm\"]\n");
-    assert!(!allowed(&eval(&p, &r)));
+    // The gate is for plain messages only: a decoded transaction still matches "any".
+    let tx = Req::new(Some(intent(vec![transfer(EXCHANGE, NATIVE, 5)])));
+    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\n");
+    assert!(allowed(&eval(&p, &tx)));
+    // A chain condition on a request no decoder read fails closed: it never allows, and a
+    // deny scoped to a chain applies (the bytes could be that chain's transaction).
+    let p = policy(
+        "[[rules]]\nid = \"a\"\neffect = \"allow\"\nplain_message = true\nchains = [\"solana\"]\n",
+    );
+    assert_eq!(deny_rule(&eval(&p, &r)), Some(None));
+    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\nplain_message = true\n[[rules]]\nid = \"d\"\neffect = \"deny\"\nchains = [\"solana\"]\n");
+    assert_eq!(deny_rule(&eval(&p, &r)), Some(Some("d")));
+    // A deny rule with plain_message = true applies to plain messages only.
+    let p = policy("[[rules]]\nid = \"any\"\neffect = \"allow\"\nplain_message = true\n[[rules]]\nid = \"no-plain\"\neffect = \"deny\"\nplain_message = true\n");
+    assert_eq!(deny_rule(&eval(&p, &r)), Some(Some("no-plain")));
+    assert!(allowed(&eval(&p, &tx)));
 }
 
 struct Failing;
@@ -493,7 +511,8 @@ fn raw_digests_only_where_a_rule_allows_them() {
     // A deny rule with raw_digest = true applies to raw digests only.
     let p = policy("[[rules]]\nid = \"all\"\neffect = \"allow\"\nraw_digest = true\n[[rules]]\nid = \"no-raw\"\neffect = \"deny\"\nraw_digest = true\n");
     assert_eq!(deny_rule(&eval(&p, &r)), Some(Some("no-raw")));
-    assert!(allowed(&eval(&p, &Req::new(None))));
+    let tx = Req::new(Some(intent(vec![transfer(EXCHANGE, NATIVE, 5)])));
+    assert!(allowed(&eval(&p, &tx)));
 }
 
 #[test]

@@ -498,11 +498,11 @@ impl RequestBody {
                 if n_schemes != 0 {
                     return Err(invalid("policy takes no schemes"));
                 }
-                match &self.payload {
-                    Some(p) if !p.is_empty() && p.len() <= MAX_PAYLOAD_BYTES => {}
-                    _ => return Err(invalid(format!(
-                        "policy needs a payload (the signed bundle, 1..={MAX_PAYLOAD_BYTES} bytes)"
-                    ))),
+                let size = self.payload.as_ref().map_or(0, Vec::len);
+                if !(1..=MAX_PAYLOAD_BYTES).contains(&size) {
+                    return Err(invalid(format!(
+                        "policy needs a payload: the signed bundle, 1..={MAX_PAYLOAD_BYTES} bytes"
+                    )));
                 }
             }
         }

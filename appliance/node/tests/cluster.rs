@@ -1247,3 +1247,72 @@ async fn a_signing_that_times_out_releases_its_velocity_reservation() {
     let key = c.nodes[0].identity.signing_key().verifying_key();
     assert!(c.stores[0].verify_audit_log(&key).unwrap().is_ok());
 }
+
+/// One signing per key per hour.
+const ONE_PER_HOUR: &str = "format = 1\n[[rules]]\nid = \"one-per-hour\"\neffect = \"allow\"\n\
+                            plain_message = true\n\
+                            within_limits = [{ per = \"key\", window = \"1h\", max_count = 1 }]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_requests_decided_at_once_never_both_fit_one_limit() {
+    // Each node allows one signing of the key per hour. Two requests sent together: each node
+    // reads the limit and reserves under one lock, so it allows at most one of them, and with
+    // 2 of 3 needed to sign, at most one request is ever signed.
+    let mut c = cluster_with_policies(
+        Settings {
+            leader_timeout: Duration::from_millis(500),
+            ..Settings::default()
+        },
+        [ONE_PER_HOUR; 3],
+    )
+    .await;
+    ed25519_keygen(&mut c, "wallet-l").await;
+    let first = c
+        .submit(&sign_body("wallet-l", Scheme::Ed25519, b"first"))
+        .await;
+    let second = c
+        .submit(&sign_body("wallet-l", Scheme::Ed25519, b"second"))
+        .await;
+    // Read until each request is decided: two ok (signed), or two other answers (it can no
+    // longer get the two signers it needs).
+    let mut got = [BTreeMap::new(), BTreeMap::new()];
+    let decided = |m: &BTreeMap<String, ResultBody>| {
+        let ok = m.values().filter(|r| r.status == Status::Ok).count();
+        ok >= 2 || m.len() - ok >= 2
+    };
+    while !got.iter().all(decided) {
+        let bytes = tokio::time::timeout(Duration::from_secs(60), c.results.next())
+            .await
+            .expect("results in time")
+            .unwrap()
+            .unwrap();
+        let body = SignedResult::parse(&bytes)
+            .unwrap()
+            .verify_with(&c.manifest)
+            .expect("signed by a member");
+        for (i, request) in [&first, &second].into_iter().enumerate() {
+            if body.answers(request) {
+                got[i].insert(body.node_id.clone(), body.clone());
+            }
+        }
+    }
+    let signed: Vec<bool> = got
+        .iter()
+        .map(|m| m.values().filter(|r| r.status == Status::Ok).count() >= 2)
+        .collect();
+    assert!(!(signed[0] && signed[1]), "both signed: {got:?}");
+    // No node counts more than one signing of the key in the window.
+    for (i, store) in c.stores.iter().enumerate() {
+        let (_, count) = store
+            .usage(&keyrack_node::store::VelocityQuery {
+                per: keyrack_node::store::VelocityPer::Key,
+                key_id: "wallet-l",
+                initiator: "alice",
+                destination: None,
+                asset: None,
+                since_ms: 0,
+            })
+            .unwrap();
+        assert!(count <= 1, "node{i} counts {count} signings");
+    }
+}

@@ -446,6 +446,15 @@ impl Client {
             derivation_path,
             timeout,
         );
+        self.signature(body, timeout).await
+    }
+
+    /// Sends a sign request and waits for its verified signature.
+    async fn signature(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<VerifiedSignature, SdkError> {
         match self.request(body, timeout).await? {
             Outcome::Signature(s) => Ok(*s),
             other => Err(unexpected(other.some_node())),
@@ -500,10 +509,7 @@ impl Client {
             derivation_path,
             timeout,
         );
-        match self.request(body, timeout).await? {
-            Outcome::Signature(s) => Ok(*s),
-            other => Err(unexpected(other.some_node())),
-        }
+        self.signature(body, timeout).await
     }
 
     /// The body of an approval of the request whose hash is `request_hash` (see

@@ -50,6 +50,9 @@ pub struct PolicyGate {
     active: RwLock<Option<Arc<VerifiedBundle>>>,
     /// Serialises activations (check against the active bundle, store, switch).
     activating: Mutex<()>,
+    /// Serialises decisions: a velocity limit is read and the request's reservation written
+    /// under it, so that two requests decided at once cannot both fit in the same room.
+    deciding: tokio::sync::Mutex<()>,
     approvals: watch::Sender<u64>,
 }
 
@@ -67,6 +70,7 @@ impl PolicyGate {
         PolicyGate {
             active: RwLock::new(active.map(Arc::new)),
             activating: Mutex::new(()),
+            deciding: tokio::sync::Mutex::new(()),
             approvals: watch::channel(0).0,
         }
     }
@@ -439,6 +443,8 @@ pub(super) async fn decide(
             return Err(refuse(ErrorCode::PolicyDenied, reason));
         };
         approvals.borrow_and_update();
+        // Held until this round's outcome is recorded (and released before any wait).
+        let turn = node.policy.deciding.lock().await;
         let decision = evaluate(node, request, facts, &bundle).await?;
         match &decision.outcome {
             PolicyOutcome::Allow { .. } => {
@@ -495,6 +501,7 @@ pub(super) async fn decide(
                     },
                     hex::encode(request.hash())
                 );
+                drop(turn);
                 if !waiting {
                     waiting = true;
                     announce_pending(node, request, facts, &decision, &message).await;

@@ -499,10 +499,13 @@ async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
         Err(e) => return Some(Err(e)),
     };
     let bundle_version = allowed.bundle_version;
-    let outcome = sign_allowed(node, request, plugin, scheme, &record, &prepared).await;
-    // A node left out of the signer set stands down: the others sign, so what it reserved
-    // stays spent. A failure releases the reservation.
-    allowed.settle(node, !matches!(outcome, Some(Err(_)))).await;
+    let (outcome, shared) = sign_allowed(node, request, plugin, scheme, &record, &prepared).await;
+    // What was reserved stays spent unless this node's share never went out: a node left out
+    // of the signer set stands down (the others sign); a session that failed may still have
+    // given the others this node's partial signature (a peer that withholds its own part
+    // can finish the signature alone). Only a failure before any session releases it.
+    let spent = shared || !matches!(outcome, Some(Err(_)));
+    allowed.settle(node, spent).await;
     let entry = match &outcome {
         None => serde_json::json!({"outcome": "stood down (another signer set signs)"}),
         Some(Ok(done)) => serde_json::json!({
@@ -630,7 +633,8 @@ fn prepare(
 }
 
 /// The handshake and the signing sessions of a request the policy allowed: one session per
-/// item (a PSBT with several own inputs signs each), all by the same signer set.
+/// item (a PSBT with several own inputs signs each), all by the same signer set. Also says
+/// whether a signing session started (after which this node's share may have gone out).
 async fn sign_allowed(
     node: &Arc<Node>,
     request: &VerifiedRequest,
@@ -638,6 +642,20 @@ async fn sign_allowed(
     scheme: Scheme,
     record: &crate::store::KeyRecord,
     prepared: &Prepared,
+) -> (Option<Outcome>, bool) {
+    let mut shared = false;
+    let outcome = sign_sessions(node, request, plugin, scheme, record, prepared, &mut shared).await;
+    (outcome, shared)
+}
+
+async fn sign_sessions(
+    node: &Arc<Node>,
+    request: &VerifiedRequest,
+    plugin: Arc<dyn SchemePlugin>,
+    scheme: Scheme,
+    record: &crate::store::KeyRecord,
+    prepared: &Prepared,
+    shared: &mut bool,
 ) -> Option<Outcome> {
     let body = &request.body;
     let start = match handshake(
@@ -724,6 +742,7 @@ async fn sign_allowed(
         let (id, parties) = (route.session, route.participants.len() as u16);
         let (plugin, share) = (plugin.clone(), share.clone());
         let started = Instant::now();
+        *shared = true;
         let ran = node
             .run_session(&route, move |me, ch| {
                 let session = Session { id, me, parties };

@@ -455,7 +455,9 @@ impl Cluster {
     }
 
     /// Every result published for `client_id`, from the first, each verified under the
-    /// manifest.
+    /// manifest. Create it shortly before reading: a reader left unpolled through a long
+    /// pause (an ECDSA committee setup, ~40 s) was seen to deliver nothing afterwards (the
+    /// ordered consumer's idle handling; not investigated further).
     pub async fn results(&self, client_id: &str) -> Results {
         let js = async_nats::jetstream::new(self.nats().await);
         let stream = js

@@ -121,21 +121,29 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
         )
     };
 
+    // Pays `lamports` as tom (a trader), expecting it signed at once.
+    let pay = |lamports: u64, nonce: u8, why: &'static str| {
+        let (tom, key) = (&tom, &key);
+        async move {
+            let message = transfer(key, lamports, nonce);
+            let signed = tom
+                .sign_chain(
+                    HOT,
+                    Scheme::Ed25519,
+                    "solana",
+                    &message,
+                    PayloadKind::Transaction,
+                    &[],
+                    WAIT,
+                )
+                .await
+                .expect(why);
+            check_solana(&signed, key, &message);
+        }
+    };
+
     // 6 SOL of the key's 10 SOL a day: signed, no approval needed.
-    let message = transfer(&key, 6 * SOL, 1);
-    let signed = tom
-        .sign_chain(
-            HOT,
-            Scheme::Ed25519,
-            "solana",
-            &message,
-            PayloadKind::Transaction,
-            &[],
-            WAIT,
-        )
-        .await
-        .expect("a transfer within the limit is signed");
-    check_solana(&signed, &key, &message);
+    pay(6 * SOL, 1, "a transfer within the limit is signed").await;
 
     // Alice is no trader: no rule allows her (default deny), at every node.
     let body = sign(&admin, SOL, 2, WAIT);
@@ -195,20 +203,7 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
     }
 
     // The refused request reserved nothing: 3 SOL more (9 in all) still fits.
-    let message = transfer(&key, 3 * SOL, 4);
-    let signed = tom
-        .sign_chain(
-            HOT,
-            Scheme::Ed25519,
-            "solana",
-            &message,
-            PayloadKind::Transaction,
-            &[],
-            WAIT,
-        )
-        .await
-        .expect("9 SOL in a day is within the limit");
-    check_solana(&signed, &key, &message);
+    pay(3 * SOL, 4, "9 SOL in a day is within the limit").await;
 
     // The same over-limit transfer again, with time for approvals: every node says it waits,
     // giving the request hash; bob's approval is one of two; carol's makes two: signed.
