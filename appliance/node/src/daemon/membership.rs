@@ -74,7 +74,13 @@ async fn follow(node: &Arc<Node>) -> Result<(), TransportError> {
         if let Some(verdict) = judged.verdict {
             publish_verdict(node, verdict).await;
         }
-        if judged.removed {
+        if let Some(last) = judged.removed_by {
+            // The verdict must reach the publisher before this node stops: the process
+            // exits as soon as the manifest that removes it is current.
+            if let Err(e) = node.bus.flush().await {
+                tracing::warn!(error = %e, "cannot flush the last manifest verdict");
+            }
+            node.membership.replace(last);
             return Ok(());
         }
     }
@@ -88,8 +94,9 @@ async fn follow(node: &Arc<Node>) -> Result<(), TransportError> {
 struct Judged {
     /// What to publish (none for history passing quietly).
     verdict: Option<VerdictBody>,
-    /// The accepted manifest no longer lists this node.
-    removed: bool,
+    /// The accepted manifest, stored but not yet current, that no longer lists this node
+    /// (made current once the verdict is out: then the node stops).
+    removed_by: Option<VerifiedManifest>,
 }
 
 /// What a verdict is about: the message bytes' SHA-256, the manifest's hash and version.
@@ -115,7 +122,7 @@ fn verdict(node: &Node, offer: Offer, accepted: bool, reason: String) -> Judged 
             reason,
             at_ms: keyrack_client::now_ms(),
         }),
-        removed: false,
+        removed_by: None,
     }
 }
 
@@ -134,7 +141,7 @@ fn quiet(offered: u64, why: &str) -> Judged {
     tracing::debug!(offered, why, "manifest in the stream's history passed");
     Judged {
         verdict: None,
-        removed: false,
+        removed_by: None,
     }
 }
 
@@ -214,19 +221,26 @@ async fn judge(node: &Arc<Node>, payload: &[u8], live: bool) -> Judged {
     }
     let members: Vec<&str> = next.nodes().iter().map(|n| n.node_id()).collect();
     let summary = format!("nodes: {}", members.join(", "));
-    node.membership.replace(next.clone());
+    let removed = !lists(&next, node);
+    if !removed {
+        node.membership.replace(next.clone());
+    }
     tracing::info!(
         "cluster manifest version {version} accepted ({summary}; hash {})",
         hex::encode(hash)
     );
     let mut judged = verdict(node, offer, true, summary);
-    if !lists(&next, node) {
+    if removed {
+        // Accepted: its version is this node's last (made current once the verdict is out).
+        if let Some(v) = judged.verdict.as_mut() {
+            v.current_version = version;
+        }
         tracing::error!(
             "node {} was removed from cluster {} by manifest version {version}",
             node.identity.node_id(),
             node.cluster_id()
         );
-        judged.removed = true;
+        judged.removed_by = Some(next);
     }
     judged
 }

@@ -450,6 +450,14 @@ impl Bus {
         }))
     }
 
+    /// Waits until everything published so far has been written to the server.
+    pub async fn flush(&self) -> Result<(), TransportError> {
+        self.client.flush().await.map_err(|e| TransportError::Core {
+            operation: "flush",
+            detail: e.to_string(),
+        })
+    }
+
     /// Publishes on a core NATS subject (session rounds, control, heartbeats).
     pub async fn publish(&self, subject: String, payload: Vec<u8>) -> Result<(), TransportError> {
         self.client
