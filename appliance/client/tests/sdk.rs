@@ -481,6 +481,36 @@ async fn sign_fails_naming_the_node_whose_signature_does_not_verify() {
 }
 
 #[tokio::test]
+async fn a_valid_signature_over_another_message_than_the_one_sent_is_refused() {
+    // node1 signs (validly, under its reported key) a message the client never sent.
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    for scheme in Scheme::ALL {
+        let nodes = cluster.answer_next(move |r| {
+            let mut b = body("node1", r, Status::Ok);
+            b.signature = Some(signature(scheme, KEY_SEED, &[7; 32], &[]));
+            vec![outcome(1, b), sign_ok(2, r, KEY_SEED)]
+        });
+        let err = client
+            .sign(
+                "wallet-1",
+                scheme,
+                b"pay 1 btc",
+                PayloadKind::Message,
+                &[],
+                WAIT,
+            )
+            .await
+            .unwrap_err();
+        nodes.await.unwrap();
+        assert!(
+            matches!(&err, SdkError::InvalidResult { node, reason } if node == "node1" && reason.contains("another message")),
+            "{scheme}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn results_for_a_forged_copy_of_the_request_are_ignored() {
     let cluster = Cluster::start().await;
     let client = cluster.client().await;

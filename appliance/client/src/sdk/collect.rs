@@ -236,6 +236,17 @@ impl Collector {
         {
             return Err("signed another digest than the one given".into());
         }
+        // A plain message: Ed25519 signs it as is, the secp256k1 schemes its SHA-256.
+        if self.body.payload_kind == Some(PayloadKind::Message) {
+            let payload = self.body.payload.as_deref().unwrap_or_default();
+            let expected = match s.scheme {
+                crate::scheme::Scheme::Ed25519 => payload.to_vec(),
+                _ => <sha2::Sha256 as sha2::Digest>::digest(payload).to_vec(),
+            };
+            if s.digest_or_message != expected {
+                return Err("signed another message than the one sent".into());
+            }
+        }
         Ok(())
     }
 
