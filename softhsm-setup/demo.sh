@@ -36,7 +36,13 @@ trap 'exit 130' INT TERM
 say "keyrack dev: nats-server and three nodes, each sealed by its own SoftHSM token"
 mkdir -p "$(dirname "$DEV_OUT")"
 : > "$DEV_OUT"
-"$KEYRACK" dev --dir "$DIR" --nodes 3 --threshold 2 > >(tee -i "$DEV_OUT") 2>&1 &
+# A dev cluster made before nodes enforced a signed policy has no policy bundle: start over.
+FRESH=()
+if [[ -d $DIR/nodes && ! -f $DIR/policy-v1.bundle.toml ]]; then
+  say "$DIR was made by an older keyrack (no policy bundle): starting the dev cluster over"
+  FRESH=(--fresh)
+fi
+"$KEYRACK" dev --dir "$DIR" --nodes 3 --threshold 2 "${FRESH[@]}" > >(tee -i "$DEV_OUT") 2>&1 &
 DEV_PID=$!
 for _ in $(seq 1 1200); do
   grep -q "is ready" "$DEV_OUT" && break
