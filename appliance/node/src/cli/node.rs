@@ -107,13 +107,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         crate::daemon::policy::load(&store, &manifest, policy_file.as_deref())?;
     if let (Some(b), true, Some(file)) = (&bundle, from_file, &policy_file) {
         let entry = crate::daemon::policy::activated_at_start_entry(b, file).to_string();
-        let sign = |hash: &[u8; 32]| {
-            use ed25519_dalek::Signer as _;
-            identity
-                .signing_key()
-                .sign(&crate::store::audit_signature_message(hash))
-                .to_bytes()
-        };
+        let sign = crate::daemon::policy::audit_signer(&identity);
         store
             .append_audit("policy", None, &entry, &sign)
             .context("cannot record the policy activation in the audit log")?;

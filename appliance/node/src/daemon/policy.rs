@@ -30,17 +30,16 @@ use keyrack_client::request::VerifiedRequest;
 use keyrack_client::result::{ResultBody, Status};
 use keyrack_plugin::Intent;
 use keyrack_policy::{
-    ledger_entries, Approval, BundleError, Decision, Ledger, Outcome as PolicyOutcome, PolicyAdmin,
-    Request as PolicyRequest, SignedBundle, Usage, UsageQuery, VerifiedBundle,
+    ledger_entries, Approval, BundleError, Decision, Outcome as PolicyOutcome, PolicyAdmin,
+    Request as PolicyRequest, SignedBundle, VerifiedBundle,
 };
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::request::{blocking, fail, refuse, Outcome};
 use super::Node;
-use crate::store::{
-    audit_signature_message, NewApproval, Store, VelocityEntry, VelocityPer, VelocityQuery,
-};
+use crate::identity::NodeIdentity;
+use crate::store::{audit_signature_message, NewApproval, Store, VelocityEntry};
 
 /// The manifest role of policy administrators.
 pub const POLICY_ADMIN_ROLE: &str = "policy-admin";
@@ -187,6 +186,17 @@ pub fn activated_at_start_entry(bundle: &VerifiedBundle, file: &Path) -> serde_j
            "signers": bundle.signers()})
 }
 
+/// How a node signs its audit entries: Ed25519 by its identity key over
+/// [`audit_signature_message`] of the entry hash.
+pub fn audit_signer(identity: &NodeIdentity) -> impl Fn(&[u8; 32]) -> [u8; 64] + '_ {
+    move |hash| {
+        identity
+            .signing_key()
+            .sign(&audit_signature_message(hash))
+            .to_bytes()
+    }
+}
+
 /// Appends an audit entry signed by this node; a failure is logged (and the request goes
 /// on only if it was already decided: see the callers).
 pub(super) async fn audit(
@@ -201,13 +211,12 @@ pub(super) async fn audit(
         request_id.map(str::to_owned),
     );
     let written = blocking(move || {
-        let sign = |hash: &[u8; 32]| {
-            identity
-                .signing_key()
-                .sign(&audit_signature_message(hash))
-                .to_bytes()
-        };
-        store.append_audit(kind, request_id.as_deref(), &entry.to_string(), &sign)
+        store.append_audit(
+            kind,
+            request_id.as_deref(),
+            &entry.to_string(),
+            &audit_signer(&identity),
+        )
     })
     .await;
     match written {
@@ -357,31 +366,6 @@ pub(super) async fn approve(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
     ))))
 }
 
-/// The velocity ledger in the store, as the policy engine reads it.
-struct StoreLedger<'a>(&'a Store);
-
-impl Ledger for StoreLedger<'_> {
-    fn usage(&self, q: &UsageQuery<'_>) -> Result<Usage, String> {
-        let per = match q.per {
-            keyrack_policy::Per::Key => VelocityPer::Key,
-            keyrack_policy::Per::Initiator => VelocityPer::Initiator,
-            keyrack_policy::Per::Destination => VelocityPer::Destination,
-        };
-        let (value, count) = self
-            .0
-            .usage(&VelocityQuery {
-                per,
-                key_id: q.key_id,
-                initiator: q.initiator,
-                destination: q.destination,
-                asset: q.asset,
-                since_ms: q.since_ms,
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(Usage { value, count })
-    }
-}
-
 /// What a sign request asks, as policy reads it.
 #[derive(Clone, Debug)]
 pub(super) struct SignFacts {
@@ -445,10 +429,14 @@ pub(super) async fn decide(
         approvals.borrow_and_update();
         // Held until this round's outcome is recorded (and released before any wait).
         let turn = node.policy.deciding.lock().await;
-        let decision = evaluate(node, request, facts, &bundle).await?;
+        let Evaluated {
+            decision,
+            entries,
+            at_ms,
+        } = evaluate(node, request, facts, &bundle).await?;
         match &decision.outcome {
             PolicyOutcome::Allow { .. } => {
-                let reserved = reserve(node, request, facts).await;
+                let reserved = reserve(node, &request.body.request_id, at_ms, entries).await;
                 let entry = decision_entry(request, facts, Some(&bundle), Some(&decision), "allow");
                 if waiting {
                     remove_pending(node, &request.body.request_id).await;
@@ -456,20 +444,17 @@ pub(super) async fn decide(
                 if let Err(e) = reserved {
                     return Err(fail(ErrorCode::Internal, format!("velocity ledger: {e}")));
                 }
+                let allowed = Allowed {
+                    request_id: request.body.request_id.clone(),
+                    bundle_version: bundle.version(),
+                };
                 // No share leaves without its decision on record.
                 if let Err(e) = audit(node, "decision", Some(&request.body.request_id), entry).await
                 {
-                    let allowed = Allowed {
-                        request_id: request.body.request_id.clone(),
-                        bundle_version: bundle.version(),
-                    };
                     allowed.settle(node, false).await;
                     return Err(fail(ErrorCode::Internal, format!("audit log: {e}")));
                 }
-                return Ok(Allowed {
-                    request_id: request.body.request_id.clone(),
-                    bundle_version: bundle.version(),
-                });
+                return Ok(allowed);
             }
             PolicyOutcome::Deny { reason, .. } => {
                 if waiting {
@@ -537,12 +522,20 @@ pub(super) async fn decide(
     }
 }
 
+/// One evaluation, off the runtime: the decision, and the ledger entries the request
+/// records if it is allowed (at the instant it was evaluated).
+struct Evaluated {
+    decision: Decision,
+    entries: Vec<VelocityEntry>,
+    at_ms: u64,
+}
+
 async fn evaluate(
     node: &Arc<Node>,
     request: &VerifiedRequest,
     facts: &SignFacts,
     bundle: &Arc<VerifiedBundle>,
-) -> Result<Decision, (Status, ErrorCode, String)> {
+) -> Result<Evaluated, (Status, ErrorCode, String)> {
     let (store, bundle, facts, body, initiator, hash) = (
         node.store.clone(),
         bundle.clone(),
@@ -579,49 +572,27 @@ async fn evaluate(
             intent: facts.intent.as_ref(),
             now_ms,
         };
-        Ok(bundle
-            .policy()
-            .evaluate(&req, &approvals, &StoreLedger(&store)))
+        Ok(Evaluated {
+            decision: bundle.policy().evaluate(&req, &approvals, store.as_ref()),
+            entries: ledger_entries(&req),
+            at_ms: now_ms,
+        })
     })
     .await?
 }
 
-async fn reserve(node: &Node, request: &VerifiedRequest, facts: &SignFacts) -> Result<(), String> {
-    let (store, body, initiator, hash, facts) = (
-        node.store.clone(),
-        request.body.clone(),
-        request.initiator.clone(),
-        request.hash(),
-        facts.clone(),
-    );
-    blocking(move || {
-        let now_ms = keyrack_client::now_ms();
-        let req = PolicyRequest {
-            request_hash: hash,
-            initiator: &initiator,
-            roles: &[],
-            key_id: &body.key_id,
-            scheme: facts.scheme,
-            derivation_path: &body.derivation_path,
-            raw_digest: facts.raw_digest,
-            intent: facts.intent.as_ref(),
-            now_ms,
-        };
-        let entries: Vec<VelocityEntry> = ledger_entries(&req)
-            .into_iter()
-            .map(|e| VelocityEntry {
-                key_id: e.key_id,
-                initiator: e.initiator,
-                destination: e.destination,
-                asset: e.asset,
-                amount: e.amount,
-            })
-            .collect();
-        store.reserve(&body.request_id, now_ms, &entries)
-    })
-    .await
-    .map_err(|(_, _, e)| e)?
-    .map_err(|e| e.to_string())
+/// Records an allowed request's ledger entries as reserved.
+async fn reserve(
+    node: &Node,
+    request_id: &str,
+    at_ms: u64,
+    entries: Vec<VelocityEntry>,
+) -> Result<(), String> {
+    let (store, id) = (node.store.clone(), request_id.to_owned());
+    blocking(move || store.reserve(&id, at_ms, &entries))
+        .await
+        .map_err(|(_, _, e)| e)?
+        .map_err(|e| e.to_string())
 }
 
 /// Tells the client the request waits for approvals (a `pending` result under its own

@@ -78,49 +78,12 @@ pub struct PendingRecord {
     pub added_at_ms: u64,
 }
 
-/// One transfer of a request, as the velocity ledger counts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VelocityEntry {
-    /// The signing key's id.
-    pub key_id: String,
-    /// The request's initiator.
-    pub initiator: String,
-    /// The transfer's destination, if the decoder produced one.
-    pub destination: Option<String>,
-    /// The asset moved (e.g. a chain's native coin or a token contract), if known.
-    pub asset: Option<String>,
-    /// The amount, in the asset's smallest unit.
-    pub amount: u128,
-}
-
-/// What a velocity limit counts per.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VelocityPer {
-    /// Per signing key.
-    Key,
-    /// Per initiator.
-    Initiator,
-    /// Per destination.
-    Destination,
-}
-
-/// A velocity question: how much, and how many requests, in one scope since a time.
-#[derive(Clone, Copy, Debug)]
-pub struct VelocityQuery<'a> {
-    /// The scope.
-    pub per: VelocityPer,
-    /// The key (used when `per` is [`VelocityPer::Key`]).
-    pub key_id: &'a str,
-    /// The initiator (used when `per` is [`VelocityPer::Initiator`]).
-    pub initiator: &'a str,
-    /// The destination (used when `per` is [`VelocityPer::Destination`]; `None` there
-    /// matches nothing).
-    pub destination: Option<&'a str>,
-    /// The asset whose amounts are summed; `None`: the value is 0, only requests are counted.
-    pub asset: Option<&'a str>,
-    /// The window's start, ms since the Unix epoch: entries at or after it count.
-    pub since_ms: u64,
-}
+/// The velocity ledger's rows and questions are the policy engine's own types: one
+/// transfer of a request ([`VelocityEntry`]), a scope ([`VelocityPer`]) and a question
+/// ([`VelocityQuery`]: how much, and how many requests, in one scope since a time).
+pub use keyrack_policy::{
+    LedgerEntry as VelocityEntry, Per as VelocityPer, UsageQuery as VelocityQuery,
+};
 
 /// A ms timestamp as a column value.
 pub(super) fn ms_column(what: &str, ms: u64) -> Result<i64> {
@@ -606,5 +569,14 @@ impl Store {
             requests.insert(request_id);
         }
         Ok((total, requests.len() as u64))
+    }
+}
+
+/// The store is the policy engine's velocity ledger: a query error makes the limit fail
+/// closed.
+impl keyrack_policy::Ledger for Store {
+    fn usage(&self, q: &VelocityQuery<'_>) -> std::result::Result<keyrack_policy::Usage, String> {
+        let (value, count) = Store::usage(self, q).map_err(|e| e.to_string())?;
+        Ok(keyrack_policy::Usage { value, count })
     }
 }
