@@ -395,8 +395,26 @@ async fn softhsm_bundles_need_a_majority_of_policy_admins_and_a_tampered_file_st
         ])
     };
 
-    // Signed by one of the two policy admins: every node refuses it; version 1 stays.
+    // Only a policy admin may carry a bundle: alice (no role) is refused, before any check of
+    // the bundle itself.
     sign_v2(OFFICER, true);
+    let alice = client_config(&cluster, work.path(), "alice");
+    let out = keyrack(&[
+        "policy",
+        "activate",
+        v2.to_str().unwrap(),
+        "--config",
+        alice.to_str().unwrap(),
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("not_authorized") && text.contains("policy-admin"),
+        "{text}"
+    );
+
+    // Signed by one of the two policy admins: every node refuses it; version 1 stays.
     let out = activate(&v2);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
