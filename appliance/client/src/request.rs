@@ -124,6 +124,10 @@ pub enum RequestKind {
     Delete,
     /// An approver's approval of another request (by its request hash).
     Approve,
+    /// An approver's rejection of another request (by its request hash): the request is
+    /// refused (`approval_rejected`) at every node where the approver's group could have
+    /// approved it.
+    Reject,
     /// Each node reports its own view of the key `key_id` (status, public key, version) from
     /// its store: no session, nothing signed but the result.
     Status,
@@ -134,13 +138,14 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind.
-    pub const ALL: [RequestKind; 8] = [
+    pub const ALL: [RequestKind; 9] = [
         RequestKind::Keygen,
         RequestKind::Sign,
         RequestKind::Reshare,
         RequestKind::Refresh,
         RequestKind::Delete,
         RequestKind::Approve,
+        RequestKind::Reject,
         RequestKind::Status,
         RequestKind::Policy,
     ];
@@ -154,6 +159,7 @@ impl RequestKind {
             RequestKind::Refresh => "refresh",
             RequestKind::Delete => "delete",
             RequestKind::Approve => "approve",
+            RequestKind::Reject => "reject",
             RequestKind::Status => "status",
             RequestKind::Policy => "policy",
         }
@@ -255,6 +261,14 @@ pub struct RequestBody {
         skip_serializing_if = "Option::is_none"
     )]
     pub approves: Option<[u8; 32]>,
+    /// reject: the request hash (64 lowercase hex) of the request rejected. Other kinds:
+    /// absent.
+    #[serde(
+        default,
+        with = "wire::hex_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rejects: Option<[u8; 32]>,
     /// keygen: create the key even if its id belongs to a deleted key (a new key under the
     /// old name). Absent or false: a deleted id is refused (`key_deleted`). Other kinds:
     /// absent.
@@ -320,6 +334,7 @@ impl RequestBody {
             chain: None,
             derivation_path: Vec::new(),
             approves: None,
+            rejects: None,
             reuse_deleted_id: false,
             client_id: client_id.to_owned(),
             nonce: wire::random_id(),
@@ -389,6 +404,10 @@ impl RequestBody {
         forbid(
             self.kind != RequestKind::Approve && self.approves.is_some(),
             "approves",
+        )?;
+        forbid(
+            self.kind != RequestKind::Reject && self.rejects.is_some(),
+            "rejects",
         )?;
         forbid(
             self.kind != RequestKind::Reshare && self.participants.is_some(),
@@ -490,6 +509,14 @@ impl RequestBody {
                 }
                 if self.approves.is_none() {
                     return Err(invalid("approve needs approves (a request hash)"));
+                }
+            }
+            RequestKind::Reject => {
+                if n_schemes != 0 {
+                    return Err(invalid("reject takes no schemes"));
+                }
+                if self.rejects.is_none() {
+                    return Err(invalid("reject needs rejects (a request hash)"));
                 }
             }
             // Any distinct schemes (checked above); every other field is forbidden above.

@@ -137,6 +137,7 @@ impl Collector {
             | RequestKind::Refresh
             | RequestKind::Delete
             | RequestKind::Approve
+            | RequestKind::Reject
             | RequestKind::Policy => self.offer_keys(answer, result),
         }
     }

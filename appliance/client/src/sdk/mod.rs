@@ -537,6 +537,30 @@ impl Client {
         }
     }
 
+    /// The body of a rejection of the request whose hash is `request_hash` (see
+    /// [`Client::reject`]), valid until the body expires: `valid_for`.
+    pub fn reject_body(&self, request_hash: [u8; 32], valid_for: Duration) -> RequestBody {
+        let mut body = self.new_request(RequestKind::Reject, APPROVAL_KEY_ID, valid_for);
+        body.rejects = Some(request_hash);
+        body
+    }
+
+    /// Rejects the request whose hash is `request_hash`, as this client's initiator: every
+    /// node where the initiator is in an approver group the request waits for refuses it
+    /// (`approval_rejected`). Waits until every node acknowledged.
+    pub async fn reject(
+        &self,
+        request_hash: [u8; 32],
+        valid_for: Duration,
+        timeout: Duration,
+    ) -> Result<Acknowledged, SdkError> {
+        let body = self.reject_body(request_hash, valid_for);
+        match self.request(body, timeout).await? {
+            Outcome::Acknowledged(a) => Ok(a),
+            other => Err(unexpected(other.some_node())),
+        }
+    }
+
     /// The body of a policy activation carrying the signed bundle file `bundle`.
     pub fn activate_policy_body(&self, bundle: &[u8], lifetime: Duration) -> RequestBody {
         let mut body = self.new_request(RequestKind::Policy, POLICY_KEY_ID, lifetime);

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use super::request::{blocking, fail, refuse, Outcome};
 use super::Node;
 use crate::identity::NodeIdentity;
-use crate::store::{audit_signature_message, NewApproval, Store, VelocityEntry};
+use crate::store::{audit_signature_message, NewApproval, Store, VelocityEntry, Verdict};
 
 /// The manifest role of policy administrators.
 pub const POLICY_ADMIN_ROLE: &str = "policy-admin";
@@ -327,6 +327,29 @@ pub(super) async fn approve(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
             "approve needs approves",
         )));
     };
+    record_verdict(node, request, hash, Verdict::Approve).await
+}
+
+/// A `reject` request: record its initiator's rejection of a request hash (a request
+/// waiting for the approver's group is then refused: see [`decide`]).
+pub(super) async fn reject(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+    let Some(hash) = request.body.rejects else {
+        return Some(Err(refuse(
+            ErrorCode::InvalidRequest,
+            "reject needs rejects",
+        )));
+    };
+    record_verdict(node, request, hash, Verdict::Reject).await
+}
+
+/// Records the initiator's verdict on `hash` until the request's own expiry, wakes the
+/// requests waiting for approvals, and audits it.
+async fn record_verdict(
+    node: &Arc<Node>,
+    request: &VerifiedRequest,
+    hash: [u8; 32],
+    verdict: Verdict,
+) -> Option<Outcome> {
     let (store, approver, id, expires, evidence) = (
         node.store.clone(),
         request.initiator.clone(),
@@ -337,6 +360,7 @@ pub(super) async fn approve(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
     let added = blocking(move || {
         store.add_approval(&NewApproval {
             request_hash: hash,
+            verdict,
             approver: &approver,
             approval_request_id: &id,
             expires_at_ms: expires,
@@ -354,12 +378,16 @@ pub(super) async fn approve(node: &Arc<Node>, request: &VerifiedRequest) -> Opti
         node,
         "approval",
         Some(&request.body.request_id),
-        json!({"approver": request.initiator, "approves": hex::encode(hash),
-               "expires_at_ms": request.body.expires_at_ms}),
+        json!({"approver": request.initiator, "verdict": verdict.as_str(),
+               "approves": hex::encode(hash), "expires_at_ms": request.body.expires_at_ms}),
     )
     .await;
+    let what = match verdict {
+        Verdict::Approve => "approval",
+        Verdict::Reject => "rejection",
+    };
     Some(Ok(super::request::Done::message(format!(
-        "approval by '{}' of request {} recorded, valid until {} ms",
+        "{what} by '{}' of request {} recorded, valid until {} ms",
         request.initiator,
         hex::encode(hash),
         request.body.expires_at_ms
@@ -555,6 +583,8 @@ async fn evaluate(
             .approvals_for(&hash, now_ms)
             .map_err(|e| fail(ErrorCode::Internal, format!("approvals: {e}")))?
             .into_iter()
+            // Only approves count towards a quorum; rejections are [`decide`]'s.
+            .filter(|a| a.verdict == Verdict::Approve)
             .map(|a| Approval {
                 approver: a.approver,
                 request_hash: a.request_hash,

@@ -97,6 +97,7 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         }
         RequestKind::Delete => super::lifecycle::delete(&node, &request).await,
         RequestKind::Approve => super::policy::approve(&node, &request).await,
+        RequestKind::Reject => super::policy::reject(&node, &request).await,
         RequestKind::Policy => super::policy::activate(&node, &request).await,
     };
     node.control.unregister(&request_id);

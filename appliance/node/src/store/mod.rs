@@ -54,7 +54,7 @@ pub(crate) use manifests::test_chain;
 pub use manifests::StoredManifest;
 pub use policy::{
     NewApproval, PendingRecord, StoredApproval, StoredBundle, VelocityEntry, VelocityPer,
-    VelocityQuery,
+    VelocityQuery, Verdict,
 };
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;

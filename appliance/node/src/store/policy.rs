@@ -3,7 +3,8 @@
 //!
 //! The store keeps what it is given and enforces only the rules that keep the state
 //! consistent: a bundle version is activated once and only above the newest stored one; one
-//! approval per (request hash, approver); a request's ledger entries are reserved once, then
+//! verdict (approve or reject) per (request hash, approver), where a rejection replaces an
+//! approval and is never replaced by one; a request's ledger entries are reserved once, then
 //! committed or released. It never verifies a bundle's or an approval's signatures and never
 //! evaluates a policy: the caller (the daemon, with the policy crate) does both, before it
 //! calls in here.
@@ -31,11 +32,43 @@ pub struct StoredBundle {
     pub activated_at_ms: u64,
 }
 
-/// An approval to record: one approver's signed approval of one request hash.
+/// What an approver said about a request: an `approve` request approves it, a `reject`
+/// request rejects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The approver approves the request.
+    Approve,
+    /// The approver rejects the request.
+    Reject,
+}
+
+impl Verdict {
+    /// Its name in the store and the audit log: `approve` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "approve" => Ok(Verdict::Approve),
+            "reject" => Ok(Verdict::Reject),
+            other => Err(StoreError::Corrupt {
+                what: format!("approval verdict '{other}' (expected approve or reject)"),
+            }),
+        }
+    }
+}
+
+/// An approval to record: one approver's signed verdict on one request hash.
 #[derive(Clone, Copy, Debug)]
 pub struct NewApproval<'a> {
-    /// The approved request's hash (SHA-256 of its body bytes).
+    /// The approved (or rejected) request's hash (SHA-256 of its body bytes).
     pub request_hash: [u8; 32],
+    /// Approve or reject.
+    pub verdict: Verdict,
     /// The approver (the approve request's initiator).
     pub approver: &'a str,
     /// The approve request's id.
@@ -46,11 +79,13 @@ pub struct NewApproval<'a> {
     pub signed_request: &'a [u8],
 }
 
-/// A recorded approval.
+/// A recorded approval (or rejection).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredApproval {
-    /// The approved request's hash.
+    /// The approved (or rejected) request's hash.
     pub request_hash: [u8; 32],
+    /// Approve or reject.
+    pub verdict: Verdict,
     /// The approver.
     pub approver: String,
     /// The approve request's id.
@@ -145,9 +180,9 @@ fn raw_bundle(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawBundle> {
 }
 
 const APPROVAL_COLUMNS: &str =
-    "request_hash, approver, approval_request_id, expires_at, received_at, signed_request";
+    "request_hash, approver, approval_request_id, expires_at, received_at, signed_request, verdict";
 
-type RawApproval = (Vec<u8>, String, String, i64, i64, Vec<u8>);
+type RawApproval = (Vec<u8>, String, String, i64, i64, Vec<u8>, String);
 
 fn raw_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawApproval> {
     Ok((
@@ -157,13 +192,15 @@ fn raw_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawApproval> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
 fn read_approval(raw: RawApproval) -> Result<StoredApproval> {
-    let (hash, approver, approval_request_id, expires, received, signed_request) = raw;
+    let (hash, approver, approval_request_id, expires, received, signed_request, verdict) = raw;
     Ok(StoredApproval {
         request_hash: hash32(&format!("request hash of {approver}'s approval"), hash)?,
+        verdict: Verdict::parse(&verdict)?,
         expires_at_ms: ms_value("approval expiry", expires)?,
         received_at_ms: ms_value("approval receipt time", received)?,
         approver,
@@ -249,9 +286,11 @@ impl Store {
 
     // Approvals.
 
-    /// Records an approval the caller has verified. Returns `true` if it is new; `false` if
-    /// this approver had approved this request hash already, in which case the row keeps
-    /// whichever of the two approvals expires later (with that approval's id and evidence).
+    /// Records an approval or rejection the caller has verified. Returns `true` if it is new;
+    /// `false` if this approver had given a verdict on this request hash already, in which
+    /// case one record stays: a rejection replaces an approval, an approval never replaces a
+    /// rejection (an approver cannot take a rejection back), and of two equal verdicts the
+    /// one that expires later is kept (with its id and evidence).
     pub fn add_approval(&self, a: &NewApproval<'_>) -> Result<bool> {
         non_empty("approver", a.approver)?;
         non_empty("approval request id", a.approval_request_id)?;
@@ -264,14 +303,17 @@ impl Store {
             )?;
             tx.execute(
                 "INSERT INTO approvals (request_hash, approver, approval_request_id,
-                     expires_at, signed_request, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     expires_at, signed_request, received_at, verdict)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (request_hash, approver) DO UPDATE SET
                      approval_request_id = excluded.approval_request_id,
                      expires_at = excluded.expires_at,
                      signed_request = excluded.signed_request,
-                     received_at = excluded.received_at
-                 WHERE excluded.expires_at > approvals.expires_at",
+                     received_at = excluded.received_at,
+                     verdict = excluded.verdict
+                 WHERE (excluded.verdict = ?8 AND approvals.verdict <> ?8)
+                    OR (excluded.verdict = approvals.verdict
+                        AND excluded.expires_at > approvals.expires_at)",
                 (
                     a.request_hash.as_slice(),
                     a.approver,
@@ -279,14 +321,16 @@ impl Store {
                     expires,
                     a.signed_request,
                     now_ms(),
+                    a.verdict.as_str(),
+                    Verdict::Reject.as_str(),
                 ),
             )?;
             Ok(!known)
         })
     }
 
-    /// The approvals of `request_hash` that have not expired at `now_ms` (expiry after it),
-    /// by approver.
+    /// The approvals and rejections of `request_hash` that have not expired at `now_ms`
+    /// (expiry after it), by approver.
     pub fn approvals_for(
         &self,
         request_hash: &[u8; 32],

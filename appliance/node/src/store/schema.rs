@@ -234,8 +234,15 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'keyrack store: the audit log is append-only'); END;
 "#;
 
+/// Version 5: an approval carries its verdict, `approve` or `reject` (an approver's
+/// rejection of a request waiting for approvals). Approvals recorded before are approves.
+const V5: &str = r#"
+ALTER TABLE approvals ADD COLUMN verdict TEXT NOT NULL DEFAULT 'approve'
+    CHECK (verdict IN ('approve', 'reject'));
+"#;
+
 /// The migrations, oldest first. Never edit a released step; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
