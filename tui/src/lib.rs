@@ -1,1 +1,285 @@
-//! placeholder
+//! keyrack's operator console: a terminal UI over one node's HTTP API
+//! ([`keyrack_client::api`]), run on the appliance as `keyrack tui`.
+//!
+//! - [`api`]: the blocking API client (also used by the node's integration tests).
+//! - [`approval`]: signed approve / reject requests for an operator with an approver key.
+//! - [`app`]: the console's state and keys (pure); [`ui`]: drawing it.
+//! - [`run`]: the terminal, and a worker thread that polls the node and performs actions, so
+//!   the screen never waits on the network.
+//!
+//! The console talks to nothing but the node's API: no NATS, no store, no HSM. It holds the
+//! API token and, when given, an approver's initiator key, and shows neither.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use keyrack_client::api::AuditPage;
+use ratatui::crossterm::event::{self, Event};
+use zeroize::Zeroizing;
+
+pub mod api;
+pub mod app;
+pub mod approval;
+pub mod fmt;
+pub mod ui;
+
+use api::ApiClient;
+use app::{Action, App, Poll, Problem, Update};
+use approval::Approver;
+
+/// The default node API address (the node's `[api] listen`).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7400";
+/// The default time between polls.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
+/// Audit entries fetched per page.
+const AUDIT_PAGE: u32 = 500;
+/// Pages fetched per poll (a long backlog arrives over a few polls).
+const AUDIT_PAGES_PER_POLL: usize = 4;
+
+/// How to run the console.
+pub struct Options {
+    /// The node API's base URL (e.g. [`DEFAULT_URL`]).
+    pub url: String,
+    /// The node's API token.
+    pub token: Zeroizing<String>,
+    /// The approver's key, to approve and reject from the console.
+    pub approver: Option<Approver>,
+    /// Time between polls.
+    pub refresh: Duration,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("approver", &self.approver.as_ref().map(Approver::id))
+            .field("refresh", &self.refresh)
+            .finish()
+    }
+}
+
+/// Runs the console until the operator quits. The terminal is restored on return, on error
+/// and on panic.
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let mut app = App::new(
+        &options.url,
+        options.approver.as_ref().map(|a| a.id().to_owned()),
+    );
+    let client = ApiClient::new(&options.url, options.token);
+    let (actions_tx, actions_rx) = mpsc::channel();
+    let (updates_tx, updates_rx) = mpsc::channel();
+    let refresh = options.refresh.max(Duration::from_millis(100));
+    let approver = options.approver;
+    std::thread::Builder::new()
+        .name("keyrack-tui-worker".into())
+        .spawn(move || Worker::new(client, approver, updates_tx).run(refresh, &actions_rx))
+        .context("cannot start the console's worker thread")?;
+
+    // `try_init` enters the alternate screen and raw mode and installs a panic hook that
+    // restores the terminal before the panic message is printed.
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let result = event_loop(&mut terminal, &mut app, &actions_tx, &updates_rx);
+    ratatui::try_restore().context("cannot restore the terminal")?;
+    result
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    actions: &Sender<Action>,
+    updates: &Receiver<Update>,
+) -> anyhow::Result<()> {
+    let mut worker_gone = false;
+    loop {
+        terminal.draw(|frame| ui::draw(frame, app))?;
+        // Short waits keep worker updates flowing to the screen while keys are idle.
+        if event::poll(Duration::from_millis(100))? {
+            match event::read()? {
+                Event::Key(key) => {
+                    if let Some(action) = app.on_key(key) {
+                        if action == Action::Quit {
+                            let _ = actions.send(Action::Quit);
+                            return Ok(());
+                        }
+                        if actions.send(action).is_err() {
+                            worker_gone = true;
+                        }
+                    }
+                }
+                // The next draw lays out for the new size.
+                Event::Resize(..) => terminal.autoresize()?,
+                _ => {}
+            }
+        }
+        loop {
+            match updates.try_recv() {
+                Ok(update) => app.apply(update),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    worker_gone = true;
+                    break;
+                }
+            }
+        }
+        if worker_gone {
+            app.message =
+                Some("the console's worker stopped: nothing updates; quit and restart".into());
+        }
+    }
+}
+
+/// The background side: polls the node, signs and posts approvals, verifies the audit log.
+struct Worker {
+    client: ApiClient,
+    approver: Option<Approver>,
+    updates: Sender<Update>,
+    search: String,
+    /// The last audit sequence number received (`None` before the first poll).
+    audit_after: Option<u64>,
+}
+
+impl Worker {
+    fn new(client: ApiClient, approver: Option<Approver>, updates: Sender<Update>) -> Self {
+        Worker {
+            client,
+            approver,
+            updates,
+            search: String::new(),
+            audit_after: None,
+        }
+    }
+
+    fn run(mut self, refresh: Duration, actions: &Receiver<Action>) {
+        loop {
+            let poll = self.poll();
+            if self.updates.send(Update::Polled(Box::new(poll))).is_err() {
+                return;
+            }
+            let next = Instant::now() + refresh;
+            loop {
+                let wait = next.saturating_duration_since(Instant::now());
+                match actions.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) | Ok(Action::Refresh) => break,
+                    Err(RecvTimeoutError::Disconnected) | Ok(Action::Quit) => return,
+                    Ok(Action::Search(text)) => {
+                        self.search = text;
+                        break;
+                    }
+                    Ok(Action::VerifyAudit) => {
+                        let result = self.client.audit_verify().map_err(|e| e.to_string());
+                        if self.updates.send(Update::Verified(result)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Action::Submit {
+                        verdict,
+                        request_hash,
+                        request_id,
+                    }) => {
+                        let result = self.submit(verdict, request_hash);
+                        let update = Update::Submitted {
+                            verdict,
+                            request_id,
+                            result,
+                        };
+                        if self.updates.send(update).is_err() {
+                            return;
+                        }
+                        // Show the approval's effect at once.
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn submit(
+        &self,
+        verdict: approval::Verdict,
+        request_hash: [u8; 32],
+    ) -> Result<keyrack_client::api::Submitted, String> {
+        let approver = self
+            .approver
+            .as_ref()
+            .ok_or("no approver key (start with --approver-config client.toml)")?;
+        let request = approver
+            .sign(verdict, request_hash, keyrack_client::now_ms())
+            .map_err(|e| format!("cannot sign the {}: {e}", verdict.as_str()))?;
+        self.client.submit(&request).map_err(|e| e.to_string())
+    }
+
+    /// One round over every route. A node that does not answer `/v1/status` is not asked
+    /// the rest (the same error would repeat); otherwise the first failure is reported and
+    /// every route that answered is kept.
+    fn poll(&mut self) -> Poll {
+        let mut poll = Poll::default();
+        match self.client.status() {
+            Ok(status) => {
+                if let Some(a) = &mut self.approver {
+                    a.set_cluster_id(&status.cluster_id);
+                }
+                poll.status = Some(status);
+            }
+            Err(e) => {
+                poll.problem = Some(Problem::from(&e));
+                poll.at_ms = keyrack_client::now_ms();
+                return poll;
+            }
+        }
+        let mut first = None;
+        let mut keep = |e: api::ApiError| {
+            first.get_or_insert_with(|| Problem::from(&e));
+        };
+        let c = &self.client;
+        poll.readiness = c.readyz().map_err(&mut keep).ok();
+        poll.peers = c.peers().map_err(&mut keep).ok();
+        poll.backend = c.backend().map_err(&mut keep).ok();
+        poll.keys = c.keys(Some(&self.search)).map_err(&mut keep).ok();
+        poll.sessions = c.sessions().map_err(&mut keep).ok();
+        poll.pools = c.pools().map_err(&mut keep).ok();
+        poll.approvals = c.approvals().map_err(&mut keep).ok();
+        poll.policies = c.policies().map_err(&mut keep).ok();
+        poll.audit = self.audit().map_err(&mut keep).ok();
+        poll.problem = first;
+        poll.at_ms = keyrack_client::now_ms();
+        poll
+    }
+
+    /// The audit entries after the last one received; on the first poll, the newest
+    /// [`app::AUDIT_KEPT`] only.
+    fn audit(&mut self) -> Result<AuditPage, api::ApiError> {
+        let mut after = match self.audit_after {
+            Some(after) => after,
+            None => {
+                let head = self.client.audit(0, 1)?.head_seq;
+                head.saturating_sub(app::AUDIT_KEPT as u64)
+            }
+        };
+        let mut out = AuditPage {
+            entries: Vec::new(),
+            head_seq: after,
+            next: None,
+        };
+        for _ in 0..AUDIT_PAGES_PER_POLL {
+            let page = self.client.audit(after, AUDIT_PAGE)?;
+            out.head_seq = page.head_seq;
+            if let Some(last) = page.entries.last() {
+                after = last.seq;
+            }
+            out.entries.extend(page.entries);
+            if page.next.is_none() {
+                break;
+            }
+        }
+        // A log shorter than what was seen (a node started over) is read again.
+        if out.head_seq < after {
+            after = 0;
+        }
+        self.audit_after = Some(after);
+        Ok(out)
+    }
+}

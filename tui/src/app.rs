@@ -1,0 +1,850 @@
+//! The console's state and what each key does to it.
+//!
+//! What it owns: the last data the worker brought (kept, and marked stale, when a poll
+//! fails), the tab, selections, search, overlays and the confirmation of an approval. It is
+//! pure: no I/O, no clock (times come with the data), no threads. Keys turn into [`Action`]s
+//! that the caller hands to the worker.
+
+use keyrack_client::api::{
+    AuditEntryView, AuditPage, AuditVerification, BackendHealth, KeyView, Keys, NodeStatus, Peers,
+    Policies, Pools, Readiness, Sessions, Submitted, WaitingRequest,
+};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::api::ApiError;
+use crate::approval::{parse_hash, Verdict};
+
+/// The most audit entries kept in memory (the newest).
+pub const AUDIT_KEPT: usize = 2000;
+/// How far PgUp/PgDn move.
+pub const PAGE: usize = 10;
+
+/// The console's tabs, in order (keys 1-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    /// This node, its peers, pools and activity.
+    Cluster,
+    /// Keys, search and detail.
+    Keys,
+    /// Live requests and recent sessions.
+    Sessions,
+    /// Requests waiting for approvals.
+    Approvals,
+    /// Policy bundles.
+    Policies,
+    /// The audit log.
+    Audit,
+}
+
+impl Tab {
+    /// Every tab, in order.
+    pub const ALL: [Tab; 6] = [
+        Tab::Cluster,
+        Tab::Keys,
+        Tab::Sessions,
+        Tab::Approvals,
+        Tab::Policies,
+        Tab::Audit,
+    ];
+
+    /// Its title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Cluster => "Cluster",
+            Tab::Keys => "Keys",
+            Tab::Sessions => "Sessions",
+            Tab::Approvals => "Approvals",
+            Tab::Policies => "Policies",
+            Tab::Audit => "Audit",
+        }
+    }
+
+    fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// What went wrong talking to the node, as the console shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Which kind (decides the banner's wording).
+    pub kind: ProblemKind,
+    /// The error, for the operator.
+    pub message: String,
+}
+
+/// The kinds of [`Problem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The node did not answer.
+    Unreachable,
+    /// The node refused the token.
+    Unauthorized,
+    /// Any other failure (an error status, bad JSON).
+    Other,
+}
+
+impl From<&ApiError> for Problem {
+    fn from(e: &ApiError) -> Self {
+        let kind = match e {
+            ApiError::Unreachable { .. } => ProblemKind::Unreachable,
+            ApiError::Unauthorized => ProblemKind::Unauthorized,
+            _ => ProblemKind::Other,
+        };
+        Problem {
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One poll of the node: what each route returned (`None` where it failed or was not
+/// asked), the first failure, and the worker's clock when it finished.
+#[derive(Clone, Debug, Default)]
+pub struct Poll {
+    /// The worker's clock (Unix ms) when the poll finished.
+    pub at_ms: u64,
+    /// `/v1/status`.
+    pub status: Option<NodeStatus>,
+    /// `/readyz`.
+    pub readiness: Option<Readiness>,
+    /// `/v1/peers`.
+    pub peers: Option<Peers>,
+    /// `/v1/backend`.
+    pub backend: Option<BackendHealth>,
+    /// `/v1/keys` (with the search the console asked for).
+    pub keys: Option<Keys>,
+    /// `/v1/sessions`.
+    pub sessions: Option<Sessions>,
+    /// `/v1/pools`.
+    pub pools: Option<Pools>,
+    /// `/v1/approvals`.
+    pub approvals: Option<keyrack_client::api::Approvals>,
+    /// `/v1/policies`.
+    pub policies: Option<Policies>,
+    /// New audit entries since the last poll.
+    pub audit: Option<AuditPage>,
+    /// The first route that failed.
+    pub problem: Option<Problem>,
+}
+
+/// What the worker reports.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// A poll finished.
+    Polled(Box<Poll>),
+    /// An approve or reject was posted (or could not be).
+    Submitted {
+        /// Which.
+        verdict: Verdict,
+        /// The request it was about.
+        request_id: String,
+        /// The node's answer or why it failed.
+        result: Result<Submitted, String>,
+    },
+    /// The node verified its audit log (or could not).
+    Verified(Result<AuditVerification, String>),
+}
+
+/// What the console asks of the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Leave.
+    Quit,
+    /// Poll now.
+    Refresh,
+    /// Poll keys with this search from now on (empty: all).
+    Search(String),
+    /// Sign and post an approve or reject of a request.
+    Submit {
+        /// Approve or reject.
+        verdict: Verdict,
+        /// The request's hash.
+        request_hash: [u8; 32],
+        /// The request's id (for messages).
+        request_id: String,
+    },
+    /// Verify the audit log.
+    VerifyAudit,
+}
+
+/// An approve or reject waiting for the operator's y/n.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// The request.
+    pub request_id: String,
+    /// Its hash (hex).
+    pub request_hash: String,
+    /// One line saying what it is (key, chain, action).
+    pub summary: String,
+}
+
+/// The data last received, each part from the last poll that returned it.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    /// This node.
+    pub status: Option<NodeStatus>,
+    /// Readiness checks.
+    pub readiness: Option<Readiness>,
+    /// Peers.
+    pub peers: Option<Peers>,
+    /// The HSM backend, freshly checked.
+    pub backend: Option<BackendHealth>,
+    /// Keys.
+    pub keys: Option<Keys>,
+    /// Sessions.
+    pub sessions: Option<Sessions>,
+    /// Pools.
+    pub pools: Option<Pools>,
+    /// Waiting requests.
+    pub approvals: Option<keyrack_client::api::Approvals>,
+    /// Policies.
+    pub policies: Option<Policies>,
+    /// Audit entries, oldest first (the newest [`AUDIT_KEPT`]).
+    pub audit: Vec<AuditEntryView>,
+    /// The audit log's last sequence number.
+    pub audit_head: u64,
+}
+
+/// The console's state.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The node API's URL (shown when it is unreachable).
+    pub url: String,
+    /// The approver's id, if an approver key was given.
+    pub approver: Option<String>,
+    /// The data.
+    pub data: Data,
+    /// When the last successful poll finished (worker clock, Unix ms).
+    pub updated_ms: Option<u64>,
+    /// When the last poll finished, successful or not.
+    pub polled_ms: Option<u64>,
+    /// What failed on the last poll (data shown is stale while set).
+    pub problem: Option<Problem>,
+    /// The last message for the operator (an action's result, why a key did nothing).
+    pub message: Option<String>,
+    /// The current tab.
+    pub tab: Tab,
+    /// Whether the help overlay is shown.
+    pub help: bool,
+    /// Selected key (index into the filtered keys).
+    pub key_selected: usize,
+    /// Whether the selected key's detail is shown.
+    pub key_detail: bool,
+    /// The key search text.
+    pub search: String,
+    /// Whether the search is being typed.
+    pub searching: bool,
+    /// Selected recent session.
+    pub session_selected: usize,
+    /// Selected waiting request.
+    pub approval_selected: usize,
+    /// Selected bundle in the policy history.
+    pub policy_selected: usize,
+    /// Selected audit entry (index into `data.audit`); `None` follows the newest.
+    pub audit_selected: Option<usize>,
+    /// An approve or reject waiting for y/n.
+    pub confirm: Option<Confirm>,
+    /// Requests with an approve/reject posted and not yet answered.
+    pub submitting: Option<String>,
+    /// Whether an audit verification is under way.
+    pub verifying: bool,
+    /// The last audit verification.
+    pub verification: Option<Result<AuditVerification, String>>,
+}
+
+impl App {
+    /// A console for the node at `url`; `approver` is the approver's id, if one was given.
+    pub fn new(url: &str, approver: Option<String>) -> Self {
+        App {
+            url: url.to_owned(),
+            approver,
+            data: Data::default(),
+            updated_ms: None,
+            polled_ms: None,
+            problem: None,
+            message: None,
+            tab: Tab::Cluster,
+            help: false,
+            key_selected: 0,
+            key_detail: false,
+            search: String::new(),
+            searching: false,
+            session_selected: 0,
+            approval_selected: 0,
+            policy_selected: 0,
+            audit_selected: None,
+            confirm: None,
+            submitting: None,
+            verifying: false,
+            verification: None,
+        }
+    }
+
+    /// Whether the data shown is older than the last poll (it failed).
+    pub fn stale(&self) -> bool {
+        self.problem.is_some() && self.updated_ms.is_some()
+    }
+
+    /// The node's clock as last reported, else the last poll's: "now" for relative times.
+    pub fn now_ms(&self) -> u64 {
+        self.data
+            .status
+            .as_ref()
+            .map(|s| s.now_ms)
+            .or(self.polled_ms)
+            .unwrap_or(0)
+    }
+
+    /// The keys shown: those whose id contains the search text (case-insensitive), as the
+    /// node filters them too.
+    pub fn visible_keys(&self) -> Vec<&KeyView> {
+        let needle = self.search.to_lowercase();
+        self.data
+            .keys
+            .as_ref()
+            .map(|k| {
+                k.keys
+                    .iter()
+                    .filter(|k| k.key_id.to_lowercase().contains(&needle))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The selected key, if any.
+    pub fn selected_key(&self) -> Option<&KeyView> {
+        self.visible_keys().get(self.key_selected).copied()
+    }
+
+    /// The waiting requests.
+    pub fn waiting(&self) -> &[WaitingRequest] {
+        self.data
+            .approvals
+            .as_ref()
+            .map(|a| a.waiting.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The selected waiting request, if any.
+    pub fn selected_waiting(&self) -> Option<&WaitingRequest> {
+        self.waiting().get(self.approval_selected)
+    }
+
+    /// The selected audit entry's index (the newest when following).
+    pub fn audit_index(&self) -> Option<usize> {
+        let n = self.data.audit.len();
+        if n == 0 {
+            return None;
+        }
+        Some(self.audit_selected.unwrap_or(n - 1).min(n - 1))
+    }
+
+    /// Takes in what the worker reports.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Polled(poll) => self.apply_poll(*poll),
+            Update::Submitted {
+                verdict,
+                request_id,
+                result,
+            } => {
+                self.submitting = None;
+                let what = match verdict {
+                    Verdict::Approve => "approval",
+                    Verdict::Reject => "rejection",
+                };
+                self.message = Some(match result {
+                    Ok(s) => format!(
+                        "{what} of request {} published (as request {})",
+                        crate::fmt::short(&request_id, 12),
+                        crate::fmt::short(&s.request_id, 12)
+                    ),
+                    Err(e) => format!(
+                        "{what} of request {} failed: {e}",
+                        crate::fmt::short(&request_id, 12)
+                    ),
+                });
+            }
+            Update::Verified(result) => {
+                self.verifying = false;
+                self.verification = Some(result);
+            }
+        }
+    }
+
+    fn apply_poll(&mut self, poll: Poll) {
+        self.polled_ms = Some(poll.at_ms);
+        let d = &mut self.data;
+        let mut any = false;
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = poll.$field {
+                    d.$field = Some(v);
+                    any = true;
+                }
+            )*};
+        }
+        take!(status, readiness, peers, backend, keys, sessions, pools, approvals, policies);
+        if let Some(page) = poll.audit {
+            d.audit_head = page.head_seq;
+            let last = d.audit.last().map(|e| e.seq).unwrap_or(0);
+            d.audit
+                .extend(page.entries.into_iter().filter(|e| e.seq > last));
+            if d.audit.len() > AUDIT_KEPT {
+                let cut = d.audit.len() - AUDIT_KEPT;
+                d.audit.drain(..cut);
+                self.audit_selected = self.audit_selected.map(|i| i.saturating_sub(cut));
+            }
+            any = true;
+        }
+        // A poll that failed part-way updated what it got; the banner names what failed.
+        if poll.problem.is_none() && any {
+            self.updated_ms = Some(poll.at_ms);
+        }
+        self.problem = poll.problem;
+        self.clamp();
+    }
+
+    /// Keeps every selection inside its list.
+    fn clamp(&mut self) {
+        let keys = self.visible_keys().len();
+        self.key_selected = self.key_selected.min(keys.saturating_sub(1));
+        if keys == 0 {
+            self.key_detail = false;
+        }
+        let waiting = self.waiting().len();
+        self.approval_selected = self.approval_selected.min(waiting.saturating_sub(1));
+        let sessions = self.data.sessions.as_ref().map_or(0, |s| s.recent.len());
+        self.session_selected = self.session_selected.min(sessions.saturating_sub(1));
+        let history = self.data.policies.as_ref().map_or(0, |p| p.history.len());
+        self.policy_selected = self.policy_selected.min(history.saturating_sub(1));
+        if let Some(confirm) = &self.confirm {
+            if !self
+                .waiting()
+                .iter()
+                .any(|w| w.request_hash == confirm.request_hash)
+            {
+                self.confirm = None;
+                self.message =
+                    Some("the request is no longer waiting: nothing was sent".to_owned());
+            }
+        }
+    }
+
+    /// What a key press does; the [`Action`] for the worker, if any.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL)
+            && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C'))
+        {
+            return Some(Action::Quit);
+        }
+        if self.confirm.is_some() {
+            return self.on_confirm_key(key.code);
+        }
+        if self.searching {
+            return self.on_search_key(key.code);
+        }
+        if self.help {
+            match key.code {
+                KeyCode::Char('q') => return Some(Action::Quit),
+                KeyCode::Char('?') | KeyCode::Esc => self.help = false,
+                _ => {}
+            }
+            return None;
+        }
+        match key.code {
+            KeyCode::Char('q') => return Some(Action::Quit),
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Tab => self.switch(Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()]),
+            KeyCode::BackTab => {
+                let n = Tab::ALL.len();
+                self.switch(Tab::ALL[(self.tab.index() + n - 1) % n]);
+            }
+            KeyCode::Char(c @ '1'..='6') => {
+                let i = usize::from(c as u8 - b'1');
+                self.switch(Tab::ALL[i]);
+            }
+            KeyCode::Char('R') => {
+                self.message = Some("refreshing…".to_owned());
+                return Some(Action::Refresh);
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.step(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.step(1),
+            KeyCode::PageUp => self.step(-(PAGE as isize)),
+            KeyCode::PageDown => self.step(PAGE as isize),
+            KeyCode::Home => self.step(isize::MIN),
+            KeyCode::End => self.step(isize::MAX),
+            code => return self.on_tab_key(code),
+        }
+        None
+    }
+
+    fn switch(&mut self, tab: Tab) {
+        self.tab = tab;
+    }
+
+    fn on_tab_key(&mut self, code: KeyCode) -> Option<Action> {
+        match (self.tab, code) {
+            (Tab::Keys, KeyCode::Char('/')) => {
+                self.searching = true;
+                self.key_detail = false;
+            }
+            (Tab::Keys, KeyCode::Enter) => {
+                self.key_detail = !self.key_detail && self.selected_key().is_some();
+            }
+            (Tab::Keys, KeyCode::Esc) => {
+                if self.key_detail {
+                    self.key_detail = false;
+                } else if !self.search.is_empty() {
+                    self.search.clear();
+                    return Some(Action::Search(String::new()));
+                }
+            }
+            (Tab::Approvals, KeyCode::Char('a')) => self.ask(Verdict::Approve),
+            (Tab::Approvals, KeyCode::Char('r')) => self.ask(Verdict::Reject),
+            (Tab::Audit, KeyCode::Char('v')) if !self.verifying => {
+                self.verifying = true;
+                return Some(Action::VerifyAudit);
+            }
+            (_, KeyCode::Char('a' | 'r')) => {
+                self.message =
+                    Some("approve (a) and reject (r) work on the Approvals tab (4)".into());
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn ask(&mut self, verdict: Verdict) {
+        let Some(approver) = &self.approver else {
+            self.message = Some(format!(
+                "cannot {}: no approver key (start with --approver-config client.toml)",
+                verdict.as_str()
+            ));
+            return;
+        };
+        if let Some(id) = &self.submitting {
+            self.message = Some(format!(
+                "wait: an answer for request {} is still on its way",
+                crate::fmt::short(id, 12)
+            ));
+            return;
+        }
+        let approver = approver.clone();
+        let Some(w) = self.selected_waiting().cloned() else {
+            self.message = Some(format!("nothing to {}: no request waits", verdict.as_str()));
+            return;
+        };
+        if w.initiator == approver && verdict == Verdict::Approve {
+            self.message = Some(format!(
+                "note: {approver} made this request; its own approval will not count"
+            ));
+        }
+        let action = w
+            .intent
+            .get("action")
+            .and_then(|a| a.as_str())
+            .unwrap_or("sign");
+        let chain = w.chain.as_deref().unwrap_or("no chain");
+        self.confirm = Some(Confirm {
+            verdict,
+            request_id: w.request_id,
+            request_hash: w.request_hash,
+            summary: format!(
+                "{action} on {chain} with key {} by {}",
+                w.key_id, w.initiator
+            ),
+        });
+    }
+
+    fn on_confirm_key(&mut self, code: KeyCode) -> Option<Action> {
+        match code {
+            KeyCode::Char('y' | 'Y') => {
+                let confirm = self.confirm.take()?;
+                let Some(request_hash) = parse_hash(&confirm.request_hash) else {
+                    self.message = Some(format!(
+                        "the node gave a malformed request hash '{}': nothing was sent",
+                        confirm.request_hash
+                    ));
+                    return None;
+                };
+                self.submitting = Some(confirm.request_id.clone());
+                self.message = Some(format!(
+                    "sending {} of request {}…",
+                    confirm.verdict.as_str(),
+                    crate::fmt::short(&confirm.request_id, 12)
+                ));
+                Some(Action::Submit {
+                    verdict: confirm.verdict,
+                    request_hash,
+                    request_id: confirm.request_id,
+                })
+            }
+            KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => {
+                self.confirm = None;
+                self.message = Some("cancelled: nothing was sent".to_owned());
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn on_search_key(&mut self, code: KeyCode) -> Option<Action> {
+        match code {
+            KeyCode::Enter => {
+                self.searching = false;
+                return Some(Action::Search(self.search.clone()));
+            }
+            KeyCode::Esc => {
+                self.searching = false;
+                self.search.clear();
+                self.key_selected = 0;
+                return Some(Action::Search(String::new()));
+            }
+            KeyCode::Backspace => {
+                self.search.pop();
+            }
+            KeyCode::Char(c) if !c.is_control() && self.search.len() < 128 => {
+                self.search.push(c);
+            }
+            _ => {}
+        }
+        self.key_selected = 0;
+        None
+    }
+
+    /// Moves the current tab's selection by `delta` (saturating at both ends).
+    fn step(&mut self, delta: isize) {
+        let move_by = |i: usize, n: usize| -> usize {
+            if n == 0 {
+                return 0;
+            }
+            let moved = if delta < 0 {
+                i.saturating_sub(delta.unsigned_abs())
+            } else {
+                i.saturating_add(delta.unsigned_abs())
+            };
+            moved.min(n - 1)
+        };
+        match self.tab {
+            Tab::Cluster => {}
+            Tab::Keys => {
+                let n = self.visible_keys().len();
+                self.key_selected = move_by(self.key_selected, n);
+            }
+            Tab::Sessions => {
+                let n = self.data.sessions.as_ref().map_or(0, |s| s.recent.len());
+                self.session_selected = move_by(self.session_selected, n);
+            }
+            Tab::Approvals => {
+                let n = self.waiting().len();
+                self.approval_selected = move_by(self.approval_selected, n);
+            }
+            Tab::Policies => {
+                let n = self.data.policies.as_ref().map_or(0, |p| p.history.len());
+                self.policy_selected = move_by(self.policy_selected, n);
+            }
+            Tab::Audit => {
+                let n = self.data.audit.len();
+                if let Some(i) = self.audit_index() {
+                    let j = move_by(i, n);
+                    // Back at the newest entry: follow new ones again.
+                    self.audit_selected = (j + 1 < n).then_some(j);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyrack_client::api::Approvals;
+    use serde_json::json;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn waiting(hash: &str) -> WaitingRequest {
+        WaitingRequest {
+            request_id: "0123456789abcdef0123456789abcdef".into(),
+            request_hash: hash.into(),
+            initiator: "bob".into(),
+            key_id: "treasury-sol".into(),
+            scheme: "ed25519".into(),
+            chain: Some("solana".into()),
+            waiting_since_ms: 1_000,
+            expires_at_ms: 600_000,
+            intent: json!({"action": "transfer"}),
+            decision: json!({}),
+            approvals: vec![],
+        }
+    }
+
+    fn app_with_waiting(approver: Option<&str>) -> App {
+        let mut app = App::new("http://127.0.0.1:7400", approver.map(str::to_owned));
+        app.apply(Update::Polled(Box::new(Poll {
+            at_ms: 2_000,
+            approvals: Some(Approvals {
+                waiting: vec![waiting(&"11".repeat(32)), waiting(&"22".repeat(32))],
+            }),
+            ..Poll::default()
+        })));
+        app.on_key(key(KeyCode::Char('4')));
+        assert_eq!(app.tab, Tab::Approvals);
+        app
+    }
+
+    #[test]
+    fn approve_without_an_approver_key_says_why_and_sends_nothing() {
+        let mut app = app_with_waiting(None);
+        assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
+        assert!(app.confirm.is_none());
+        let msg = app.message.clone().unwrap();
+        assert!(msg.contains("no approver key"), "{msg}");
+        assert!(msg.contains("--approver-config"), "{msg}");
+    }
+
+    #[test]
+    fn approve_then_yes_approves_the_selected_request() {
+        let mut app = app_with_waiting(Some("carol"));
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
+        let confirm = app.confirm.clone().unwrap();
+        assert_eq!(confirm.request_hash, "22".repeat(32));
+        // Other keys neither confirm nor move anything while asking.
+        assert_eq!(app.on_key(key(KeyCode::Up)), None);
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), None);
+        assert!(app.confirm.is_none(), "q cancels like n");
+        app.on_key(key(KeyCode::Char('a')));
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('y'))),
+            Some(Action::Submit {
+                verdict: Verdict::Approve,
+                request_hash: [0x22; 32],
+                request_id: "0123456789abcdef0123456789abcdef".into(),
+            })
+        );
+        assert!(app.confirm.is_none());
+        assert!(app.submitting.is_some());
+    }
+
+    #[test]
+    fn reject_then_no_cancels() {
+        let mut app = app_with_waiting(Some("carol"));
+        app.on_key(key(KeyCode::Char('r')));
+        assert_eq!(app.confirm.as_ref().unwrap().verdict, Verdict::Reject);
+        assert_eq!(app.on_key(key(KeyCode::Char('n'))), None);
+        assert!(app.confirm.is_none());
+        assert!(app.message.as_deref().unwrap().contains("nothing was sent"));
+        app.on_key(key(KeyCode::Char('r')));
+        assert_eq!(app.on_key(key(KeyCode::Esc)), None);
+        assert!(app.confirm.is_none());
+    }
+
+    #[test]
+    fn a_confirmation_is_dropped_when_the_request_stops_waiting() {
+        let mut app = app_with_waiting(Some("carol"));
+        app.on_key(key(KeyCode::Char('a')));
+        app.apply(Update::Polled(Box::new(Poll {
+            at_ms: 3_000,
+            approvals: Some(Approvals {
+                waiting: vec![waiting(&"22".repeat(32))],
+            }),
+            ..Poll::default()
+        })));
+        assert!(app.confirm.is_none());
+        assert_eq!(app.on_key(key(KeyCode::Char('y'))), None);
+    }
+
+    #[test]
+    fn tabs_switch_by_number_tab_and_back_tab() {
+        let mut app = App::new("u", None);
+        app.on_key(key(KeyCode::Char('6')));
+        assert_eq!(app.tab, Tab::Audit);
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.tab, Tab::Cluster);
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.tab, Tab::Audit);
+        assert_eq!(app.on_key(key(KeyCode::Char('R'))), Some(Action::Refresh));
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Action::Quit));
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.on_key(ctrl_c), Some(Action::Quit));
+    }
+
+    #[test]
+    fn help_swallows_keys_until_closed() {
+        let mut app = App::new("u", None);
+        app.on_key(key(KeyCode::Char('?')));
+        assert!(app.help);
+        app.on_key(key(KeyCode::Char('3')));
+        assert_eq!(app.tab, Tab::Cluster);
+        app.on_key(key(KeyCode::Esc));
+        assert!(!app.help);
+    }
+
+    #[test]
+    fn search_typing_then_enter_asks_the_worker_and_esc_clears() {
+        let mut app = App::new("u", None);
+        app.on_key(key(KeyCode::Char('2')));
+        app.on_key(key(KeyCode::Char('/')));
+        for c in "sol".chars() {
+            assert_eq!(app.on_key(key(KeyCode::Char(c))), None);
+        }
+        // 'q' is text while searching, not quit.
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), None);
+        app.on_key(key(KeyCode::Backspace));
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Some(Action::Search("sol".into()))
+        );
+        assert!(!app.searching);
+        assert_eq!(
+            app.on_key(key(KeyCode::Esc)),
+            Some(Action::Search(String::new()))
+        );
+        assert_eq!(app.search, "");
+    }
+
+    #[test]
+    fn a_failed_poll_keeps_the_data_and_marks_it_stale() {
+        let mut app = app_with_waiting(None);
+        assert!(!app.stale());
+        app.apply(Update::Polled(Box::new(Poll {
+            at_ms: 9_000,
+            problem: Some(Problem {
+                kind: ProblemKind::Unreachable,
+                message: "node API at u unreachable: refused".into(),
+            }),
+            ..Poll::default()
+        })));
+        assert!(app.stale());
+        assert_eq!(app.waiting().len(), 2);
+        assert_eq!(app.updated_ms, Some(2_000));
+        assert_eq!(app.polled_ms, Some(9_000));
+    }
+
+    #[test]
+    fn audit_verify_is_asked_once_until_answered() {
+        let mut app = App::new("u", None);
+        app.on_key(key(KeyCode::Char('6')));
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('v'))),
+            Some(Action::VerifyAudit)
+        );
+        assert_eq!(app.on_key(key(KeyCode::Char('v'))), None);
+        app.apply(Update::Verified(Err("boom".into())));
+        assert!(!app.verifying);
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('v'))),
+            Some(Action::VerifyAudit)
+        );
+    }
+}
