@@ -54,6 +54,9 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The policy allows it only with approvals that have not (yet) been given.
     ApprovalsRequired,
+    /// An approver of the group a request waited for rejected it (a `reject` request); the
+    /// message names the approver, the group and the rule. Final: a new request is needed.
+    ApprovalRejected,
     /// A policy bundle was not activated: unsigned, under-signed, an unknown signer, older
     /// than or not a successor of the active bundle, or a policy that does not parse.
     PolicyBundleRefused,
@@ -74,7 +77,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::BadSignature,
@@ -95,6 +98,7 @@ impl ErrorCode {
         ErrorCode::InvalidPayload,
         ErrorCode::PolicyDenied,
         ErrorCode::ApprovalsRequired,
+        ErrorCode::ApprovalRejected,
         ErrorCode::PolicyBundleRefused,
         ErrorCode::Busy,
         ErrorCode::Timeout,
@@ -128,6 +132,7 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::PolicyBundleRefused => "policy_bundle_refused",
             ErrorCode::ApprovalsRequired => "approvals_required",
+            ErrorCode::ApprovalRejected => "approval_rejected",
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ProtocolFailed => "protocol_failed",

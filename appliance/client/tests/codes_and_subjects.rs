@@ -28,6 +28,7 @@ fn error_code_strings_are_stable() {
             "invalid_payload",
             "policy_denied",
             "approvals_required",
+            "approval_rejected",
             "policy_bundle_refused",
             "busy",
             "timeout",

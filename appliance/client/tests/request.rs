@@ -66,6 +66,19 @@ fn approve() -> RequestBody {
     b
 }
 
+fn reject() -> RequestBody {
+    let mut b = RequestBody::new(
+        RequestKind::Reject,
+        CLUSTER,
+        "wallet-1",
+        "backend-a",
+        NOW,
+        60_000,
+    );
+    b.rejects = Some([6; 32]);
+    b
+}
+
 fn status() -> RequestBody {
     RequestBody::new(
         RequestKind::Status,
@@ -88,7 +101,7 @@ fn golden_sign_body() -> RequestBody {
 #[test]
 fn round_trip() {
     let key = initiator();
-    for body in [keygen(), sign(), reshare(), approve(), status()] {
+    for body in [keygen(), sign(), reshare(), approve(), reject(), status()] {
         let signed = key.sign_request(&body).unwrap();
         let parsed = SignedRequest::parse(&signed.to_json()).unwrap();
         assert_eq!(parsed, signed);
@@ -122,7 +135,7 @@ fn alter(v: &Value) -> Value {
 fn every_field_is_covered_by_the_signature() {
     let key = initiator();
     let mut covered = std::collections::BTreeSet::new();
-    for body in [keygen(), sign(), reshare(), approve(), status()] {
+    for body in [keygen(), sign(), reshare(), approve(), reject(), status()] {
         let signed = key.sign_request(&body).unwrap();
         let text = String::from_utf8(signed.body_bytes().to_vec()).unwrap();
         let Value::Object(fields) = serde_json::from_str::<Value>(&text).unwrap() else {
@@ -154,6 +167,7 @@ fn every_field_is_covered_by_the_signature() {
         "payload_kind",
         "derivation_path",
         "approves",
+        "rejects",
         "client_id",
         "nonce",
         "created_at_ms",
@@ -332,6 +346,23 @@ fn field_rules_are_enforced() {
     check(b, ErrorCode::InvalidRequest);
     let mut b = approve();
     b.approves = None;
+    check(b, ErrorCode::InvalidRequest);
+    // reject: rejects required; approves (and any scheme) forbidden; rejects only on reject.
+    key.sign_request(&reject()).unwrap();
+    let mut b = reject();
+    b.rejects = None;
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = reject();
+    b.approves = Some([6; 32]);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = reject();
+    b.schemes = vec![Scheme::Ed25519];
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = approve();
+    b.rejects = Some([5; 32]);
+    check(b, ErrorCode::InvalidRequest);
+    let mut b = sign();
+    b.rejects = Some([5; 32]);
     check(b, ErrorCode::InvalidRequest);
     // status: schemes optional (any distinct ones); nothing else but the common members.
     let mut b = status();

@@ -347,6 +347,58 @@ async fn keygen_completes_when_every_node_reports_the_same_keys() {
 }
 
 #[tokio::test]
+async fn a_rejection_is_acknowledged_once_every_node_recorded_it() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let rejected = [0x3c; 32];
+    let nodes = cluster.answer_next(move |r| {
+        assert_eq!(r.body.kind, RequestKind::Reject);
+        assert_eq!((r.body.rejects, r.body.approves), (Some(rejected), None));
+        assert!(r.body.schemes.is_empty());
+        (0..3)
+            .map(|i| {
+                let mut b = body(&node(i).id, r, Status::Ok);
+                b.message = format!("rejection by 'backend' recorded at node{i}");
+                outcome(i, b)
+            })
+            .collect()
+    });
+    let acknowledged = client
+        .reject(rejected, Duration::from_secs(60), WAIT)
+        .await
+        .unwrap();
+    nodes.await.unwrap();
+    let mut who: Vec<_> = acknowledged
+        .answers
+        .iter()
+        .map(|a| a.node.as_str())
+        .collect();
+    who.sort_unstable();
+    assert_eq!(who, ["node0", "node1", "node2"]);
+}
+
+#[tokio::test]
+async fn a_rejection_refused_by_a_node_fails_naming_it() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes = cluster.answer_next(|r| {
+        vec![
+            outcome(0, body(&node(0).id, r, Status::Ok)),
+            refusal(1, r, Status::Refused, ErrorCode::NotAuthorized),
+        ]
+    });
+    let err = client
+        .reject([0x3d; 32], Duration::from_secs(60), WAIT)
+        .await
+        .unwrap_err();
+    nodes.await.unwrap();
+    assert!(
+        matches!(&err, SdkError::Refused { code: ErrorCode::NotAuthorized, node, .. } if node == "node1"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn keygen_times_out_listing_who_answered_while_a_node_is_silent() {
     let cluster = Cluster::start().await;
     let client = cluster.client().await;

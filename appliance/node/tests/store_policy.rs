@@ -1,10 +1,13 @@
 //! The node's policy state and audit log against real SQLite files: policy bundles,
 //! approvals, the pending-approval queue, the velocity ledger, the hash-chained signed audit
-//! log (and what tampering with its rows does to verification), schema v4 reached from a
-//! schema v3 store, read-only opening, and the `keyrack audit` command as a process.
+//! log (and what tampering with its rows does to verification), the current schema reached
+//! from schema v3 and v4 stores, read-only opening, and the `keyrack audit` command as a
+//! process.
 //!
 //! The golden fixture `tests/testdata/store/schema-v3.sqlite` was written by schema version 3
-//! with `cargo test -p keyrack-node --test store -- --ignored write_golden_fixture`.
+//! with `cargo test -p keyrack-node --test store -- --ignored write_golden_fixture`;
+//! `schema-v4.sqlite` is that store migrated by schema version 4's step, holding two v4
+//! approvals, written by `tests/testdata/store/schema-v4.py`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +17,7 @@ use keyrack_client::identity::PublicIdentity;
 use keyrack_hsm::soft::SoftSealer;
 use keyrack_node::store::{
     audit_signature_message, verify_audit, AuditBreak, AuditBreakReason, AuditRecord, NewApproval,
-    Store, StoreError, VelocityEntry, VelocityPer, VelocityQuery, SCHEMA_VERSION,
+    Store, StoreError, VelocityEntry, VelocityPer, VelocityQuery, Verdict, SCHEMA_VERSION,
 };
 use sha2::{Digest, Sha256};
 
@@ -96,6 +99,7 @@ fn bundles_activate_only_upwards_and_keep_their_history() {
 fn approval<'a>(hash: [u8; 32], approver: &'a str, id: &'a str, expires: u64) -> NewApproval<'a> {
     NewApproval {
         request_hash: hash,
+        verdict: Verdict::Approve,
         approver,
         approval_request_id: id,
         expires_at_ms: expires,
@@ -160,6 +164,124 @@ fn approvals_are_one_per_approver_keep_the_later_expiry_and_expire() {
 
     let err = store.add_approval(&approval(h, "", "x", t)).unwrap_err();
     assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
+}
+
+fn rejection<'a>(hash: [u8; 32], approver: &'a str, id: &'a str, expires: u64) -> NewApproval<'a> {
+    NewApproval {
+        verdict: Verdict::Reject,
+        ..approval(hash, approver, id, expires)
+    }
+}
+
+/// (approver, verdict, approval request id, expiry) of each unexpired record of `hash` at `t`.
+fn verdicts(store: &Store, hash: &[u8; 32], t: u64) -> Vec<(String, Verdict, String, u64)> {
+    store
+        .approvals_for(hash, t)
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            (
+                a.approver,
+                a.verdict,
+                a.approval_request_id,
+                a.expires_at_ms,
+            )
+        })
+        .collect()
+}
+
+fn row(approver: &str, verdict: Verdict, id: &str, expires: u64) -> (String, Verdict, String, u64) {
+    (approver.to_owned(), verdict, id.to_owned(), expires)
+}
+
+#[test]
+fn approvals_and_rejections_are_listed_with_their_verdict() {
+    let (_dir, store) = fresh();
+    let (h, t) = ([9; 32], 2_000_000);
+    assert!(store
+        .add_approval(&approval(h, "alice", "a1", t + 100))
+        .unwrap());
+    assert!(store
+        .add_approval(&rejection(h, "bob", "b1", t + 100))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [
+            row("alice", Verdict::Approve, "a1", t + 100),
+            row("bob", Verdict::Reject, "b1", t + 100)
+        ]
+    );
+    let got = store.approvals_for(&h, t).unwrap();
+    assert_eq!(
+        got[1].signed_request, b"b1",
+        "the rejection's evidence is kept"
+    );
+    assert_eq!(
+        (Verdict::Approve.as_str(), Verdict::Reject.as_str()),
+        ("approve", "reject")
+    );
+    // A rejection expires like an approval.
+    assert_eq!(
+        verdicts(&store, &h, t + 100),
+        Vec::<(String, Verdict, String, u64)>::new()
+    );
+}
+
+#[test]
+fn a_rejection_replaces_the_approvers_approval_even_if_it_expires_sooner() {
+    let (_dir, store) = fresh();
+    let (h, t) = ([10; 32], 3_000_000);
+    assert!(store
+        .add_approval(&approval(h, "alice", "a1", t + 500))
+        .unwrap());
+    assert!(!store
+        .add_approval(&rejection(h, "alice", "r1", t + 100))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [row("alice", Verdict::Reject, "r1", t + 100)]
+    );
+    assert_eq!(store.approvals_for(&h, t).unwrap()[0].signed_request, b"r1");
+    // Of two rejections, the later expiry is kept.
+    assert!(!store
+        .add_approval(&rejection(h, "alice", "r0", t + 50))
+        .unwrap());
+    assert!(!store
+        .add_approval(&rejection(h, "alice", "r2", t + 300))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [row("alice", Verdict::Reject, "r2", t + 300)]
+    );
+}
+
+#[test]
+fn an_approval_never_replaces_a_rejection() {
+    let (_dir, store) = fresh();
+    let (h, t) = ([11; 32], 4_000_000);
+    assert!(store
+        .add_approval(&rejection(h, "bob", "r1", t + 100))
+        .unwrap());
+    // Later, and expiring later: the approver cannot take the rejection back.
+    assert!(!store
+        .add_approval(&approval(h, "bob", "a1", t + 900))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [row("bob", Verdict::Reject, "r1", t + 100)]
+    );
+    assert_eq!(store.approvals_for(&h, t).unwrap()[0].signed_request, b"r1");
+    // Another approver's approval of the same request is its own record.
+    assert!(store
+        .add_approval(&approval(h, "carol", "c1", t + 100))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [
+            row("bob", Verdict::Reject, "r1", t + 100),
+            row("carol", Verdict::Approve, "c1", t + 100)
+        ]
+    );
 }
 
 // The pending-approval queue.
@@ -687,22 +809,36 @@ fn a_log_cut_short_verifies_but_its_head_hash_changes() {
     assert_eq!(store.audit_head().unwrap().unwrap().seq, 3);
 }
 
-// Schema v4 from a v3 store, and read-only opening.
+// The current schema from v3 and v4 stores, and read-only opening.
 
-fn fixture_v3(dir: &tempfile::TempDir) -> PathBuf {
+/// A copy of the golden fixture of schema `version` in `dir`.
+fn fixture(dir: &tempfile::TempDir, version: u32) -> PathBuf {
     let path = dir.path().join("fixture.sqlite");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/store/schema-v3.sqlite"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/testdata/store/schema-v{version}.sqlite")),
         &path,
     )
     .expect("golden fixture missing; see module docs");
     path
 }
 
+/// The versions listed in a store's schema history.
+fn schema_history(store: &Store) -> Vec<i64> {
+    let conn = raw(store);
+    let mut q = conn
+        .prepare("SELECT version FROM schema_history ORDER BY version")
+        .unwrap();
+    q.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 #[test]
-fn a_schema_v3_store_migrates_to_v4_and_keeps_its_keys() {
+fn a_schema_v3_store_migrates_to_the_current_schema_and_keeps_its_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let path = fixture_v3(&dir);
+    let path = fixture(&dir, 3);
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -717,19 +853,9 @@ fn a_schema_v3_store_migrates_to_v4_and_keeps_its_keys() {
     assert!(err.to_string().contains("start the node"), "{err}");
 
     let store = Store::open(&path, "golden", "node0").unwrap();
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    let history: Vec<i64> = {
-        let conn = raw(&store);
-        let mut q = conn
-            .prepare("SELECT version FROM schema_history ORDER BY version")
-            .unwrap();
-        q.query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    assert_eq!(history, [1, 2, 3, 4]);
+    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5]);
     // What v3 held still loads.
     let sealer = SoftSealer::from_passphrase(b"test", &[7; 16]).unwrap();
     let share = store
@@ -744,6 +870,58 @@ fn a_schema_v3_store_migrates_to_v4_and_keeps_its_keys() {
         .append_audit("policy", None, r#"{"version":1}"#, &signer(&key))
         .unwrap();
     assert_eq!(verify_store(&store).unwrap().entries, 1);
+}
+
+#[test]
+fn a_schema_v4_store_migrates_and_its_approvals_become_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture(&dir, 4);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4, "the fixture is a schema v4 store");
+    let store = Store::open(&path, "golden", "node0").unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5]);
+    let (h, t) = ([7; 32], now_ms());
+    let far = 4_102_444_800_000;
+    assert_eq!(
+        verdicts(&store, &h, t),
+        [
+            row("alice", Verdict::Approve, "approve-alice", far),
+            row("bob", Verdict::Approve, "approve-bob", far)
+        ]
+    );
+    assert_eq!(
+        store.approvals_for(&h, t).unwrap()[1].signed_request,
+        b"approve-bob"
+    );
+    // A migrated approval is replaced by its approver's rejection, as any approval.
+    assert!(!store
+        .add_approval(&rejection(h, "bob", "reject-bob", far))
+        .unwrap());
+    assert_eq!(
+        verdicts(&store, &h, t)[1],
+        row("bob", Verdict::Reject, "reject-bob", far)
+    );
+    // The column refuses anything but the two verdicts.
+    let err = raw(&store)
+        .execute(
+            "UPDATE approvals SET verdict = 'maybe' WHERE approver = 'alice'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
+    // What v3 held still loads.
+    let sealer = SoftSealer::from_passphrase(b"test", &[7; 16]).unwrap();
+    assert_eq!(
+        store
+            .load_share("golden-wallet", "ecdsa-secp256k1", &sealer)
+            .unwrap()
+            .threshold,
+        2
+    );
 }
 
 #[test]

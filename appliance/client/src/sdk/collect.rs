@@ -316,7 +316,10 @@ impl Collector {
         }
         let kind = self.body.kind;
         let keys = match kind {
-            RequestKind::Delete | RequestKind::Approve | RequestKind::Policy => Vec::new(),
+            RequestKind::Delete
+            | RequestKind::Approve
+            | RequestKind::Reject
+            | RequestKind::Policy => Vec::new(),
             RequestKind::Reshare | RequestKind::Refresh => normalised(result.keys, false),
             _ => normalised(result.keys, true),
         };
@@ -345,7 +348,10 @@ impl Collector {
 
     /// The outcome once every member answered `ok`.
     fn complete(&self) -> Result<Outcome, SdkError> {
-        if matches!(self.body.kind, RequestKind::Approve | RequestKind::Policy) {
+        if matches!(
+            self.body.kind,
+            RequestKind::Approve | RequestKind::Reject | RequestKind::Policy
+        ) {
             return Ok(Outcome::Acknowledged(Acknowledged {
                 answers: self.answers.clone(),
                 ignored: self.ignored,

@@ -150,7 +150,7 @@ pub enum Outcome {
     Signature(Box<VerifiedSignature>),
     /// Each node's view of a key (status).
     KeyStatus(KeyStatusReport),
-    /// Every node accepted (approve, policy activation).
+    /// Every node accepted (approve, reject, policy activation).
     Acknowledged(Acknowledged),
 }
 

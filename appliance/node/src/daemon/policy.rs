@@ -9,14 +9,16 @@
 //!   succeeds the active one ([`keyrack_policy::SignedBundle::verify`]). At start the stored
 //!   bundle is verified again; one that does not verify stops the node.
 //! - **Approvals.** An `approve` request records its initiator's approval of a request hash at
-//!   every node until the approve request's own expiry; a sign request waiting for approvals
-//!   re-evaluates each time one is recorded.
+//!   every node until the approve request's own expiry, a `reject` request its rejection (which
+//!   replaces the approver's approval and is never replaced by one); a sign request waiting for
+//!   approvals re-evaluates each time one is recorded. Only approvals count towards a quorum.
 //! - **Decision.** [`decide`] evaluates a sign request on the active policy with the approvals
 //!   and the velocity ledger in the store. Allow: the request's ledger entries are
 //!   reserved (released if the signing fails, committed when it ends or when this node stands
 //!   down). Needs approvals: the node says so (a `pending` result) and waits, at most until
-//!   the request expires. Deny, or no active bundle: refused `policy_denied`, naming the rule.
-//!   Every decision and outcome goes to the audit log.
+//!   the request expires; an unexpired rejection by a member of the approver group waited for
+//!   (not the initiator) refuses it at once, `approval_rejected`. Deny, or no active bundle:
+//!   refused `policy_denied`, naming the rule. Every decision and outcome goes to the audit log.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -374,18 +376,14 @@ async fn record_verdict(
         Err(e) => return Some(Err(e)),
     }
     node.policy.approval_recorded();
-    let _ = audit(
-        node,
-        "approval",
-        Some(&request.body.request_id),
-        json!({"approver": request.initiator, "verdict": verdict.as_str(),
-               "approves": hex::encode(hash), "expires_at_ms": request.body.expires_at_ms}),
-    )
-    .await;
-    let what = match verdict {
-        Verdict::Approve => "approval",
-        Verdict::Reject => "rejection",
+    let (what, field) = match verdict {
+        Verdict::Approve => ("approval", "approves"),
+        Verdict::Reject => ("rejection", "rejects"),
     };
+    let mut entry = json!({"approver": request.initiator, "verdict": verdict.as_str(),
+                           "expires_at_ms": request.body.expires_at_ms});
+    entry[field] = json!(hex::encode(hash));
+    let _ = audit(node, "approval", Some(&request.body.request_id), entry).await;
     Some(Ok(super::request::Done::message(format!(
         "{what} by '{}' of request {} recorded, valid until {} ms",
         request.initiator,
@@ -461,6 +459,7 @@ pub(super) async fn decide(
             decision,
             entries,
             at_ms,
+            rejections,
         } = evaluate(node, request, facts, &bundle).await?;
         match &decision.outcome {
             PolicyOutcome::Allow { .. } => {
@@ -503,6 +502,28 @@ pub(super) async fn decide(
                 required,
                 have,
             } => {
+                if let Some(by) = rejected_by(&bundle, group, &request.initiator, &rejections) {
+                    drop(turn);
+                    if waiting {
+                        remove_pending(node, &request.body.request_id).await;
+                    }
+                    let outcome =
+                        format!("rejected by '{by}' of approver group '{group}' (rule '{rule}')");
+                    let _ = audit(
+                        node,
+                        "decision",
+                        Some(&request.body.request_id),
+                        decision_entry(request, facts, Some(&bundle), Some(&decision), &outcome),
+                    )
+                    .await;
+                    return Err(refuse(
+                        ErrorCode::ApprovalRejected,
+                        format!(
+                            "approver '{by}' of group '{group}' rejected the request (rule \
+                             '{rule}' needed {required} approvals of the group)"
+                        ),
+                    ));
+                }
                 let message = format!(
                     "waiting for approvals: rule '{rule}' needs {required} of group '{group}' \
                      (have {}: {}); approve request hash {}",
@@ -556,6 +577,24 @@ struct Evaluated {
     decision: Decision,
     entries: Vec<VelocityEntry>,
     at_ms: u64,
+    /// Who rejected the request (unexpired rejections), by approver.
+    rejections: Vec<String>,
+}
+
+/// The approver whose rejection refuses a request waiting for `group`: a member of the
+/// group in the active bundle who is not the request's initiator (anyone else's rejection
+/// is ignored, as their approval would be).
+fn rejected_by<'a>(
+    bundle: &VerifiedBundle,
+    group: &str,
+    initiator: &str,
+    rejections: &'a [String],
+) -> Option<&'a str> {
+    let members = bundle.policy().approver_group(group).unwrap_or(&[]);
+    rejections
+        .iter()
+        .find(|by| by.as_str() != initiator && members.contains(by))
+        .map(String::as_str)
 }
 
 async fn evaluate(
@@ -579,12 +618,14 @@ async fn evaluate(
         .unwrap_or_default();
     blocking(move || {
         let now_ms = keyrack_client::now_ms();
-        let approvals: Vec<Approval> = store
+        // Only approves count towards a quorum; rejections are [`decide`]'s.
+        let (approves, rejects): (Vec<_>, Vec<_>) = store
             .approvals_for(&hash, now_ms)
             .map_err(|e| fail(ErrorCode::Internal, format!("approvals: {e}")))?
             .into_iter()
-            // Only approves count towards a quorum; rejections are [`decide`]'s.
-            .filter(|a| a.verdict == Verdict::Approve)
+            .partition(|a| a.verdict == Verdict::Approve);
+        let approvals: Vec<Approval> = approves
+            .into_iter()
             .map(|a| Approval {
                 approver: a.approver,
                 request_hash: a.request_hash,
@@ -606,6 +647,7 @@ async fn evaluate(
             decision: bundle.policy().evaluate(&req, &approvals, store.as_ref()),
             entries: ledger_entries(&req),
             at_ms: now_ms,
+            rejections: rejects.into_iter().map(|a| a.approver).collect(),
         })
     })
     .await?
