@@ -122,6 +122,33 @@ async fn the_consumer_survives_a_node_restart() {
 }
 
 #[tokio::test]
+async fn a_joining_node_takes_only_the_requests_published_after_it_first_started() {
+    // node3 joins a running cluster: the requests the others handled before (a keygen it
+    // took no part in, say) are not for it, even while they have not expired.
+    let server = NatsServer::start();
+    let a = bus(&server, "node0").await;
+    let _ = a.request_consumer("node0", 16).await.unwrap();
+    a.publish_request("keygen", &rid(5), b"before".to_vec())
+        .await
+        .unwrap();
+    let joiner = bus(&server, "node3").await;
+    let c = joiner.request_consumer("node3", 16).await.unwrap();
+    a.publish_request("reshare", &rid(6), b"after".to_vec())
+        .await
+        .unwrap();
+    let d = Bus::next_request(&c, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the request published after it joined");
+    assert_eq!(d.payload, b"after");
+    d.ack().await.unwrap();
+    assert!(Bus::next_request(&c, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
 async fn results_are_routed_by_client_and_deduplicated_per_node() {
     let server = NatsServer::start();
     let node = bus(&server, "node0").await;

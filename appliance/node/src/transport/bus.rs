@@ -313,7 +313,11 @@ impl Bus {
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: max_in_flight,
-                    deliver_policy: consumer::DeliverPolicy::All,
+                    // A node's first consumer starts at the requests published after it:
+                    // a node that joins a running cluster must not take up the requests
+                    // sent before it was there (a keygen the cluster ran without it, say).
+                    // Once created, the durable consumer keeps its place across restarts.
+                    deliver_policy: consumer::DeliverPolicy::New,
                     ..Default::default()
                 },
             )
