@@ -26,7 +26,8 @@ mod report;
 
 use parse::{DerivationPath, HexBytes};
 
-/// Send keygen, sign, reshare, refresh, delete, approve and status requests to a cluster, as
+/// Send keygen, sign, reshare, refresh, delete, approve, reject and status requests to a
+/// cluster, as
 /// the initiator named in client.toml (and show a key's addresses).
 ///
 /// Every result is checked before it is printed: each node's signature on it (against the
@@ -123,7 +124,17 @@ enum ClientCommand {
     /// (--valid-for). It counts toward a rule's approvals only if the initiator is in the
     /// rule's approver group, and never for a request it made itself. Waits until every
     /// node acknowledged.
-    Approve(ApproveArgs),
+    Approve(VerdictArgs),
+    /// Reject a request that waits for approvals, by its request hash (as the nodes and the
+    /// initiator's `sign` print it).
+    ///
+    /// Every node records the rejection, signed by this client's initiator, until it expires
+    /// (--valid-for); it replaces this initiator's approval of the request, and a later
+    /// approval does not undo it. A node refuses the waiting request at once
+    /// (approval_rejected) if the initiator is in the approver group the request waits for
+    /// and did not make the request; anyone else's rejection is ignored. Waits until every
+    /// node acknowledged.
+    Reject(VerdictArgs),
     /// Show a key's addresses on each chain its scheme signs for (EVM and Bitcoin for
     /// ecdsa-secp256k1, Bitcoin P2TR for schnorr-secp256k1, Solana for ed25519), for the
     /// root key or the child key at --path.
@@ -152,13 +163,14 @@ struct AddressArgs {
     timeout: u64,
 }
 
+/// `approve` and `reject`.
 #[derive(Debug, Args)]
-struct ApproveArgs {
-    /// The request hash (64 hex): SHA-256 of the approved request's body.
+struct VerdictArgs {
+    /// The request hash (64 hex): SHA-256 of the body of the request approved or rejected.
     #[arg(value_name = "REQUEST_HASH", value_parser = parse::digest)]
     request_hash: [u8; 32],
-    /// Seconds the approval stays valid; also the approve request's lifetime (at most 600:
-    /// nodes refuse longer-lived requests).
+    /// Seconds the approval or rejection stays valid; also its request's lifetime (at most
+    /// 600: nodes refuse longer-lived requests).
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = parse::lifetime_secs)]
     valid_for: u64,
     /// Seconds to wait for every node.
@@ -451,6 +463,10 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             ClientCommand::Approve(a) => {
                 let body = client.approve_body(a.request_hash, Duration::from_secs(a.valid_for));
                 acknowledged(&client, body, "approval", a.timeout, json).await
+            }
+            ClientCommand::Reject(a) => {
+                let body = client.reject_body(a.request_hash, Duration::from_secs(a.valid_for));
+                acknowledged(&client, body, "rejection", a.timeout, json).await
             }
             ClientCommand::Status(a) => match (a.request_id, a.key) {
                 (Some(request_id), _) => {

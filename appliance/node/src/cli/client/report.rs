@@ -401,7 +401,7 @@ fn print_signature_lines(s: &SignatureInfo, indent: &str) {
     }
 }
 
-/// Every node acknowledged an approval or a policy activation.
+/// Every node acknowledged an approval, a rejection or a policy activation.
 pub(super) fn acknowledged(
     what: &str,
     request_id: &str,
