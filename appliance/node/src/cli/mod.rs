@@ -13,6 +13,7 @@ mod keys;
 mod manifest;
 mod node;
 mod policy;
+mod tui;
 
 /// keyrack: hardware-backed threshold signing appliance.
 #[derive(Debug, Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// The node's audit log: show and verify its hash chain and signatures.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The operator console: a live view of this node over its HTTP API (cluster, keys,
+    /// sessions, approvals, policies, audit), with approve and reject for an approver.
+    Tui(tui::TuiArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Tui(args) => tui::run(args),
     };
     match result {
         Ok(code) => code,
