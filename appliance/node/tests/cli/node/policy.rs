@@ -1,7 +1,8 @@
 //! Policy on a cluster of node processes (SoftHSM, real nats-server): every node decides
 //! for itself. An over-limit transfer under policies/examples/treasury.toml waits for
 //! approvals and is refused by every node, naming the rule, when none come; with two
-//! approvals of the treasury group it is signed. Bundles need a majority of the policy
+//! approvals of the treasury group it is signed; a treasury approver's rejection refuses it
+//! at every node (an outsider's is ignored). Bundles need a majority of the policy
 //! administrators; a tampered bundle file stops a node at start.
 
 use std::path::Path;
@@ -287,6 +288,197 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
         ]);
         let text = String::from_utf8_lossy(&shown.stdout);
         assert!(text.contains("solana-over-daily-limit"), "{}", node.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn softhsm_a_waiting_transfer_rejected_by_a_treasury_approver_is_refused_everywhere() {
+    // ann is no treasury approver: her rejection is ignored. Her id sorts before bob's, so a
+    // node that counted it would name her, not bob, whenever it re-evaluated.
+    let cluster = Cluster::builder(3)
+        .policy(Path::new(TREASURY))
+        .initiator("tom", "trader")
+        .initiator("bob", "")
+        .initiator("ann", "")
+        .start();
+    let agreed = cluster
+        .client("app")
+        .await
+        .keygen(HOT, &[Scheme::Ed25519], 2, WAIT)
+        .await
+        .expect("keygen");
+    let key = agreed.keys[0].public_key.clone();
+    let tom = cluster.client_as("tom", "tom").await;
+    let mut results = cluster.results("tom").await;
+
+    // 11 SOL is over the key's 10 SOL a day: it waits for 2 treasury approvals.
+    let body = tom.sign_chain_body(
+        HOT,
+        Scheme::Ed25519,
+        "solana",
+        &transfer(&key, 11 * SOL, 1),
+        PayloadKind::Transaction,
+        &[],
+        Duration::from_secs(120),
+    );
+    let request_id = body.request_id.clone();
+    let hash = InitiatorKey::load("tom", &cluster.key_path("tom"))
+        .unwrap()
+        .sign_request(&body)
+        .unwrap()
+        .hash();
+    let pending = tom.submit(body).await.expect("submitted");
+    let waiter = tokio::spawn(async move {
+        pending
+            .wait_with_notices(Duration::from_secs(120), |_| {})
+            .await
+    });
+    results
+        .until(WAIT, "every node says the transfer waits", |r| {
+            r.iter()
+                .filter(|r| r.request_id == request_id && r.status == Status::Pending)
+                .count()
+                == 3
+        })
+        .await;
+
+    // ann's rejection is recorded by every node, and ignored: the request still waits at
+    // every node (still on its approval queue) and nobody refused it.
+    let ann = cluster.client_as("ann", "ann").await;
+    let ack = ann
+        .reject(hash, Duration::from_secs(300), WAIT)
+        .await
+        .expect("every node records ann's rejection");
+    assert_eq!(ack.answers.len(), 3);
+    for a in &ack.answers {
+        assert!(
+            a.message.contains("rejection by 'ann'") && a.message.contains(&hex::encode(hash)),
+            "{}",
+            a.message
+        );
+    }
+    for node in cluster.nodes() {
+        let store = keyrack_node::store::Store::open_read_only(&node.store, &node.id).unwrap();
+        let queued = store.pending(keyrack_client::now_ms()).unwrap();
+        assert!(
+            queued.iter().any(|p| p.request_id == request_id),
+            "{} still waits for approvals after ann's rejection",
+            node.id
+        );
+    }
+    assert!(!waiter.is_finished(), "ann's rejection refuses nothing");
+    assert!(
+        results
+            .of(&request_id)
+            .iter()
+            .all(|r| r.status == Status::Pending),
+        "{}",
+        describe(results.of(&request_id))
+    );
+
+    // bob, a treasury approver, rejects it with the CLI: every node refuses it at once.
+    let work = tempfile::tempdir().unwrap();
+    let config = client_config(&cluster, work.path(), "bob");
+    let out = keyrack(&[
+        "client",
+        "reject",
+        &hex::encode(hash),
+        "--valid-for",
+        "300",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["what"], "rejection", "{shown}");
+    assert_eq!(shown["nodes"].as_array().map(Vec::len), Some(3), "{shown}");
+
+    let e = waiter
+        .await
+        .unwrap()
+        .expect_err("a rejected request is not signed");
+    assert_eq!(code_of(&e), Some(ErrorCode::ApprovalRejected), "{e}");
+    let answers = results
+        .until(WAIT, "three refusals of the rejected transfer", |r| {
+            r.iter()
+                .filter(|r| r.request_id == request_id && r.status == Status::Refused)
+                .count()
+                == 3
+        })
+        .await;
+    for r in answers
+        .iter()
+        .filter(|r| r.request_id == request_id && r.status != Status::Pending)
+    {
+        assert_eq!(r.status, Status::Refused, "{}", describe([r]));
+        assert_eq!(
+            r.code,
+            Some(ErrorCode::ApprovalRejected),
+            "{}",
+            describe([r])
+        );
+        assert!(
+            r.message.contains("'bob'")
+                && r.message.contains("'treasury'")
+                && r.message.contains("solana-over-daily-limit"),
+            "{} names the approver, group and rule: {}",
+            r.node_id,
+            r.message
+        );
+    }
+    for node in cluster.nodes() {
+        let store = keyrack_node::store::Store::open_read_only(&node.store, &node.id).unwrap();
+        let queued = store.pending(keyrack_client::now_ms()).unwrap();
+        assert!(
+            queued.iter().all(|p| p.request_id != request_id),
+            "{} took the refused request off its approval queue",
+            node.id
+        );
+    }
+
+    // Every node's audit log verifies and holds both rejections and the decision.
+    for node in cluster.nodes() {
+        let out = Command::new(KEYRACK)
+            .args(["audit", "verify", "--config"])
+            .arg(&node.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            node.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = keyrack(&[
+            "audit",
+            "show",
+            "--config",
+            node.config.to_str().unwrap(),
+            "--json",
+        ]);
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&shown.stdout).unwrap();
+        let rejections: BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| e["kind"] == "approval" && e["entry"]["verdict"] == "reject")
+            .inspect(|e| assert_eq!(e["entry"]["rejects"], hex::encode(hash), "{e}"))
+            .filter_map(|e| e["entry"]["approver"].as_str())
+            .collect();
+        assert_eq!(rejections, BTreeSet::from(["ann", "bob"]), "{}", node.id);
+        let decision = entries
+            .iter()
+            .find(|e| e["kind"] == "decision" && e["request_id"] == request_id.as_str())
+            .unwrap_or_else(|| panic!("{}: no decision on the transfer", node.id));
+        assert_eq!(
+            decision["entry"]["outcome"],
+            "rejected by 'bob' of approver group 'treasury' (rule 'solana-over-daily-limit')",
+            "{}",
+            node.id
+        );
     }
 }
 
