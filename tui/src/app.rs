@@ -241,6 +241,8 @@ pub struct App {
     pub session_selected: usize,
     /// Selected waiting request.
     pub approval_selected: usize,
+    /// How far the selected waiting request's detail is scrolled (lines).
+    pub detail_scroll: u16,
     /// Selected bundle in the policy history.
     pub policy_selected: usize,
     /// Selected audit entry (index into `data.audit`); `None` follows the newest.
@@ -274,6 +276,7 @@ impl App {
             searching: false,
             session_selected: 0,
             approval_selected: 0,
+            detail_scroll: 0,
             policy_selected: 0,
             audit_selected: None,
             confirm: None,
@@ -476,6 +479,12 @@ impl App {
             }
             KeyCode::Up | KeyCode::Char('k') => self.step(-1),
             KeyCode::Down | KeyCode::Char('j') => self.step(1),
+            KeyCode::PageUp if self.tab == Tab::Approvals => {
+                self.detail_scroll = self.detail_scroll.saturating_sub(PAGE as u16);
+            }
+            KeyCode::PageDown if self.tab == Tab::Approvals => {
+                self.detail_scroll = self.detail_scroll.saturating_add(PAGE as u16);
+            }
             KeyCode::PageUp => self.step(-(PAGE as isize)),
             KeyCode::PageDown => self.step(PAGE as isize),
             KeyCode::Home => self.step(isize::MIN),
@@ -645,6 +654,7 @@ impl App {
             Tab::Approvals => {
                 let n = self.waiting().len();
                 self.approval_selected = move_by(self.approval_selected, n);
+                self.detail_scroll = 0;
             }
             Tab::Policies => {
                 let n = self.data.policies.as_ref().map_or(0, |p| p.history.len());

@@ -47,6 +47,15 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
+/// A latency in milliseconds: `850 ms`, `1.09 s`.
+pub fn latency(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{}.{:02} s", ms / 1000, (ms % 1000) / 10)
+    }
+}
+
 /// How long ago `then_ms` was at `now_ms`: `42s ago` (or `just now`).
 pub fn ago(then_ms: u64, now_ms: u64) -> String {
     let d = now_ms.saturating_sub(then_ms);
@@ -146,6 +155,8 @@ mod tests {
         assert_eq!(duration(7_620_000), "2h07m");
         assert_eq!(duration(273_600_000), "3d04h");
         assert_eq!(until(10, 20), "expired");
+        assert_eq!(latency(850), "850 ms");
+        assert_eq!(latency(1_093), "1.09 s");
         assert_eq!(ago(1_000, 1_500), "just now");
     }
 

@@ -85,13 +85,28 @@ fn sep() -> Span<'static> {
 }
 
 fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
+    // Freshness on the right, always whole: the one thing that must never be cut off.
+    let fresh = match app.updated_ms {
+        Some(t) if app.stale() => Span::styled(
+            format!(" STALE: data from {} UTC ", fmt::clock(t)),
+            Style::new().fg(Color::White).bg(BAD).bold(),
+        ),
+        Some(t) => Span::styled(
+            format!(" updated {} UTC ", fmt::clock(t)),
+            Style::new().fg(DIM),
+        ),
+        None => Span::styled(" no data yet ", Style::new().fg(WARN)),
+    };
+    let fresh_width = u16::try_from(fresh.width()).unwrap_or(area.width);
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(fresh_width)]).areas(area);
+    frame.render_widget(Line::from(fresh), right);
+
     let mut spans = vec![Span::styled(" keyrack ", Style::new().bold().fg(ACCENT))];
     match &app.data.status {
         Some(s) => {
             spans.push(sep());
-            spans.push(Span::raw(format!("cluster {}", s.cluster_id)));
-            spans.push(sep());
-            spans.push(Span::raw(format!("node {}", s.node_id)));
+            spans.push(Span::raw(format!("{} / {}", s.cluster_id, s.node_id)));
             spans.push(sep());
             let nats_ok = s.nats.state == "connected";
             spans.push(Span::raw("NATS "));
@@ -110,9 +125,9 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
                 Some(p) => spans.push(Span::raw(format!(
                     "policy v{} {}",
                     p.version,
-                    fmt::short(&p.hash, 8)
+                    p.hash.get(..8).unwrap_or(&p.hash)
                 ))),
-                None => spans.push(Span::styled("no policy", Style::new().fg(WARN))),
+                None => spans.push(Span::styled("no policy", Style::new().fg(BAD))),
             }
         }
         None => {
@@ -120,16 +135,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
             spans.push(Span::raw(app.url.clone()));
         }
     }
-    spans.push(sep());
-    match app.updated_ms {
-        Some(t) if app.stale() => spans.push(Span::styled(
-            format!("STALE: data from {} UTC", fmt::clock(t)),
-            Style::new().fg(BAD).bold(),
-        )),
-        Some(t) => spans.push(Span::raw(format!("updated {} UTC", fmt::clock(t)))),
-        None => spans.push(Span::styled("no data yet", Style::new().fg(WARN))),
-    }
-    frame.render_widget(Line::from(spans), area);
+    frame.render_widget(Line::from(spans), left);
 }
 
 fn good(ok: bool) -> Style {
@@ -217,9 +223,9 @@ fn hints(app: &App) -> String {
         Tab::Sessions => "↑↓ recent session",
         Tab::Approvals => match &app.approver {
             Some(id) => return format!(
-                "↑↓ request · a approve · r reject (as {id}) · Tab/1-6 tabs · R refresh · ? help · q quit"
+                "↑↓ request · PgUp/PgDn detail · a approve · r reject (as {id}) · Tab/1-6 tabs · ? help · q quit"
             ),
-            None => "↑↓ request · approving needs --approver-config",
+            None => "↑↓ request · PgUp/PgDn detail · approving needs --approver-config",
         },
         Tab::Policies => "↑↓ bundle",
         Tab::Audit => "↑↓ PgUp/PgDn entry · End newest · v verify",
@@ -250,7 +256,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Cluster, Keys, Sessions, Approvals, Policies, Audit",
     ),
     ("↑ ↓  k j", "move the selection"),
-    ("PgUp PgDn", "move by 10 (Audit: scroll the log)"),
+    (
+        "PgUp PgDn",
+        "move by 10 (Approvals: scroll the request's detail)",
+    ),
     ("Home End", "first / last (Audit: End follows new entries)"),
     ("/", "Keys: search key ids (Enter keeps, Esc clears)"),
     ("Enter", "Keys: show / hide the selected key's detail"),
@@ -287,8 +296,10 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         })
         .collect();
     lines.push(Line::from(""));
-    lines
-        .push(Line::from(" The console reads one node's API; nothing here changes a key.").fg(DIM));
+    lines.push(
+        Line::from(" Read-only but for a and r, which sign as the --approver-config initiator.")
+            .fg(DIM),
+    );
     frame.render_widget(Clear, rect);
     let p = Paragraph::new(lines).block(
         Block::bordered()
@@ -351,7 +362,7 @@ fn mark(ok: bool) -> Span<'static> {
 /// A "label  value" line with the label dimmed and padded.
 fn field(label: &str, value: impl Into<String>) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{label:<13}"), Style::new().fg(DIM)),
+        Span::styled(format!("{label:<12} "), Style::new().fg(DIM)),
         Span::raw(value.into()),
     ])
 }

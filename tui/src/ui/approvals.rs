@@ -9,7 +9,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 use serde_json::Value;
 
@@ -88,9 +88,18 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_stateful_widget(table, list, &mut state);
     match app.selected_waiting() {
         Some(w) => {
-            let p = Paragraph::new(detail_lines(w, now))
-                .wrap(Wrap { trim: false })
-                .block(block(format!("request {}", w.request_id)));
+            let lines = detail_lines(w, now);
+            let inner = detail.height.saturating_sub(2);
+            let total = u16::try_from(lines.len()).unwrap_or(u16::MAX);
+            let scroll = app.detail_scroll.min(total.saturating_sub(inner));
+            let more = if total > inner + scroll {
+                " · PgDn for more"
+            } else {
+                ""
+            };
+            let p = Paragraph::new(lines)
+                .scroll((scroll, 0))
+                .block(block(format!("request {}{more}", w.request_id)));
             frame.render_widget(p, detail);
         }
         None => frame.render_widget(
@@ -201,7 +210,7 @@ fn intent_lines(intent: &Value) -> Vec<Line<'static>> {
     }
     if let Some(details) = intent.get("details").and_then(Value::as_object) {
         for (k, v) in details {
-            lines.push(field(&format!("  {k}"), fmt::value_text(v)).fg(DIM));
+            lines.push(Line::from(format!("  {k}: {}", fmt::value_text(v))).fg(DIM));
         }
     }
     lines

@@ -87,7 +87,15 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         Span::styled("hash ", Style::new().fg(DIM)),
         Span::raw(e.hash.clone()),
     ])];
-    lines.push(Line::from(e.entry.to_string()));
+    match e.entry.as_object() {
+        Some(fields) => lines.extend(fields.iter().map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k}: "), Style::new().fg(DIM)),
+                Span::raw(fmt::value_text(v)),
+            ])
+        })),
+        None => lines.push(Line::from(e.entry.to_string())),
+    }
     let p = Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .block(block(format!("entry {} · {}", e.seq, e.kind)));

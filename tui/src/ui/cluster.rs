@@ -3,7 +3,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Sparkline, Table, Wrap};
+use ratatui::widgets::{Paragraph, RenderDirection, Row, Sparkline, Table};
 use ratatui::Frame;
 
 use super::{block, field, good, mark, missing, ACCENT, BAD, DIM, OK};
@@ -13,7 +13,7 @@ use crate::fmt;
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let [top, activity] = Layout::vertical([Constraint::Min(8), Constraint::Length(6)]).areas(area);
     let [node, right] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(top);
     let [peers, pools] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
     draw_node(frame, app, node);
@@ -50,6 +50,18 @@ fn draw_node(frame: &mut Frame, app: &App, area: Rect) {
                 m.initiators.len()
             ),
         ),
+        field("members", m.nodes.join(", ")),
+        field(
+            "initiators",
+            m.initiators
+                .iter()
+                .map(|i| match i.roles.is_empty() {
+                    true => i.id.clone(),
+                    false => format!("{} ({})", i.id, i.roles.join(", ")),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Line::from(vec![
             Span::styled(format!("{:<13}", "NATS"), Style::new().fg(DIM)),
             Span::styled(s.nats.state.clone(), good(s.nats.state == "connected")),
@@ -59,7 +71,7 @@ fn draw_node(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled(format!("{:<13}", "HSM"), Style::new().fg(DIM)),
             mark(backend.ok),
             Span::raw(format!(
-                " {} {} · {:.1} ms · checked {}",
+                " {} {} · {:.1} ms, checked {}",
                 backend.backend,
                 backend.key_id,
                 backend.latency_ms,
@@ -86,7 +98,7 @@ fn draw_node(frame: &mut Frame, app: &App, area: Rect) {
     lines.push(field(
         "work",
         format!(
-            "{} requests in flight · {} sessions live · {} waiting for approvals",
+            "{} requests · {} sessions live · {} awaiting approval",
             s.requests_in_flight, s.sessions_live, s.approvals_waiting
         ),
     ));
@@ -104,9 +116,8 @@ fn draw_node(frame: &mut Frame, app: &App, area: Rect) {
             lines.push(field("", format!("{}: {}", c.name, c.detail)).fg(BAD));
         }
     }
-    let p = Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(block("this node"));
+    // Not wrapped: a cut line reads better than a label-less continuation.
+    let p = Paragraph::new(lines).block(block("this node"));
     frame.render_widget(p, area);
 }
 
@@ -186,10 +197,14 @@ fn draw_activity(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(missing("activity").block(block("signing activity")), area);
         return;
     };
-    // The newest buckets that fit (the sparkline draws one column per bucket).
+    // The newest buckets that fit (one column each), newest at the right edge.
     let fit = |v: &[u64]| -> Vec<u64> {
         let w = usize::from(sigs.width.saturating_sub(2));
-        v[v.len().saturating_sub(w)..].to_vec()
+        v[v.len().saturating_sub(w)..]
+            .iter()
+            .rev()
+            .copied()
+            .collect()
     };
     let total: u64 = a.signatures.iter().sum();
     let window = fmt::duration(a.bucket_secs * 1000 * a.signatures.len() as u64);
@@ -200,6 +215,7 @@ fn draw_activity(frame: &mut Frame, app: &App, area: Rect) {
     );
     let spark = Sparkline::default()
         .data(fit(&a.signatures))
+        .direction(RenderDirection::RightToLeft)
         .style(Style::new().fg(ACCENT))
         .block(block(title));
     frame.render_widget(spark, sigs);
@@ -212,11 +228,12 @@ fn draw_activity(frame: &mut Frame, app: &App, area: Rect) {
     };
     let title = format!(
         "signing latency: mean {} · max {}",
-        fmt::duration(mean),
-        fmt::duration(max)
+        fmt::latency(mean),
+        fmt::latency(max)
     );
     let spark = Sparkline::default()
         .data(fit(&a.latency_ms))
+        .direction(RenderDirection::RightToLeft)
         .style(Style::new().fg(super::WARN))
         .block(block(title));
     frame.render_widget(spark, lat);

@@ -83,7 +83,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             None => format!("{}…", fmt::duration(now.saturating_sub(x.started_at_ms))),
         };
         Row::new(vec![
-            Line::from(fmt::clock(x.started_at_ms)),
+            Line::from(fmt::ago(x.started_at_ms, now)),
             Line::from(x.kind.clone()),
             Line::from(x.key_id.clone().unwrap_or_default()),
             Line::from(x.scheme.clone().unwrap_or_default()),
@@ -95,7 +95,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(8),
+            Constraint::Length(12),
             Constraint::Length(8),
             Constraint::Fill(2),
             Constraint::Length(17),

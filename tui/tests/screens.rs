@@ -1,0 +1,278 @@
+//! What an operator reads: every tab, overlay and error state of the console, drawn on a
+//! test terminal from fixture answers of a 3-node cluster (tests/fixtures/*.json, in the API's
+//! own JSON, so they also check that the console reads what the node serves).
+
+use keyrack_client::api::{AuditVerification, Submitted};
+use keyrack_tui::app::{Action, App, Poll, Problem, ProblemKind, Tab, Update};
+use keyrack_tui::approval::Verdict;
+use keyrack_tui::ui;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use serde::de::DeserializeOwned;
+
+/// The fixtures' "now" (the node's clock in status.json).
+const NOW: u64 = 1_795_000_000_000;
+const URL: &str = "http://127.0.0.1:7400";
+
+fn fixture<T: DeserializeOwned>(name: &str) -> T {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn full_poll() -> Poll {
+    Poll {
+        at_ms: NOW,
+        status: Some(fixture("status")),
+        readiness: Some(fixture("readyz")),
+        peers: Some(fixture("peers")),
+        backend: Some(fixture("backend")),
+        keys: Some(fixture("keys")),
+        sessions: Some(fixture("sessions")),
+        pools: Some(fixture("pools")),
+        approvals: Some(fixture("approvals")),
+        policies: Some(fixture("policies")),
+        audit: Some(fixture("audit")),
+        problem: None,
+    }
+}
+
+fn app(approver: Option<&str>) -> App {
+    let mut app = App::new(URL, approver.map(str::to_owned));
+    app.apply(Update::Polled(Box::new(full_poll())));
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) -> Option<Action> {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn on_tab(tab: char) -> App {
+    let mut app = app(Some("carol"));
+    press(&mut app, KeyCode::Char(tab));
+    app
+}
+
+#[test]
+fn cluster_tab() {
+    let app = app(Some("carol"));
+    let s = screen(&app, 120, 32);
+    assert!(s.contains("✖ DOWN"), "node-3 is down");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn keys_tab() {
+    insta::assert_snapshot!(screen(&on_tab('2'), 120, 20));
+}
+
+#[test]
+fn keys_search_while_typing_and_kept() {
+    let mut app = on_tab('2');
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "TREAS");
+    let typing = screen(&app, 120, 14);
+    assert!(!typing.contains("hot-wallet"), "filtered out");
+    insta::assert_snapshot!("keys_search_typing", typing);
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        Some(Action::Search("TREAS".into()))
+    );
+    insta::assert_snapshot!("keys_search_kept", screen(&app, 120, 14));
+}
+
+#[test]
+fn key_detail_of_an_ecdsa_key_with_evm_and_bitcoin_addresses() {
+    let mut app = on_tab('2');
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    assert!(app.key_detail);
+    let s = screen(&app, 120, 28);
+    assert!(s.contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"));
+    assert!(s.contains("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn key_detail_of_an_ed25519_key_with_a_solana_address() {
+    let mut app = on_tab('2');
+    press(&mut app, KeyCode::End);
+    press(&mut app, KeyCode::Enter);
+    let s = screen(&app, 120, 28);
+    assert!(s.contains("4zvwRjXUKGfvwnParsHAS3HuSVzV5cA4McphgmoCtajS"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn sessions_tab() {
+    let s = screen(&on_tab('3'), 120, 24);
+    assert!(s.contains("round 2"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn approvals_tab_with_intent_and_rule_trace() {
+    let s = screen(&on_tab('4'), 120, 44);
+    assert!(s.contains("2_500_000_000_000 native"));
+    assert!(s.contains("max_value"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn approvals_tab_without_an_approver_key() {
+    let mut app = app(None);
+    press(&mut app, KeyCode::Char('4'));
+    assert_eq!(press(&mut app, KeyCode::Char('a')), None);
+    insta::assert_snapshot!(screen(&app, 120, 16));
+}
+
+#[test]
+fn approve_confirmation_then_result() {
+    let mut app = on_tab('4');
+    press(&mut app, KeyCode::Char('a'));
+    insta::assert_snapshot!("approve_confirmation", screen(&app, 120, 30));
+    let action = press(&mut app, KeyCode::Char('y'));
+    assert!(matches!(
+        action,
+        Some(Action::Submit {
+            verdict: Verdict::Approve,
+            ..
+        })
+    ));
+    app.apply(Update::Submitted {
+        verdict: Verdict::Approve,
+        request_id: "0123456789abcdef0123456789abcdef".into(),
+        result: Ok(Submitted {
+            request_id: "fedcba9876543210fedcba9876543210".into(),
+            subject: "keyrack.prod-eu.requests.approve".into(),
+        }),
+    });
+    let s = screen(&app, 120, 16);
+    assert!(s.contains("approval of request 0123456789ab… published"));
+    insta::assert_snapshot!("approve_published", s);
+}
+
+#[test]
+fn reject_confirmation() {
+    let mut app = on_tab('4');
+    press(&mut app, KeyCode::Char('r'));
+    insta::assert_snapshot!(screen(&app, 100, 24));
+}
+
+#[test]
+fn policies_tab() {
+    insta::assert_snapshot!(screen(&on_tab('5'), 120, 24));
+}
+
+#[test]
+fn audit_tab_then_a_failed_verification() {
+    let mut app = on_tab('6');
+    insta::assert_snapshot!("audit_tab", screen(&app, 120, 24));
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('v')),
+        Some(Action::VerifyAudit)
+    );
+    let broken: AuditVerification = fixture("audit_verify_broken");
+    app.apply(Update::Verified(Ok(broken)));
+    let s = screen(&app, 120, 24);
+    assert!(s.contains("AUDIT LOG BROKEN at entry 38"));
+    insta::assert_snapshot!("audit_verification_failed", s);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app(None);
+    press(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&app, 100, 26));
+}
+
+#[test]
+fn unreachable_node_keeps_stale_data() {
+    let mut app = app(Some("carol"));
+    press(&mut app, KeyCode::Char('2'));
+    app.apply(Update::Polled(Box::new(Poll {
+        at_ms: NOW + 5_000,
+        problem: Some(Problem {
+            kind: ProblemKind::Unreachable,
+            message: format!("node API at {URL} unreachable: Connection refused (os error 111)"),
+        }),
+        ..Poll::default()
+    })));
+    let s = screen(&app, 120, 14);
+    assert!(s.contains("STALE"));
+    assert!(s.contains("treasury-eth"), "the last data stays");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn bad_token_with_no_data() {
+    let mut app = App::new(URL, None);
+    app.apply(Update::Polled(Box::new(Poll {
+        at_ms: NOW,
+        problem: Some(Problem {
+            kind: ProblemKind::Unauthorized,
+            message: "the node refused the API token (401): check --token-file".into(),
+        }),
+        ..Poll::default()
+    })));
+    assert_eq!(app.tab, Tab::Cluster);
+    insta::assert_snapshot!(screen(&app, 100, 16));
+}
+
+#[test]
+fn small_terminal_says_so() {
+    let app = app(None);
+    let s = screen(&app, 40, 10);
+    assert!(s.contains("terminal too small"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn resize_redraws_for_the_new_size() {
+    let app = on_tab('4');
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal.draw(|f| ui::draw(f, &app)).unwrap();
+    terminal.backend_mut().resize(64, 16);
+    terminal.autoresize().unwrap();
+    terminal.draw(|f| ui::draw(f, &app)).unwrap();
+    insta::assert_snapshot!(terminal.backend().to_string());
+}
+
+/// Every size from 1x1 up draws without panicking, on every tab and overlay.
+#[test]
+fn any_size_draws() {
+    let mut app = app(Some("carol"));
+    for tab in ['1', '2', '3', '4', '5', '6'] {
+        press(&mut app, KeyCode::Char(tab));
+        for (w, h) in [
+            (1, 1),
+            (20, 5),
+            (59, 30),
+            (60, 12),
+            (61, 13),
+            (80, 14),
+            (200, 60),
+        ] {
+            screen(&app, w, h);
+        }
+    }
+    press(&mut app, KeyCode::Char('a'));
+    screen(&app, 60, 12);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('?'));
+    screen(&app, 60, 12);
+}
