@@ -14,7 +14,7 @@ use keyrack_client::sdk::NodeAnswer;
 use solana_message::{Address, Hash, Message};
 use solana_system_interface::instruction as system;
 
-use super::super::cluster::{CLUSTER, OFFICER};
+use super::super::cluster::{NodeFiles, CLUSTER, OFFICER};
 use super::super::{keyrack, KEYRACK};
 use super::*;
 
@@ -267,6 +267,27 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
     }
 
     // Every node's audit log verifies, and holds the decisions with the rule named.
+    for (node, entries) in verified_audit_logs(&cluster) {
+        let text = serde_json::Value::Array(entries).to_string();
+        assert!(text.contains("solana-over-daily-limit"), "{node}");
+    }
+}
+
+/// Whether `node`'s store lists `request_id` as waiting for approvals (read beside the
+/// running node).
+fn queued_for_approvals(node: &NodeFiles, request_id: &str) -> bool {
+    keyrack_node::store::Store::open_read_only(&node.store, &node.id)
+        .unwrap()
+        .pending(keyrack_client::now_ms())
+        .unwrap()
+        .iter()
+        .any(|p| p.request_id == request_id)
+}
+
+/// Every node's audit log, checked with `keyrack audit verify`, then its entries as
+/// `keyrack audit show --json` prints them: (node id, entries), in node order.
+fn verified_audit_logs(cluster: &Cluster) -> Vec<(String, Vec<serde_json::Value>)> {
+    let mut logs = Vec::new();
     for node in cluster.nodes() {
         let out = Command::new(KEYRACK)
             .args(["audit", "verify", "--config"])
@@ -286,9 +307,12 @@ async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_
             node.config.to_str().unwrap(),
             "--json",
         ]);
-        let text = String::from_utf8_lossy(&shown.stdout);
-        assert!(text.contains("solana-over-daily-limit"), "{}", node.id);
+        logs.push((
+            node.id.clone(),
+            serde_json::from_slice(&shown.stdout).unwrap(),
+        ));
     }
+    logs
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -358,10 +382,8 @@ async fn softhsm_a_waiting_transfer_rejected_by_a_treasury_approver_is_refused_e
         );
     }
     for node in cluster.nodes() {
-        let store = keyrack_node::store::Store::open_read_only(&node.store, &node.id).unwrap();
-        let queued = store.pending(keyrack_client::now_ms()).unwrap();
         assert!(
-            queued.iter().any(|p| p.request_id == request_id),
+            queued_for_approvals(node, &request_id),
             "{} still waits for approvals after ann's rejection",
             node.id
         );
@@ -432,52 +454,30 @@ async fn softhsm_a_waiting_transfer_rejected_by_a_treasury_approver_is_refused_e
         );
     }
     for node in cluster.nodes() {
-        let store = keyrack_node::store::Store::open_read_only(&node.store, &node.id).unwrap();
-        let queued = store.pending(keyrack_client::now_ms()).unwrap();
         assert!(
-            queued.iter().all(|p| p.request_id != request_id),
+            !queued_for_approvals(node, &request_id),
             "{} took the refused request off its approval queue",
             node.id
         );
     }
 
     // Every node's audit log verifies and holds both rejections and the decision.
-    for node in cluster.nodes() {
-        let out = Command::new(KEYRACK)
-            .args(["audit", "verify", "--config"])
-            .arg(&node.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            node.id,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let shown = keyrack(&[
-            "audit",
-            "show",
-            "--config",
-            node.config.to_str().unwrap(),
-            "--json",
-        ]);
-        let entries: Vec<serde_json::Value> = serde_json::from_slice(&shown.stdout).unwrap();
+    for (node, entries) in verified_audit_logs(&cluster) {
         let rejections: BTreeSet<&str> = entries
             .iter()
             .filter(|e| e["kind"] == "approval" && e["entry"]["verdict"] == "reject")
             .inspect(|e| assert_eq!(e["entry"]["rejects"], hex::encode(hash), "{e}"))
             .filter_map(|e| e["entry"]["approver"].as_str())
             .collect();
-        assert_eq!(rejections, BTreeSet::from(["ann", "bob"]), "{}", node.id);
+        assert_eq!(rejections, BTreeSet::from(["ann", "bob"]), "{node}");
         let decision = entries
             .iter()
             .find(|e| e["kind"] == "decision" && e["request_id"] == request_id.as_str())
-            .unwrap_or_else(|| panic!("{}: no decision on the transfer", node.id));
+            .unwrap_or_else(|| panic!("{node}: no decision on the transfer"));
         assert_eq!(
             decision["entry"]["outcome"],
             "rejected by 'bob' of approver group 'treasury' (rule 'solana-over-daily-limit')",
-            "{}",
-            node.id
+            "{node}"
         );
     }
 }
