@@ -98,30 +98,14 @@ impl From<&ApiError> for Problem {
     }
 }
 
-/// One poll of the node: what each route returned (`None` where it failed or was not
-/// asked), the first failure, and the worker's clock when it finished.
+/// One poll of the node: what each route returned, the new audit entries, the first
+/// failure, and the worker's clock when it finished.
 #[derive(Clone, Debug, Default)]
 pub struct Poll {
     /// The worker's clock (Unix ms) when the poll finished.
     pub at_ms: u64,
-    /// `/v1/status`.
-    pub status: Option<NodeStatus>,
-    /// `/readyz`.
-    pub readiness: Option<Readiness>,
-    /// `/v1/peers`.
-    pub peers: Option<Peers>,
-    /// `/v1/backend`.
-    pub backend: Option<BackendHealth>,
-    /// `/v1/keys` (with the search the console asked for).
-    pub keys: Option<Keys>,
-    /// `/v1/sessions`.
-    pub sessions: Option<Sessions>,
-    /// `/v1/pools`.
-    pub pools: Option<Pools>,
-    /// `/v1/approvals`.
-    pub approvals: Option<keyrack_client::api::Approvals>,
-    /// `/v1/policies`.
-    pub policies: Option<Policies>,
+    /// The routes' answers (`None` where a route failed or was not asked).
+    pub data: Data,
     /// New audit entries since the last poll.
     pub audit: Option<AuditPage>,
     /// The first route that failed.
@@ -181,7 +165,8 @@ pub struct Confirm {
     pub summary: String,
 }
 
-/// The data last received, each part from the last poll that returned it.
+/// The routes' answers: in a [`Poll`], what one poll got; in the [`App`], the last answer
+/// of each route (kept while later polls fail).
 #[derive(Clone, Debug, Default)]
 pub struct Data {
     /// This node.
@@ -202,10 +187,23 @@ pub struct Data {
     pub approvals: Option<keyrack_client::api::Approvals>,
     /// Policies.
     pub policies: Option<Policies>,
-    /// Audit entries, oldest first (the newest [`AUDIT_KEPT`]).
-    pub audit: Vec<AuditEntryView>,
-    /// The audit log's last sequence number.
-    pub audit_head: u64,
+}
+
+impl Data {
+    /// Takes every answer `newer` has; whether it had any.
+    fn update(&mut self, newer: Data) -> bool {
+        let mut any = false;
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = newer.$field {
+                    self.$field = Some(v);
+                    any = true;
+                }
+            )*};
+        }
+        take!(status, readiness, peers, backend, keys, sessions, pools, approvals, policies);
+        any
+    }
 }
 
 /// The console's state.
@@ -215,8 +213,12 @@ pub struct App {
     pub url: String,
     /// The approver's id, if an approver key was given.
     pub approver: Option<String>,
-    /// The data.
+    /// The last answer of each route.
     pub data: Data,
+    /// Audit entries, oldest first (the newest [`AUDIT_KEPT`]).
+    pub audit: Vec<AuditEntryView>,
+    /// The audit log's last sequence number.
+    pub audit_head: u64,
     /// When the last successful poll finished (worker clock, Unix ms).
     pub updated_ms: Option<u64>,
     /// When the last poll finished, successful or not.
@@ -245,7 +247,7 @@ pub struct App {
     pub detail_scroll: u16,
     /// Selected bundle in the policy history.
     pub policy_selected: usize,
-    /// Selected audit entry (index into `data.audit`); `None` follows the newest.
+    /// Selected audit entry (index into `audit`); `None` follows the newest.
     pub audit_selected: Option<usize>,
     /// An approve or reject waiting for y/n.
     pub confirm: Option<Confirm>,
@@ -264,6 +266,8 @@ impl App {
             url: url.to_owned(),
             approver,
             data: Data::default(),
+            audit: Vec::new(),
+            audit_head: 0,
             updated_ms: None,
             polled_ms: None,
             problem: None,
@@ -338,7 +342,7 @@ impl App {
 
     /// The selected audit entry's index (the newest when following).
     pub fn audit_index(&self) -> Option<usize> {
-        let n = self.data.audit.len();
+        let n = self.audit.len();
         if n == 0 {
             return None;
         }
@@ -380,25 +384,15 @@ impl App {
 
     fn apply_poll(&mut self, poll: Poll) {
         self.polled_ms = Some(poll.at_ms);
-        let d = &mut self.data;
-        let mut any = false;
-        macro_rules! take {
-            ($($field:ident),*) => {$(
-                if let Some(v) = poll.$field {
-                    d.$field = Some(v);
-                    any = true;
-                }
-            )*};
-        }
-        take!(status, readiness, peers, backend, keys, sessions, pools, approvals, policies);
+        let mut any = self.data.update(poll.data);
         if let Some(page) = poll.audit {
-            d.audit_head = page.head_seq;
-            let last = d.audit.last().map(|e| e.seq).unwrap_or(0);
-            d.audit
+            self.audit_head = page.head_seq;
+            let last = self.audit.last().map(|e| e.seq).unwrap_or(0);
+            self.audit
                 .extend(page.entries.into_iter().filter(|e| e.seq > last));
-            if d.audit.len() > AUDIT_KEPT {
-                let cut = d.audit.len() - AUDIT_KEPT;
-                d.audit.drain(..cut);
+            if self.audit.len() > AUDIT_KEPT {
+                let cut = self.audit.len() - AUDIT_KEPT;
+                self.audit.drain(..cut);
                 self.audit_selected = self.audit_selected.map(|i| i.saturating_sub(cut));
             }
             any = true;
@@ -661,7 +655,7 @@ impl App {
                 self.policy_selected = move_by(self.policy_selected, n);
             }
             Tab::Audit => {
-                let n = self.data.audit.len();
+                let n = self.audit.len();
                 if let Some(i) = self.audit_index() {
                     let j = move_by(i, n);
                     // Back at the newest entry: follow new ones again.
@@ -702,9 +696,12 @@ mod tests {
         let mut app = App::new("http://127.0.0.1:7400", approver.map(str::to_owned));
         app.apply(Update::Polled(Box::new(Poll {
             at_ms: 2_000,
-            approvals: Some(Approvals {
-                waiting: vec![waiting(&"11".repeat(32)), waiting(&"22".repeat(32))],
-            }),
+            data: Data {
+                approvals: Some(Approvals {
+                    waiting: vec![waiting(&"11".repeat(32)), waiting(&"22".repeat(32))],
+                }),
+                ..Data::default()
+            },
             ..Poll::default()
         })));
         app.on_key(key(KeyCode::Char('4')));
@@ -765,9 +762,12 @@ mod tests {
         app.on_key(key(KeyCode::Char('a')));
         app.apply(Update::Polled(Box::new(Poll {
             at_ms: 3_000,
-            approvals: Some(Approvals {
-                waiting: vec![waiting(&"22".repeat(32))],
-            }),
+            data: Data {
+                approvals: Some(Approvals {
+                    waiting: vec![waiting(&"22".repeat(32))],
+                }),
+                ..Data::default()
+            },
             ..Poll::default()
         })));
         assert!(app.confirm.is_none());

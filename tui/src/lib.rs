@@ -222,7 +222,7 @@ impl Worker {
                 if let Some(a) = &mut self.approver {
                     a.set_cluster_id(&status.cluster_id);
                 }
-                poll.status = Some(status);
+                poll.data.status = Some(status);
             }
             Err(e) => {
                 poll.problem = Some(Problem::from(&e));
@@ -235,14 +235,14 @@ impl Worker {
             first.get_or_insert_with(|| Problem::from(&e));
         };
         let c = &self.client;
-        poll.readiness = c.readyz().map_err(&mut keep).ok();
-        poll.peers = c.peers().map_err(&mut keep).ok();
-        poll.backend = c.backend().map_err(&mut keep).ok();
-        poll.keys = c.keys(Some(&self.search)).map_err(&mut keep).ok();
-        poll.sessions = c.sessions().map_err(&mut keep).ok();
-        poll.pools = c.pools().map_err(&mut keep).ok();
-        poll.approvals = c.approvals().map_err(&mut keep).ok();
-        poll.policies = c.policies().map_err(&mut keep).ok();
+        poll.data.readiness = c.readyz().map_err(&mut keep).ok();
+        poll.data.peers = c.peers().map_err(&mut keep).ok();
+        poll.data.backend = c.backend().map_err(&mut keep).ok();
+        poll.data.keys = c.keys(Some(&self.search)).map_err(&mut keep).ok();
+        poll.data.sessions = c.sessions().map_err(&mut keep).ok();
+        poll.data.pools = c.pools().map_err(&mut keep).ok();
+        poll.data.approvals = c.approvals().map_err(&mut keep).ok();
+        poll.data.policies = c.policies().map_err(&mut keep).ok();
         poll.audit = self.audit().map_err(&mut keep).ok();
         poll.problem = first;
         poll.at_ms = keyrack_client::now_ms();

@@ -3,7 +3,7 @@
 //! own JSON, so they also check that the console reads what the node serves).
 
 use keyrack_client::api::{AuditVerification, Submitted};
-use keyrack_tui::app::{Action, App, Poll, Problem, ProblemKind, Tab, Update};
+use keyrack_tui::app::{Action, App, Data, Poll, Problem, ProblemKind, Tab, Update};
 use keyrack_tui::approval::Verdict;
 use keyrack_tui::ui;
 use ratatui::backend::TestBackend;
@@ -24,15 +24,17 @@ fn fixture<T: DeserializeOwned>(name: &str) -> T {
 fn full_poll() -> Poll {
     Poll {
         at_ms: NOW,
-        status: Some(fixture("status")),
-        readiness: Some(fixture("readyz")),
-        peers: Some(fixture("peers")),
-        backend: Some(fixture("backend")),
-        keys: Some(fixture("keys")),
-        sessions: Some(fixture("sessions")),
-        pools: Some(fixture("pools")),
-        approvals: Some(fixture("approvals")),
-        policies: Some(fixture("policies")),
+        data: Data {
+            status: Some(fixture("status")),
+            readiness: Some(fixture("readyz")),
+            peers: Some(fixture("peers")),
+            backend: Some(fixture("backend")),
+            keys: Some(fixture("keys")),
+            sessions: Some(fixture("sessions")),
+            pools: Some(fixture("pools")),
+            approvals: Some(fixture("approvals")),
+            policies: Some(fixture("policies")),
+        },
         audit: Some(fixture("audit")),
         problem: None,
     }

@@ -35,7 +35,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     .areas(area);
     frame.render_widget(verification_line(app), verify);
 
-    let entries = &app.data.audit;
+    let entries = &app.audit;
     let rows = entries.iter().map(|e| {
         let kind_style = match e.kind.as_str() {
             "decision" => Style::new().fg(ACCENT),
@@ -54,7 +54,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let title = format!(
         "audit log: {} entries shown of {} · newest last",
         entries.len(),
-        app.data.audit_head
+        app.audit_head
     );
     let table = Table::new(
         rows,
