@@ -20,36 +20,19 @@ cargo build --locked -p keyrack-node
 KEYRACK="$CARGO_TARGET_DIR/debug/keyrack"
 CLIENT=("$KEYRACK" client --config "$DIR/client.toml")
 
-# keyrack dev runs in the background of this script; whatever way the script ends, it is
-# stopped (it stops its nodes, then nats-server).
-DEV_PID=
-stop_dev() {
-  if [[ -n $DEV_PID ]] && kill -0 "$DEV_PID" 2>/dev/null; then
-    kill -TERM "$DEV_PID" 2>/dev/null || true
-    wait "$DEV_PID" 2>/dev/null || true
-  fi
-  DEV_PID=
-}
-trap stop_dev EXIT
+# keyrack dev runs in the background of this script (lib.sh's dev_start); whatever way the
+# script ends, it is stopped.
+trap dev_stop EXIT
 trap 'exit 130' INT TERM
 
 say "keyrack dev: nats-server and three nodes, each sealed by its own SoftHSM token"
-mkdir -p "$(dirname "$DEV_OUT")"
-: > "$DEV_OUT"
 # A dev cluster made before nodes enforced a signed policy has no policy bundle: start over.
 FRESH=()
 if [[ -d $DIR/nodes && ! -f $DIR/policy-v1.bundle.toml ]]; then
   say "$DIR was made by an older keyrack (no policy bundle): starting the dev cluster over"
   FRESH=(--fresh)
 fi
-"$KEYRACK" dev --dir "$DIR" --nodes 3 --threshold 2 "${FRESH[@]}" > >(tee -i "$DEV_OUT") 2>&1 &
-DEV_PID=$!
-for _ in $(seq 1 1200); do
-  grep -q "is ready" "$DEV_OUT" && break
-  kill -0 "$DEV_PID" 2>/dev/null || die "keyrack dev stopped (its output is above and in $DEV_OUT)"
-  sleep 0.1
-done
-grep -q "is ready" "$DEV_OUT" || die "the cluster was not ready within 120 s (see $DEV_OUT and $DIR/logs)"
+dev_start "$KEYRACK" "$DIR" "$DEV_OUT" --nodes 3 --threshold 2 "${FRESH[@]}"
 
 say "keygen: wallet-1 with an ECDSA (secp256k1) and an Ed25519 key; every node must report the same keys"
 echo "    (the first ECDSA key of a committee needs its setup first: tens of seconds; the nodes report progress below)"
@@ -76,14 +59,15 @@ cat <<EOF
       ${CLIENT[*]} status --key wallet-1
     Node logs: $DIR/logs/. Next time, without the demo (same cluster, same wallets):
       $KEYRACK dev --dir $DIR
-    The operator console (keyrack-tui) is not built yet: there is no console to open so far.
+    The operator console (node0's view; q quits):
+      $KEYRACK tui --node $DIR/nodes/node0 --approver-config $DIR/client.toml
 EOF
 
 if [[ ${KEYRACK_DEMO_EXIT:-} == 1 ]]; then
   say "KEYRACK_DEMO_EXIT=1: stopping the cluster"
-  stop_dev
+  dev_stop
   exit 0
 fi
 say "the cluster keeps running; press Ctrl-C to stop it"
-trap 'stop_dev; exit 0' INT TERM
+trap 'dev_stop; exit 0' INT TERM
 wait "$DEV_PID" || die "keyrack dev stopped on its own (see above and $DIR/logs)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the softhsm-setup scripts: paths, state directory, free ports. Source it.
 set -euo pipefail
 KEYRACK_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,4 +38,32 @@ wait_port() {
     sleep 0.05
   done
   return 1
+}
+
+# keyrack dev in the background of the calling script, as demo.sh and tui-check.sh run it.
+# dev_start KEYRACK DIR OUT [ARGS…] starts `KEYRACK dev --dir DIR ARGS…` with its output on
+# stdout and in OUT, and returns once it says the cluster is ready (DEV_READY_SECS, default
+# 120), or dies saying where to look. dev_stop stops it (its nodes, then nats-server): call it
+# from an EXIT trap. DEV_PID is its pid while it runs.
+DEV_PID=
+dev_start() {
+  local keyrack="$1" dir="$2" out="$3" secs="${DEV_READY_SECS:-120}"
+  shift 3
+  mkdir -p "$(dirname "$out")"
+  : > "$out"
+  "$keyrack" dev --dir "$dir" "$@" > >(tee -i "$out") 2>&1 &
+  DEV_PID=$!
+  for _ in $(seq 1 $((secs * 10))); do
+    grep -q "is ready" "$out" && return 0
+    kill -0 "$DEV_PID" 2>/dev/null || die "keyrack dev stopped (its output is above and in $out)"
+    sleep 0.1
+  done
+  die "the cluster was not ready within $secs s (see $out and $dir/logs)"
+}
+dev_stop() {
+  if [[ -n $DEV_PID ]] && kill -0 "$DEV_PID" 2>/dev/null; then
+    kill -TERM "$DEV_PID" 2>/dev/null || true
+    wait "$DEV_PID" 2>/dev/null || true
+  fi
+  DEV_PID=
 }

@@ -2,7 +2,8 @@
 # Runs the whole keyrack test suite on this machine, as root on Debian 12:
 #   installs missing system packages, re-creates the test SoftHSM tokens, starts swtpm and
 #   nats-server on free loopback ports, checks formatting and lints, runs every test with
-#   cargo-nextest, and stops the services again. Extra arguments go to `cargo nextest run`.
+#   cargo-nextest, drives the operator console against a dev cluster (tui-check.sh), and stops
+#   the services again. Extra arguments go to `cargo nextest run`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KEYRACK_REPO"
 # The suite's own state, apart from the demo's.
@@ -26,3 +27,7 @@ profile=default
 cargo nextest run --workspace --locked --profile "$profile" "$@"
 say "doc tests"
 cargo test --workspace --locked --doc
+say "console check: keyrack tui in tmux against a live keyrack dev cluster (softhsm-setup/tui-check.sh)"
+# A full run has just built keyrack with its tests; after a subset, tui-check.sh builds it.
+if (($# == 0)); then export KEYRACK_BIN="$CARGO_TARGET_DIR/debug/keyrack"; fi
+bash softhsm-setup/tui-check.sh
