@@ -1,6 +1,7 @@
 //! The keyrack client SDK: the types that cross the wire or a trust boundary between nodes,
 //! clients and administrators, and how to check them.
 //!
+//! - [`api`]: the node's HTTP API routes and their JSON (the console's only view of a node).
 //! - [`identity::PublicIdentity`]: the public half of a node's identity.
 //! - [`manifest`]: the admin-signed cluster manifest (members, initiators, admins).
 //! - [`request`]: initiator-signed requests; [`result`]: node-signed results;
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod codes;
 pub mod envelope;
 pub mod identity;

@@ -39,6 +39,42 @@ pub struct NodeConfig {
     /// `[cluster]`: what `keyrack node` joins (absent until the node is enrolled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterSection>,
+    /// `[api]`: the node's HTTP API (defaults: localhost:7400, token file `api-token`).
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP API the console and monitoring read ([`crate::api`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address and port to listen on. Keep it on localhost unless a firewall and TLS
+    /// terminator stand in front: the API has no TLS of its own.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+    /// The file holding the bearer token every route but /healthz and /readyz needs
+    /// (written by `keyrack init`, mode 0600).
+    #[serde(default = "default_api_token_file")]
+    pub token_file: PathBuf,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: default_api_listen(),
+            token_file: default_api_token_file(),
+        }
+    }
+}
+
+/// Where the API listens unless the config says otherwise.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7400";
+
+fn default_api_listen() -> String {
+    DEFAULT_API_LISTEN.into()
+}
+fn default_api_token_file() -> PathBuf {
+    "api-token".into()
 }
 
 /// `[cluster]`.

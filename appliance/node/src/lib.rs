@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod chains;
 pub mod cli;
 pub mod config;
@@ -17,4 +18,5 @@ pub mod intake;
 pub mod membership;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod transport;

@@ -24,6 +24,7 @@ use keyrack_plugin::runtime::spawn_protocol;
 use keyrack_plugin::{Channel, Incoming, PartyIndex, ProtocolError, Recipient};
 
 use crate::identity::NodeIdentity;
+use crate::telemetry::SessionProgress;
 use crate::transport::{Bus, TransportError};
 
 /// How often a watched session checks that its participants are still heard from.
@@ -124,24 +125,46 @@ where
     T: Send + 'static,
     F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
 {
-    run_session_watched(bus, identity, manifest, route, timeout, None, protocol).await
+    run_session_watched(
+        bus,
+        identity,
+        manifest,
+        route,
+        timeout,
+        Watch::default(),
+        protocol,
+    )
+    .await
 }
 
-/// [`run_session`], also giving up with [`SessionError::PeerDown`] as soon as `watch` says
-/// a participant has been silent too long.
+/// What watches a session from outside its protocol.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// Gives up with [`SessionError::PeerDown`] as soon as a participant has been silent too
+    /// long.
+    pub peers: Option<&'a PeerWatch<'a>>,
+    /// Counts the protocol messages sent and received, and the round reached.
+    pub progress: Option<&'a SessionProgress>,
+}
+
+/// [`run_session`], watched by `watch`.
 pub async fn run_session_watched<T, F>(
     bus: &Bus,
     identity: Arc<NodeIdentity>,
     manifest: Arc<VerifiedManifest>,
     route: &SessionRoute,
     timeout: Duration,
-    watch: Option<&PeerWatch<'_>>,
+    watch: Watch<'_>,
     protocol: F,
 ) -> Result<(T, SessionStats), SessionError>
 where
     T: Send + 'static,
     F: FnOnce(PartyIndex, &mut dyn Channel) -> Result<T, ProtocolError> + Send + 'static,
 {
+    let Watch {
+        peers: watch,
+        progress,
+    } = watch;
     let started = Instant::now();
     let me = identity.node_id().to_owned();
     let cluster = manifest.cluster_id().to_owned();
@@ -193,6 +216,7 @@ where
         route,
         me: &me,
         seq: 0,
+        progress,
     };
     let mut barrier = JoinBarrier::new(&me, route.participants.len());
     let mut resend = tokio::time::interval(JOIN_RESEND);
@@ -306,6 +330,9 @@ where
                     continue;
                 }
                 stats.delivered += 1;
+                if let Some(p) = progress {
+                    p.received(header.round);
+                }
                 // The protocol thread may have finished; its result arrives on the next turn.
                 let _ = inbox.deliver(Incoming {
                     from: from as PartyIndex,
@@ -389,6 +416,7 @@ struct Sender<'a> {
     route: &'a SessionRoute,
     me: &'a str,
     seq: u64,
+    progress: Option<&'a SessionProgress>,
 }
 
 impl Sender<'_> {
@@ -408,6 +436,9 @@ impl Sender<'_> {
                     })?,
             ),
         };
+        if let Some(p) = self.progress {
+            p.sent(msg.round);
+        }
         self.send(MessageKind::Protocol, to, msg.round, &msg.payload)
             .await
     }

@@ -188,6 +188,7 @@ async fn cluster_with_policies(settings: Settings, policies: [&str; 3]) -> Clust
                 &manifest,
                 &officer,
             )))),
+            telemetry: Arc::default(),
             registry: default_registry(),
             settings,
             control: Arc::new(ControlRouter::default()),

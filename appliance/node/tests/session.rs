@@ -271,7 +271,7 @@ async fn a_node_outside_the_session_or_manifest_cannot_run_it() {
 
 #[tokio::test]
 async fn a_watched_session_gives_up_on_a_silent_participant_before_its_timeout() {
-    use keyrack_node::session::{run_session_watched, PeerWatch, SessionError};
+    use keyrack_node::session::{run_session_watched, PeerWatch, SessionError, Watch};
     let server = NatsServer::start();
     let (nodes, manifest) = cluster(3);
     let bus = connect(&server.url, "node0").await;
@@ -298,7 +298,10 @@ async fn a_watched_session_gives_up_on_a_silent_participant_before_its_timeout()
         manifest.clone(),
         &route,
         Duration::from_secs(600),
-        Some(&watch),
+        Watch {
+            peers: Some(&watch),
+            progress: None,
+        },
         |_, ch| {
             ch.recv()?;
             Ok(())

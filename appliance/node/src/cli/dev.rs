@@ -67,6 +67,9 @@ pub struct DevArgs {
     /// The NATS port (default: 4222 if free, else any free port).
     #[arg(long)]
     nats_port: Option<u16>,
+    /// Node i's HTTP API listens on 127.0.0.1:(API_PORT + i) (`keyrack tui --node …`).
+    #[arg(long, default_value_t = 7400)]
+    api_port: u16,
     /// Delete the state directory (its tokens, keys and wallets) and start over.
     #[arg(long)]
     fresh: bool,
@@ -190,6 +193,12 @@ fn print_usage(layout: &Layout, nodes: u16, threshold: u16) {
     say!("  {client} sign wallet-1 --scheme eddsa --message 'hello'");
     say!("  {client} sign wallet-1 --scheme ecdsa --message 'hello' --path m/0/1");
     say!("  {client} status --key wallet-1");
+    say!("The console (node0's view; approves as the client's initiator):");
+    say!(
+        "  {me} tui --node {} --approver-config {}",
+        layout.node_dir(0).display(),
+        layout.client_config().display()
+    );
     say!("Logs: {dir}/logs/ (node*.log, nats.log)");
     say!(
         "Press Ctrl-C to stop. The state stays in {dir}: `{me} dev --dir {dir}` brings the same cluster back, --fresh starts over."
@@ -217,7 +226,14 @@ pub(super) fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     setup::prepare(&layout, n, args.fresh, &tools)?;
     let port = nats_port(args.nats_port)?;
     let nats_url = format!("nats://127.0.0.1:{port}");
-    setup::point_at_nats(&layout, n, &nats_url)?;
+    if args.api_port.checked_add(n - 1).is_none() {
+        bail!(
+            "--api-port {}: node {} would need a port above 65535",
+            args.api_port,
+            n - 1
+        );
+    }
+    setup::point_at_nats(&layout, n, &nats_url, args.api_port)?;
     setup::seed_prime_pools(&layout, n, !args.no_fixture_primes)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,7 +9,7 @@ use keyrack_hsm::config::{Pkcs11Config, SoftConfig, TpmConfig, YubihsmConfig};
 use keyrack_hsm::{BackendKind, HsmConfig, KeyPolicy, SecretSource};
 use rand_core::{OsRng, RngCore};
 
-use crate::config::{LoadedConfig, NodeConfig, NodeSection, CONFIG_FILE};
+use crate::config::{ApiSection, LoadedConfig, NodeConfig, NodeSection, CONFIG_FILE};
 use crate::fsutil::{create_private_dir, write_new_file};
 use crate::identity::NodeIdentity;
 
@@ -35,6 +35,10 @@ pub struct InitArgs {
     /// HSM backend that seals the node's secrets.
     #[arg(long, value_enum)]
     backend: Backend,
+    /// Where the node's HTTP API will listen (`[api] listen`; port 0: any free port). Keep
+    /// it on localhost: the API has no TLS of its own.
+    #[arg(long, default_value = crate::config::DEFAULT_API_LISTEN, value_parser = parse_listen)]
+    api_listen: String,
 
     /// pkcs11: path of the PKCS#11 module.
     #[arg(
@@ -85,6 +89,12 @@ pub struct InitArgs {
     /// soft: environment variable holding the passphrase.
     #[arg(long, help_heading = "soft (development only)")]
     passphrase_env: Option<String>,
+}
+
+fn parse_listen(s: &str) -> Result<String, String> {
+    s.parse::<std::net::SocketAddr>()
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{s}: expected ADDRESS:PORT, e.g. 127.0.0.1:7400 ({e})"))
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -190,10 +200,15 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         identity: "identity.sealed".into(),
         public_identity: "identity.pub.toml".into(),
     };
+    let api = ApiSection {
+        listen: args.api_listen.clone(),
+        ..ApiSection::default()
+    };
     for existing in [
         CONFIG_FILE.as_ref(),
         node.identity.as_path(),
         node.public_identity.as_path(),
+        api.token_file.as_path(),
     ] {
         let path = dir.join(existing);
         if path.exists() {
@@ -217,6 +232,7 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         node,
         hsm,
         cluster: None,
+        api,
     };
     let config_text = format!(
         "# keyrack node configuration, written by `keyrack init`.\n# Reference: keyrack_node::config and keyrack_hsm::config.\n{}",
@@ -228,6 +244,9 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         public.to_toml().as_bytes(),
     )?;
     write_new_file(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
+    let token = crate::api::new_token();
+    write_new_file(&dir.join(&config.api.token_file), token.as_bytes())?;
+    drop(token);
     drop(sealer);
 
     // Read back what was written, through a fresh backend session, before saying it worked.
@@ -253,6 +272,11 @@ pub(super) fn run(mut args: InitArgs) -> anyhow::Result<ExitCode> {
         hex::encode(public.agreement_key())
     );
     println!("  config         {}", dir.join(CONFIG_FILE).display());
+    println!(
+        "  HTTP API       http://{} (bearer token in {}, mode 0600)",
+        config.api.listen,
+        dir.join(&config.api.token_file).display()
+    );
     println!(
         "  public identity (give to the cluster's administrators): {}",
         dir.join(&config.node.public_identity).display()

@@ -37,6 +37,8 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let node_id = loaded.config.node.id.clone();
+    let api_token = crate::api::ApiToken::load(&loaded.resolve(&loaded.config.api.token_file))?;
+    let api_listen = loaded.config.api.listen.clone();
 
     let sealer = keyrack_hsm::open(&loaded.config.hsm, &loaded.base_dir, KeyPolicy::MustExist)?;
     let blob = std::fs::read(loaded.resolve(&loaded.config.node.identity))
@@ -134,7 +136,11 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         hot_window: Duration::from_millis(cluster.hot_window_ms),
     };
     let store = Arc::new(store);
-    let sealer: Arc<dyn keyrack_hsm::Sealer> = Arc::from(sealer);
+    let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+    let sealer: Arc<dyn keyrack_hsm::Sealer> = Arc::new(crate::telemetry::TimedSealer::new(
+        sealer,
+        telemetry.metrics.clone(),
+    ));
     let primes = PrimeKeeper::start(store.clone(), sealer.clone(), cluster.prime_pool)
         .context("cannot start the safe-prime keeper")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,6 +148,8 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let membership = Arc::new(Membership::new(manifest));
     runtime.block_on(async move {
+        let listener = crate::api::bind(&api_listen).await?;
+        let api_addr = listener.local_addr()?;
         let bus = Bus::connect(&cluster.nats, &node_id, membership.cluster_id()).await?;
         let node = Arc::new(Node {
             identity: Arc::new(identity),
@@ -157,7 +165,16 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             pools: Arc::default(),
             key_ops: Arc::default(),
             policy: Arc::new(crate::daemon::policy::PolicyGate::new(bundle)),
+            telemetry,
         });
+        let router = crate::api::router(node.clone(), api_token, cluster.nats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, router).await {
+                tracing::error!(error = %e, "the HTTP API stopped");
+            }
+        });
+        tracing::info!(addr = %api_addr, "HTTP API listening");
+        println!("node {node_id} HTTP API on http://{api_addr}");
         println!("node {node_id} running in cluster {}", node.cluster_id());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::request::RequestKind;
 use keyrack_client::result::Status;
 use keyrack_hsm::Sealer;
 use keyrack_plugin::{Channel, PartyIndex, ProtocolError, Registry};
@@ -30,7 +31,9 @@ use crate::ecdsa::PrimeKeeper;
 use crate::identity::NodeIdentity;
 use crate::intake::{answer, intake, refusal_result, Intake, IntakeLimits, Route};
 use crate::membership::Membership;
-use crate::session::{run_session_watched, PeerWatch, SessionError, SessionRoute, SessionStats};
+use crate::session::{
+    run_session_watched, PeerWatch, SessionError, SessionRoute, SessionStats, Watch,
+};
 use crate::store::SessionState;
 use crate::store::Store;
 use crate::transport::{Bus, TransportError};
@@ -104,6 +107,8 @@ pub struct Node {
     pub key_ops: Arc<lifecycle::KeyOps>,
     /// The active policy bundle and the approvals signal ([`policy`]).
     pub policy: Arc<policy::PolicyGate>,
+    /// Metrics, the requests and sessions under way, recent activity ([`crate::telemetry`]).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// The default scheme registry of a node.
@@ -161,16 +166,28 @@ impl Node {
             last_heard: &last_heard,
             silent_after: heartbeat::SILENT_AFTER,
         };
-        run_session_watched(
+        let listed = self
+            .telemetry
+            .live
+            .session(&route.session, &route.participants);
+        let started = std::time::Instant::now();
+        let out = run_session_watched(
             &self.bus,
             self.identity.clone(),
             self.manifest(),
             route,
             timeout,
-            Some(&watch),
+            Watch {
+                peers: Some(&watch),
+                progress: Some(&listed.progress),
+            },
             protocol,
         )
-        .await
+        .await;
+        self.telemetry
+            .metrics
+            .session_done(out.is_ok(), started.elapsed());
+        out
     }
 
     /// Runs the node until the consumer or NATS fails for good.
@@ -229,6 +246,7 @@ impl Node {
     }
 
     async fn handle(self: &Arc<Self>, bytes: &[u8], subject: &str, delivered: i64) {
+        let started = std::time::Instant::now();
         let outcome = {
             let (node, bytes, subject) = (self.clone(), bytes.to_vec(), subject.to_owned());
             tokio::task::spawn_blocking(move || {
@@ -258,6 +276,20 @@ impl Node {
             }
             Ok(Intake::Refused(refusal)) => {
                 tracing::info!(code = refusal.code.as_str(), message = %refusal.message, "request refused at intake");
+                // The subject's last token, if it is a kind (anyone who may publish could
+                // invent others: they are not made into metric labels).
+                let token = subject.rsplit('.').next().unwrap_or_default();
+                let kind = RequestKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .find(|k| *k == token)
+                    .unwrap_or("other");
+                self.telemetry.metrics.request_done(
+                    kind,
+                    "refused",
+                    Some(refusal.code.as_str()),
+                    started.elapsed(),
+                );
                 if let (Some(route), Some(result)) = (
                     refusal.route.as_ref(),
                     refusal_result(&refusal, &self.identity, std::time::SystemTime::now()),
@@ -283,7 +315,15 @@ impl Node {
                 return;
             }
         };
-        request::handle(self.clone(), *request).await;
+        let _listed = self.telemetry.live.begin(
+            &request.body.request_id,
+            request.body.kind.as_str(),
+            &request.body.key_id,
+            &request.initiator,
+            keyrack_client::now_ms(),
+        );
+        let id = request.body.request_id.clone();
+        crate::telemetry::Live::scope(id, request::handle(self.clone(), *request)).await;
     }
 
     /// A request this node had taken before came again (it stopped while handling it, or its

@@ -66,6 +66,7 @@ pub(super) fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, Erro
 /// Handles an accepted request to the end and publishes this node's result (if it has one:
 /// a node left out of a signing session stands down silently).
 pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
+    let started = Instant::now();
     let request_id = request.body.request_id.clone();
     let runs_protocol = matches!(
         request.body.kind,
@@ -112,7 +113,11 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         })
         .await;
     }
-    let Some(outcome) = outcome else { return };
+    let metrics = &node.telemetry.metrics;
+    let kind = request.body.kind.as_str();
+    let Some(outcome) = outcome else {
+        return metrics.request_done(kind, "stood_down", None, started.elapsed());
+    };
     let (status, code, done) = match outcome {
         Ok(mut done) if request.body.kind == RequestKind::Status => {
             // What is under way on the key here (a reshare's committee setup, say).
@@ -122,6 +127,22 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         Ok(done) => (Status::Ok, None, done),
         Err((status, code, message)) => (status, Some(code), Done::message(message)),
     };
+    let outcome = match status {
+        Status::Ok => "ok",
+        Status::Refused => "refused",
+        _ => "failed",
+    };
+    metrics.request_done(
+        kind,
+        outcome,
+        code.map(ErrorCode::as_str),
+        started.elapsed(),
+    );
+    if status == Status::Ok && request.body.kind == RequestKind::Sign {
+        node.telemetry
+            .activity
+            .signed(keyrack_client::now_ms(), started.elapsed());
+    }
     let body = ResultBody {
         version: 1,
         request_id: request_id.clone(),
@@ -183,6 +204,7 @@ pub(super) async fn handshake(
     let hash = request.hash();
     let me = node.identity.node_id();
     let mut inbox = node.control.register(request_id);
+    node.telemetry.live.phase("handshake");
     let mut hs = Handshake::new(
         request_id,
         me,

@@ -74,6 +74,8 @@ impl Cluster {
                 &keyrack_tests::unique(&format!("client{i}")),
                 "--pin-file",
                 &path(&keyrack_tests::pin_file(&token)),
+                "--api-listen",
+                "127.0.0.1:0",
             ]));
             configs.push(work.path().join(format!("node{i}/keyrack.toml")));
         }

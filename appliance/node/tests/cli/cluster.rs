@@ -372,6 +372,28 @@ impl Cluster {
     }
 
     /// The files of node `i`.
+    /// Node `i`'s HTTP API: its base URL (the address the running process logged; its
+    /// config asks for any free port) and its bearer token (the file `keyrack init` wrote).
+    pub fn api(&self, i: usize) -> (String, zeroize::Zeroizing<String>) {
+        let running = self.procs[i].as_ref().expect("the node runs");
+        let log = self.log_since(i, running.log_from);
+        let addr = log
+            .lines()
+            .rev()
+            .filter(|l| l.contains("HTTP API listening"))
+            .filter_map(|l| l.split("addr=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .next()
+            .unwrap_or_else(|| panic!("node{i} logged no HTTP API address:\n{log}"))
+            .to_owned();
+        let token = std::fs::read_to_string(self.nodes[i].dir.join("api-token"))
+            .expect("the node's api-token file");
+        (
+            format!("http://{addr}"),
+            zeroize::Zeroizing::new(token.trim().to_owned()),
+        )
+    }
+
     pub fn node(&self, i: usize) -> &NodeFiles {
         &self.nodes[i]
     }
@@ -832,6 +854,8 @@ fn init_node(work: &Path, index: usize) -> NodeFiles {
         &keyrack_tests::unique(&id),
         "--pin-file",
         pin.to_str().unwrap(),
+        "--api-listen",
+        "127.0.0.1:0",
     ]));
     NodeFiles {
         index,

@@ -115,6 +115,7 @@ pub fn init_node(t: &Target, node_id: &str) -> (tempfile::TempDir, PathBuf) {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join(node_id);
     let mut args = vec!["init", "--dir", dir.to_str().unwrap(), "--node-id", node_id];
+    args.extend(["--api-listen", "127.0.0.1:0"]);
     args.extend(t.args.iter().map(String::as_str));
     let out = keyrack(&args);
     assert!(

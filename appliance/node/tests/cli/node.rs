@@ -4,6 +4,7 @@
 //! and a restart of the nodes with one still down (shares unsealed from SQLite through
 //! SoftHSM). The modules below cover the rest of the cluster's process-level behaviour.
 
+mod api;
 mod chains;
 mod ecdsa;
 mod faults;

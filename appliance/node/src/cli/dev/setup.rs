@@ -344,11 +344,24 @@ fn create_token(
 }
 
 /// Points every node's `[cluster]` section and `client.toml` at `nats_url` (the port may
-/// change between runs). Written on every start.
-pub(super) fn point_at_nats(layout: &Layout, n: u16, nats_url: &str) -> anyhow::Result<()> {
+/// change between runs), and node i's HTTP API at 127.0.0.1:(`api_port` + i). Written on
+/// every start.
+pub(super) fn point_at_nats(
+    layout: &Layout,
+    n: u16,
+    nats_url: &str,
+    api_port: u16,
+) -> anyhow::Result<()> {
     for i in 0..n {
         let path = layout.node_config(i);
         let mut loaded = LoadedConfig::load(&path)?;
+        loaded.config.api.listen = format!("127.0.0.1:{}", api_port + i);
+        let token_file = loaded.resolve(&loaded.config.api.token_file);
+        if !token_file.exists() {
+            // A dev state made before nodes had an HTTP API.
+            crate::fsutil::write_new_file(&token_file, crate::api::new_token().as_bytes())
+                .with_context(|| format!("cannot write {}", token_file.display()))?;
+        }
         let cluster = match loaded.config.cluster.take() {
             Some(mut cluster) => {
                 cluster.nats = vec![nats_url.to_owned()];

@@ -31,7 +31,7 @@ const SOL: u64 = 1_000_000_000;
 
 /// A Solana message paying `lamports` from `from` (the fee payer) to [`EXCHANGE`]; `nonce`
 /// makes each message distinct (the recent blockhash).
-fn transfer(from: &[u8], lamports: u64, nonce: u8) -> Vec<u8> {
+pub(super) fn transfer(from: &[u8], lamports: u64, nonce: u8) -> Vec<u8> {
     let from = Address::new_from_array(from.try_into().unwrap());
     let to: Address = EXCHANGE.parse().unwrap();
     Message::new_with_blockhash(
