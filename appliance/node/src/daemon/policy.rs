@@ -453,6 +453,7 @@ pub(super) async fn decide(
             return Err(refuse(ErrorCode::PolicyDenied, reason));
         };
         approvals.borrow_and_update();
+        node.telemetry.live.phase("deciding");
         // Held until this round's outcome is recorded (and released before any wait).
         let turn = node.policy.deciding.lock().await;
         let Evaluated {
@@ -536,6 +537,7 @@ pub(super) async fn decide(
                     hex::encode(request.hash())
                 );
                 drop(turn);
+                node.telemetry.live.phase("waiting for approvals");
                 if !waiting {
                     waiting = true;
                     announce_pending(node, request, facts, &decision, &message).await;

@@ -365,6 +365,22 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         waiting.decision
     );
     let hash = keyrack_tui::approval::parse_hash(&waiting.request_hash).expect("a hash");
+    // Its sessions view shows it in flight, waiting.
+    let r = reader.clone();
+    let sessions = blocking(move || r.sessions().unwrap()).await;
+    let live = sessions
+        .live
+        .iter()
+        .find(|l| l.request_id == waiting.request_id)
+        .expect("the waiting request is in flight");
+    assert_eq!(
+        (
+            live.kind.as_str(),
+            live.initiator.as_str(),
+            live.phase.as_str()
+        ),
+        ("sign", "tom", "waiting for approvals")
+    );
 
     // Bad submissions are refused with the reason, and publish nothing.
     let stranger = keyrack_client::request::InitiatorKey::generate("mallory").unwrap();
