@@ -26,6 +26,9 @@ pub mod approval;
 pub mod fmt;
 pub mod ui;
 
+/// The key events [`app::App::on_key`] takes (crossterm's, as ratatui re-exports them).
+pub use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
 use api::ApiClient;
 use app::{Action, App, Poll, Problem, Update};
 use approval::Approver;
@@ -133,7 +136,9 @@ fn event_loop(
 }
 
 /// The background side: polls the node, signs and posts approvals, verifies the audit log.
-struct Worker {
+/// [`run`] runs one on its own thread; [`Worker::run`] drives it from a channel of
+/// [`Action`]s and reports [`Update`]s.
+pub struct Worker {
     client: ApiClient,
     approver: Option<Approver>,
     updates: Sender<Update>,
@@ -143,7 +148,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(client: ApiClient, approver: Option<Approver>, updates: Sender<Update>) -> Self {
+    /// A worker for the node `client` reaches, approving as `approver` (if given), reporting
+    /// to `updates`.
+    pub fn new(client: ApiClient, approver: Option<Approver>, updates: Sender<Update>) -> Self {
         Worker {
             client,
             approver,
@@ -153,7 +160,9 @@ impl Worker {
         }
     }
 
-    fn run(mut self, refresh: Duration, actions: &Receiver<Action>) {
+    /// Polls every `refresh` and performs the `actions` until [`Action::Quit`] or either
+    /// channel closes.
+    pub fn run(mut self, refresh: Duration, actions: &Receiver<Action>) {
         loop {
             let poll = self.poll();
             if self.updates.send(Update::Polled(Box::new(poll))).is_err() {

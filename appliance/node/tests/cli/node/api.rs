@@ -453,3 +453,122 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_approving_from_the_console_lets_a_waiting_over_limit_transfer_be_signed() {
+    let cluster = Cluster::builder(3)
+        .policy(Path::new(TREASURY))
+        .initiator("tom", "trader")
+        .initiator("bob", "")
+        .initiator("carol", "")
+        .start();
+    let admin = cluster.client("app").await;
+    let key = admin
+        .keygen("hot-1", &[Scheme::Ed25519], 2, WAIT)
+        .await
+        .expect("keygen")
+        .keys
+        .remove(0)
+        .public_key;
+    let tom = cluster.client_as("tom", "tom").await;
+    let message = super::policy::transfer(&key, 12 * 1_000_000_000, 7);
+    let body = tom.sign_chain_body(
+        "hot-1",
+        Scheme::Ed25519,
+        "solana",
+        &message,
+        keyrack_client::request::PayloadKind::Transaction,
+        &[],
+        Duration::from_secs(120),
+    );
+    let request_id = body.request_id.clone();
+    let hash = keyrack_client::request::InitiatorKey::load("tom", &cluster.key_path("tom"))
+        .unwrap()
+        .sign_request(&body)
+        .unwrap()
+        .hash();
+    let pending = tom.submit(body).await.expect("submitted");
+    let waiter = tokio::spawn(async move { pending.wait(Duration::from_secs(120)).await });
+    // Bob approves with the SDK: one of the two approvals the rule needs.
+    let bob = cluster.client_as("bob", "bob").await;
+    bob.approve(hash, Duration::from_secs(300), WAIT)
+        .await
+        .expect("bob's approval recorded");
+    assert!(!waiter.is_finished(), "one approval of two signs nothing");
+
+    // Carol, at node2's console: the console's own worker and state, driven by keys.
+    let (url, token) = cluster.api(2);
+    let carol =
+        keyrack_client::request::InitiatorKey::load("carol", &cluster.key_path("carol")).unwrap();
+    let expected = request_id.clone();
+    let submitted = blocking(move || {
+        use keyrack_tui::app::{Action, App, Update};
+        use keyrack_tui::{KeyCode, KeyEvent, KeyModifiers};
+        let (updates_tx, updates) = std::sync::mpsc::channel();
+        let (actions, actions_rx) = std::sync::mpsc::channel();
+        let worker = keyrack_tui::Worker::new(
+            ApiClient::new(&url, token),
+            Some(Approver::new(carol, CLUSTER)),
+            updates_tx,
+        );
+        let thread =
+            std::thread::spawn(move || worker.run(Duration::from_millis(200), &actions_rx));
+        let mut app = App::new(&url, Some("carol".into()));
+        let press = |app: &mut App, c: char| {
+            app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        // Until the Approvals tab lists the request.
+        while !app.waiting().iter().any(|w| w.request_id == expected) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let update = updates
+                .recv_timeout(left)
+                .expect("the console lists the request");
+            app.apply(update);
+        }
+        assert_eq!(press(&mut app, '4'), None);
+        let shown = app
+            .selected_waiting()
+            .expect("a selected request")
+            .request_id
+            .clone();
+        assert_eq!(shown, expected);
+        // `a` asks first; `y` signs and posts carol's approval.
+        assert_eq!(press(&mut app, 'a'), None);
+        let action = press(&mut app, 'y').expect("an action");
+        assert!(
+            matches!(&action, Action::Submit { request_id, .. } if *request_id == expected),
+            "{action:?}"
+        );
+        actions.send(action).unwrap();
+        let result = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match updates
+                .recv_timeout(left)
+                .expect("the worker reports the approval")
+            {
+                Update::Submitted { result, .. } => break result,
+                other => app.apply(other),
+            }
+        };
+        actions.send(Action::Quit).unwrap();
+        thread.join().unwrap();
+        result
+    })
+    .await
+    .expect("node2 took carol's approval");
+    assert!(
+        submitted.subject.ends_with(".approve"),
+        "{}",
+        submitted.subject
+    );
+    let signed = match waiter
+        .await
+        .unwrap()
+        .expect("signed after the console's approval")
+    {
+        Outcome::Signature(s) => s,
+        other => panic!("a signature, not {other:?}"),
+    };
+    check_signature(&signed.signature, Scheme::Ed25519, &key, &message);
+}
