@@ -5,31 +5,15 @@
 //! worker posts it to the node's API) and never shows the key.
 
 use keyrack_client::api::SubmitRequest;
-use keyrack_client::request::{InitiatorKey, RequestBody, RequestError, RequestKind};
+use keyrack_client::request::{InitiatorKey, RequestBody, RequestError};
 use keyrack_client::sdk::APPROVAL_KEY_ID;
 
 /// How long an approval or rejection counts: the nodes' longest request lifetime, as
 /// `keyrack client approve` defaults to.
 pub const VALID_FOR_MS: u64 = 600_000;
 
-/// Approve or reject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Count toward the request's approvals.
-    Approve,
-    /// Refuse the request.
-    Reject,
-}
-
-impl Verdict {
-    /// `approve` or `reject`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Approve => "approve",
-            Verdict::Reject => "reject",
-        }
-    }
-}
+/// Approve or reject (the wire's own type).
+pub use keyrack_client::request::Verdict;
 
 /// An operator's approver identity: the initiator key (its id is the client id too) and the
 /// cluster the requests are for. `Debug` shows ids only (the key's `Debug` is redacted).
@@ -71,10 +55,7 @@ impl Approver {
         request_hash: [u8; 32],
         now_ms: u64,
     ) -> Result<SubmitRequest, RequestError> {
-        let kind = match verdict {
-            Verdict::Approve => RequestKind::Approve,
-            Verdict::Reject => RequestKind::Reject,
-        };
+        let kind = verdict.kind();
         let id = self.key.id();
         let mut body = RequestBody::new(
             kind,
@@ -107,7 +88,7 @@ pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyrack_client::request::SignedRequest;
+    use keyrack_client::request::{RequestKind, SignedRequest};
 
     fn approver() -> Approver {
         let key = InitiatorKey::from_seed("carol", &[7u8; 32]).unwrap();

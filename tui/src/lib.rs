@@ -39,6 +39,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7400";
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
 /// Audit entries fetched per page.
 const AUDIT_PAGE: u32 = 500;
+/// How often the worker asks for `/readyz` and `/v1/backend`: each is an HSM round trip at
+/// the node, so not on every poll.
+const HSM_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Pages fetched per poll (a long backlog arrives over a few polls).
 const AUDIT_PAGES_PER_POLL: usize = 4;
 
@@ -145,6 +148,8 @@ pub struct Worker {
     search: String,
     /// The last audit sequence number received (`None` before the first poll).
     audit_after: Option<u64>,
+    /// When readiness and the backend were last asked for (they cost an HSM round trip).
+    hsm_checked: Option<Instant>,
 }
 
 impl Worker {
@@ -157,6 +162,7 @@ impl Worker {
             updates,
             search: String::new(),
             audit_after: None,
+            hsm_checked: None,
         }
     }
 
@@ -244,9 +250,16 @@ impl Worker {
             first.get_or_insert_with(|| Problem::from(&e));
         };
         let c = &self.client;
-        poll.data.readiness = c.readyz().map_err(&mut keep).ok();
+        if self
+            .hsm_checked
+            .is_none_or(|at| at.elapsed() >= HSM_CHECK_EVERY)
+        {
+            // The console keeps the last answers in between.
+            self.hsm_checked = Some(Instant::now());
+            poll.data.readiness = c.readyz().map_err(&mut keep).ok();
+            poll.data.backend = c.backend().map_err(&mut keep).ok();
+        }
         poll.data.peers = c.peers().map_err(&mut keep).ok();
-        poll.data.backend = c.backend().map_err(&mut keep).ok();
         poll.data.keys = c.keys(Some(&self.search)).map_err(&mut keep).ok();
         poll.data.sessions = c.sessions().map_err(&mut keep).ok();
         poll.data.pools = c.pools().map_err(&mut keep).ok();

@@ -166,6 +166,39 @@ impl RequestKind {
     }
 }
 
+/// What an approver says about a request waiting for approvals: an `approve` request
+/// approves it, a `reject` request rejects it. Its name (`approve` / `reject`) is the kind's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Counts toward the request's approvals.
+    Approve,
+    /// Refuses the request (from a member of the approver group it waits for).
+    Reject,
+}
+
+impl Verdict {
+    /// `approve` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The request kind that carries it.
+    pub fn kind(self) -> RequestKind {
+        match self {
+            Verdict::Approve => RequestKind::Approve,
+            Verdict::Reject => RequestKind::Reject,
+        }
+    }
+
+    /// Reads [`Verdict::as_str`]'s form.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Verdict::Approve, Verdict::Reject]
+            .into_iter()
+            .find(|v| v.as_str() == text)
+    }
+}
+
 /// What the `payload` of a sign request is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

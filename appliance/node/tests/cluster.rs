@@ -207,6 +207,34 @@ async fn cluster_with_policies(settings: Settings, policies: [&str; 3]) -> Clust
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // A node takes only the requests published after its consumer exists: wait until every
+    // node pulls from its own (as `keyrack dev` does before it says the cluster is ready).
+    let js = async_nats::jetstream::new(client.client().clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for node in &nodes {
+        let consumer = keyrack_client::subjects::node_consumer(node.identity.node_id()).unwrap();
+        loop {
+            let pulling = match js
+                .get_stream(keyrack_client::subjects::request_stream(CLUSTER).unwrap())
+                .await
+            {
+                Ok(stream) => stream
+                    .consumer_info(&consumer)
+                    .await
+                    .is_ok_and(|info| info.num_waiting > 0),
+                Err(_) => false,
+            };
+            if pulling {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never pulled from its request consumer",
+                node.identity.node_id()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     Cluster {
         _server: server,
         _dirs: dirs,

@@ -194,3 +194,47 @@ pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
 pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
     axum::serve(listener, router).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn token_file(dir: &Path, text: &str, mode: u32) -> std::path::PathBuf {
+        let path = dir.join("api-token");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_token_file_is_private_long_and_plain_and_the_token_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = new_token();
+        let path = token_file(dir.path(), &good, 0o600);
+        let token = ApiToken::load(&path).unwrap();
+        assert!(token.matches(good.trim().as_bytes()));
+        assert!(
+            !token.matches(&good.trim().as_bytes()[1..]),
+            "a prefix is not the token"
+        );
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains(good.trim()));
+
+        let path = token_file(dir.path(), &good, 0o644);
+        let e = ApiToken::load(&path).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        for bad in [
+            "0123456789abcdef\n",
+            &format!("{} \"quoted\"\n", good.trim()),
+        ] {
+            let path = token_file(dir.path(), bad, 0o600);
+            let e = ApiToken::load(&path).unwrap_err().to_string();
+            assert!(e.contains("at least 32 characters"), "{e}");
+        }
+        let e = ApiToken::load(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keyrack init"), "{e}");
+    }
+}

@@ -374,15 +374,17 @@ pub(crate) struct ClientConfig {
     pub initiator_key: PathBuf,
 }
 
-/// A client configuration with its manifest verified and its key loaded.
-struct Loaded {
-    config: ClientConfig,
+/// A client configuration with its manifest verified and its key loaded (also the
+/// console's approver: `keyrack tui --approver-config`).
+pub(super) struct Loaded {
+    pub(super) config: ClientConfig,
     manifest: VerifiedManifest,
-    key: InitiatorKey,
+    pub(super) key: InitiatorKey,
 }
 
 impl Loaded {
-    fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Reads `path` (relative paths in it are relative to its directory).
+    pub(super) fn load(path: &Path) -> anyhow::Result<Self> {
         let shown = path.display();
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(

@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keyrack_client::request::InitiatorKey;
 use keyrack_tui::approval::Approver;
 use zeroize::Zeroizing;
 
-use super::client::ClientConfig;
 use crate::config::{LoadedConfig, CONFIG_FILE, DEFAULT_API_LISTEN};
 
 /// The operator console: a live view of one node (cluster, keys, sessions, approvals,
@@ -130,22 +128,12 @@ fn read_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     Ok(token)
 }
 
-/// The approver: client.toml's initiator and key file (relative to the file's directory),
-/// for client.toml's cluster (the console switches to the node's own cluster id once it
-/// answers).
+/// The approver: client.toml's initiator and its key (the file read as `keyrack client`
+/// reads it), for client.toml's cluster (the console switches to the node's own cluster id
+/// once it answers).
 fn load_approver(path: &Path) -> anyhow::Result<Approver> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the approver's client configuration {shown}"))?;
-    let config: ClientConfig =
-        toml::from_str(&text).with_context(|| format!("invalid client configuration {shown}"))?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let key = InitiatorKey::load(&config.initiator, &base.join(&config.initiator_key))
-        .with_context(|| format!("{shown}: initiator_key = {:?}", config.initiator_key))?;
-    Ok(Approver::new(key, &config.cluster))
+    let loaded = super::client::Loaded::load(path)?;
+    Ok(Approver::new(loaded.key, &loaded.config.cluster))
 }
 
 #[cfg(test)]

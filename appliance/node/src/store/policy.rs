@@ -32,35 +32,7 @@ pub struct StoredBundle {
     pub activated_at_ms: u64,
 }
 
-/// What an approver said about a request: an `approve` request approves it, a `reject`
-/// request rejects it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    /// The approver approves the request.
-    Approve,
-    /// The approver rejects the request.
-    Reject,
-}
-
-impl Verdict {
-    /// Its name in the store and the audit log: `approve` or `reject`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Approve => "approve",
-            Verdict::Reject => "reject",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self> {
-        match text {
-            "approve" => Ok(Verdict::Approve),
-            "reject" => Ok(Verdict::Reject),
-            other => Err(StoreError::Corrupt {
-                what: format!("approval verdict '{other}' (expected approve or reject)"),
-            }),
-        }
-    }
-}
+pub use keyrack_client::request::Verdict;
 
 /// An approval to record: one approver's signed verdict on one request hash.
 #[derive(Clone, Copy, Debug)]
@@ -200,7 +172,9 @@ fn read_approval(raw: RawApproval) -> Result<StoredApproval> {
     let (hash, approver, approval_request_id, expires, received, signed_request, verdict) = raw;
     Ok(StoredApproval {
         request_hash: hash32(&format!("request hash of {approver}'s approval"), hash)?,
-        verdict: Verdict::parse(&verdict)?,
+        verdict: Verdict::parse(&verdict).ok_or_else(|| StoreError::Corrupt {
+            what: format!("approval verdict '{verdict}' (expected approve or reject)"),
+        })?,
         expires_at_ms: ms_value("approval expiry", expires)?,
         received_at_ms: ms_value("approval receipt time", received)?,
         approver,

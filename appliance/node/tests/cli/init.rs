@@ -57,7 +57,29 @@ fn init_creates_a_sealed_identity_and_leaks_nothing(backend: &str) {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["identity.pub.toml", "identity.sealed", "keyrack.toml"]
+        [
+            "api-token",
+            "identity.pub.toml",
+            "identity.sealed",
+            "keyrack.toml"
+        ]
+    );
+    // The HTTP API's token: 32 random bytes in hex, named (not copied) by the config.
+    let token = std::fs::read_to_string(dir.join("api-token")).unwrap();
+    let token = token.strip_suffix('\n').expect("one line");
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    let config = std::fs::read_to_string(dir.join("keyrack.toml")).unwrap();
+    assert!(!config.contains(token), "the config holds the token itself");
+    let api = LoadedConfig::load(&dir.join("keyrack.toml"))
+        .unwrap()
+        .config
+        .api;
+    assert_eq!(
+        (api.listen.as_str(), api.token_file.to_str()),
+        ("127.0.0.1:0", Some("api-token"))
     );
     for f in &all {
         assert_eq!(
