@@ -166,7 +166,15 @@ until [[ $(tm display-message -p -t "$SESSION" '#{pane_dead}') == 1 ]]; do
   ((SECONDS < deadline)) || { capture; fail "q did not end the console within 10 s"; }
   sleep 0.1
 done
-status=$(tm display-message -p -t "$SESSION" '#{pane_dead_status}')
+# tmux marks the pane dead before it records how the process ended: wait for one of them.
+status='' signal=''
+until [[ -n $status || -n $signal ]]; do
+  ((SECONDS < deadline)) || break
+  status=$(tm display-message -p -t "$SESSION" '#{pane_dead_status}')
+  signal=$(tm display-message -p -t "$SESSION" '#{pane_dead_signal}')
+  [[ -n $status || -n $signal ]] || sleep 0.1
+done
 capture
+[[ -z $signal ]] || fail "the console was killed by signal $signal after q (its output is on the screen above)"
 [[ $status == 0 ]] || fail "the console exited with status '$status' after q (its output is on the screen above)"
 say "tui-check: the console showed every screen checked and quit cleanly"
