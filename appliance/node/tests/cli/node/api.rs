@@ -3,8 +3,6 @@
 //! the console's own client), /metrics parses as Prometheus text, and approvals posted by an
 //! approver through one node's API reach every node and let a waiting request be signed.
 
-use std::path::Path;
-
 use keyrack_client::api;
 use keyrack_tui::api::ApiClient;
 use keyrack_tui::approval::{Approver, Verdict};
@@ -285,31 +283,20 @@ async fn softhsm_the_http_api_needs_its_token_and_answers_every_route_in_its_jso
     );
 }
 
-/// The treasury example policy (see policy.rs).
-const TREASURY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../policies/examples/treasury.toml"
-);
+/// A request of tom's that waits for approvals: 12 SOL from hot-1, over treasury.toml's
+/// 10 SOL a day, so two approvals of the treasury group are needed.
+struct Waiting {
+    message: Vec<u8>,
+    request_id: String,
+    hash: [u8; 32],
+    /// The SDK's wait for its outcome.
+    outcome: tokio::task::JoinHandle<Result<Outcome, keyrack_client::sdk::SdkError>>,
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones_are_refused() {
-    let cluster = Cluster::builder(3)
-        .policy(Path::new(TREASURY))
-        .initiator("tom", "trader")
-        .initiator("bob", "")
-        .initiator("carol", "")
-        .start();
-    let admin = cluster.client("app").await;
-    let key = admin
-        .keygen("hot-1", &[Scheme::Ed25519], 2, WAIT)
-        .await
-        .expect("keygen")
-        .keys
-        .remove(0)
-        .public_key;
-    let tom = cluster.client_as("tom", "tom").await;
-    // 12 SOL is over the key's 10 SOL a day: it needs two approvals of the treasury group.
-    let message = super::policy::transfer(&key, 12 * 1_000_000_000, 9);
+/// Tom (his client `tom`, which must outlive the wait) submits the over-limit transfer
+/// (`nonce` makes it distinct) from the treasury key.
+async fn over_limit_transfer(cluster: &Cluster, tom: &Client, key: &[u8], nonce: u8) -> Waiting {
+    let message = super::policy::transfer(key, 12 * 1_000_000_000, nonce);
     let body = tom.sign_chain_body(
         "hot-1",
         Scheme::Ed25519,
@@ -320,8 +307,30 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         Duration::from_secs(120),
     );
     let request_id = body.request_id.clone();
+    let hash = keyrack_client::request::InitiatorKey::load("tom", &cluster.key_path("tom"))
+        .unwrap()
+        .sign_request(&body)
+        .unwrap()
+        .hash();
     let pending = tom.submit(body).await.expect("submitted");
-    let waiter = tokio::spawn(async move { pending.wait(Duration::from_secs(120)).await });
+    Waiting {
+        message,
+        request_id,
+        hash,
+        outcome: tokio::spawn(async move { pending.wait(Duration::from_secs(120)).await }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones_are_refused() {
+    let (cluster, key) = super::policy::treasury_cluster(&["bob", "carol"]).await;
+    let tom = cluster.client_as("tom", "tom").await;
+    let Waiting {
+        message,
+        request_id,
+        hash: submitted_hash,
+        outcome: waiter,
+    } = over_limit_transfer(&cluster, &tom, &key, 9).await;
 
     // Node1's API lists it, with what the plugin decoded and the rule that holds it.
     let (url, token) = cluster.api(1);
@@ -365,6 +374,10 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         waiting.decision
     );
     let hash = keyrack_tui::approval::parse_hash(&waiting.request_hash).expect("a hash");
+    assert_eq!(
+        hash, submitted_hash,
+        "the hash the API shows is the request's"
+    );
     // Its sessions view shows it in flight, waiting.
     let r = reader.clone();
     let sessions = blocking(move || r.sessions().unwrap()).await;
@@ -456,39 +469,14 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softhsm_approving_from_the_console_lets_a_waiting_over_limit_transfer_be_signed() {
-    let cluster = Cluster::builder(3)
-        .policy(Path::new(TREASURY))
-        .initiator("tom", "trader")
-        .initiator("bob", "")
-        .initiator("carol", "")
-        .start();
-    let admin = cluster.client("app").await;
-    let key = admin
-        .keygen("hot-1", &[Scheme::Ed25519], 2, WAIT)
-        .await
-        .expect("keygen")
-        .keys
-        .remove(0)
-        .public_key;
+    let (cluster, key) = super::policy::treasury_cluster(&["bob", "carol"]).await;
     let tom = cluster.client_as("tom", "tom").await;
-    let message = super::policy::transfer(&key, 12 * 1_000_000_000, 7);
-    let body = tom.sign_chain_body(
-        "hot-1",
-        Scheme::Ed25519,
-        "solana",
-        &message,
-        keyrack_client::request::PayloadKind::Transaction,
-        &[],
-        Duration::from_secs(120),
-    );
-    let request_id = body.request_id.clone();
-    let hash = keyrack_client::request::InitiatorKey::load("tom", &cluster.key_path("tom"))
-        .unwrap()
-        .sign_request(&body)
-        .unwrap()
-        .hash();
-    let pending = tom.submit(body).await.expect("submitted");
-    let waiter = tokio::spawn(async move { pending.wait(Duration::from_secs(120)).await });
+    let Waiting {
+        message,
+        request_id,
+        hash,
+        outcome: waiter,
+    } = over_limit_transfer(&cluster, &tom, &key, 7).await;
     // Bob approves with the SDK: one of the two approvals the rule needs.
     let bob = cluster.client_as("bob", "bob").await;
     bob.approve(hash, Duration::from_secs(300), WAIT)

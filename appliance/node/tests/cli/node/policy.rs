@@ -58,6 +58,27 @@ fn check_solana(signed: &VerifiedSignature, key: &[u8], message: &[u8]) {
     assert_eq!(tx.signatures[0].as_ref(), &signed.signature.signature[..]);
 }
 
+/// Three node processes under treasury.toml with the trader `tom` and the initiators
+/// `others` (no role; treasury.toml's approvers are bob and carol), and the Ed25519 key
+/// [`HOT`], created by alice (policy governs signing only). Returns the key's public key.
+pub(super) async fn treasury_cluster(others: &[&str]) -> (Cluster, Vec<u8>) {
+    let mut builder = Cluster::builder(3)
+        .policy(Path::new(TREASURY))
+        .initiator("tom", "trader");
+    for who in others {
+        builder = builder.initiator(who, "");
+    }
+    let cluster = builder.start();
+    let agreed = cluster
+        .client("app")
+        .await
+        .keygen(HOT, &[Scheme::Ed25519], 2, WAIT)
+        .await
+        .expect("keygen");
+    let key = agreed.keys[0].public_key.clone();
+    (cluster, key)
+}
+
 /// The SDK error's code (a refusal or failure).
 fn code_of(e: &SdkError) -> Option<ErrorCode> {
     match e {
@@ -68,19 +89,8 @@ fn code_of(e: &SdkError) -> Option<ErrorCode> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn softhsm_an_over_limit_transfer_is_refused_without_approvals_and_signed_with_two() {
-    let cluster = Cluster::builder(3)
-        .policy(Path::new(TREASURY))
-        .initiator("tom", "trader")
-        .initiator("bob", "")
-        .initiator("carol", "")
-        .start();
-    // Policy governs signing: alice (no role) creates the key.
+    let (cluster, key) = treasury_cluster(&["bob", "carol"]).await;
     let admin = cluster.client("app").await;
-    let agreed = admin
-        .keygen(HOT, &[Scheme::Ed25519], 2, WAIT)
-        .await
-        .expect("keygen");
-    let key = agreed.keys[0].public_key.clone();
     let tom = cluster.client_as("tom", "tom").await;
     let mut results = cluster.results("tom").await;
 
@@ -319,19 +329,7 @@ fn verified_audit_logs(cluster: &Cluster) -> Vec<(String, Vec<serde_json::Value>
 async fn softhsm_a_waiting_transfer_rejected_by_a_treasury_approver_is_refused_everywhere() {
     // ann is no treasury approver: her rejection is ignored. Her id sorts before bob's, so a
     // node that counted it would name her, not bob, whenever it re-evaluated.
-    let cluster = Cluster::builder(3)
-        .policy(Path::new(TREASURY))
-        .initiator("tom", "trader")
-        .initiator("bob", "")
-        .initiator("ann", "")
-        .start();
-    let agreed = cluster
-        .client("app")
-        .await
-        .keygen(HOT, &[Scheme::Ed25519], 2, WAIT)
-        .await
-        .expect("keygen");
-    let key = agreed.keys[0].public_key.clone();
+    let (cluster, key) = treasury_cluster(&["bob", "ann"]).await;
     let tom = cluster.client_as("tom", "tom").await;
     let mut results = cluster.results("tom").await;
 
