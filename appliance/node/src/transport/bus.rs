@@ -189,12 +189,27 @@ impl Bus {
             ..Default::default()
         };
         for config in [requests, results] {
-            self.js
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| js_err("create stream")(&e))?;
+            self.get_or_create_stream(config, "create stream").await?;
         }
         self.ensure_manifest_stream().await
+    }
+
+    /// Gets the stream `config` names, creating it if it is missing. Nodes starting at once
+    /// on a fresh server all create it: the server refuses all but one (the subjects
+    /// overlap, or the name is taken), and the stream is there all the same.
+    async fn get_or_create_stream(
+        &self,
+        config: stream::Config,
+        operation: &'static str,
+    ) -> Result<(), TransportError> {
+        let name = config.name.clone();
+        match self.js.get_or_create_stream(config).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.js.get_stream(&name).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(js_err(operation)(&e)),
+            },
+        }
     }
 
     /// Creates the manifest stream if it is missing (idempotent; the nodes call it through
@@ -215,10 +230,8 @@ impl Bus {
             duplicate_window: DEDUP_WINDOW,
             ..Default::default()
         };
-        self.js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| js_err("create manifest stream")(&e))?;
+        self.get_or_create_stream(config, "create manifest stream")
+            .await?;
         Ok(())
     }
 
