@@ -132,6 +132,18 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
         Status::Refused => "refused",
         _ => "failed",
     };
+    // An operator reading the log sees why a request did not complete here, as its client
+    // does in the result.
+    let code_str = code.map_or("-", ErrorCode::as_str);
+    match status {
+        Status::Ok | Status::Pending => {}
+        Status::Refused => {
+            tracing::info!(request = %request_id, kind, code = code_str, message = %done.message, "request refused");
+        }
+        Status::Failed => {
+            tracing::warn!(request = %request_id, kind, code = code_str, message = %done.message, "request failed");
+        }
+    }
     metrics.request_done(
         kind,
         outcome,

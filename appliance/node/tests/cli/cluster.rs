@@ -494,10 +494,28 @@ impl Cluster {
             })
             .await
             .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        // Read all the time, not only while a test waits: an ordered consumer left unpolled
+        // for minutes (a test running a long keygen in between) misses its heartbeats and is
+        // recreated when next polled, which delays results by up to a minute or fails.
+        let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            while let Some(next) = messages.next().await {
+                // The ordered consumer recreates itself after an error and goes on from the
+                // last message it delivered: nothing is lost, so keep reading (as the SDK
+                // does). An error is counted, not fatal.
+                let next = next.map(|m| (m.subject.to_string(), m.payload.to_vec()));
+                if sender.send(next.map_err(|e| e.to_string())).is_err() {
+                    return;
+                }
+            }
+        });
         Results {
-            messages: consumer.messages().await.unwrap(),
+            received,
+            reader,
             manifest: self.manifest.clone(),
             seen: vec![],
+            errors: vec![],
         }
     }
 
@@ -966,9 +984,19 @@ pub struct KeyState {
 
 /// The results one client id received (see [`Cluster::results`]).
 pub struct Results {
-    messages: async_nats::jetstream::consumer::pull::Ordered,
+    /// What the reader task got: a result's subject and payload, or a consumer error.
+    received: tokio::sync::mpsc::UnboundedReceiver<Result<(String, Vec<u8>), String>>,
+    reader: tokio::task::JoinHandle<()>,
     manifest: VerifiedManifest,
     seen: Vec<ResultBody>,
+    /// Errors the ordered consumer reported (and recovered from) so far.
+    errors: Vec<String>,
+}
+
+impl Drop for Results {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Results {
@@ -982,19 +1010,23 @@ impl Results {
     ) -> &[ResultBody] {
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(&self.seen) {
-            let next = tokio::time::timeout_at(deadline, self.messages.next()).await;
-            let message = match next {
+            let next = tokio::time::timeout_at(deadline, self.received.recv()).await;
+            let (subject, payload) = match next {
                 Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => panic!("reading results: {e}"),
-                Ok(None) => panic!("the result consumer ended"),
+                Ok(Some(Err(e))) => {
+                    self.errors.push(e);
+                    continue;
+                }
+                Ok(None) => panic!("the result consumer ended; errors: {:?}", self.errors),
                 Err(_) => panic!(
-                    "{what}: not within {timeout:?}; results so far:\n{}",
+                    "{what}: not within {timeout:?}; consumer errors: {:?}; results so far:\n{}",
+                    self.errors,
                     describe(&self.seen)
                 ),
             };
-            let body = SignedResult::parse(&message.payload)
+            let body = SignedResult::parse(&payload)
                 .and_then(|r| r.verify_with(&self.manifest))
-                .unwrap_or_else(|e| panic!("a result on {} does not verify: {e}", message.subject));
+                .unwrap_or_else(|e| panic!("a result on {subject} does not verify: {e}"));
             self.seen.push(body);
         }
         &self.seen

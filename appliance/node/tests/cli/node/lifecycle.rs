@@ -393,6 +393,17 @@ async fn softhsm_a_reshare_killed_midway_leaves_the_old_version_signing_and_a_re
             describe(answers.iter().copied())
         );
     }
+    // Each node's log says so too, for the operator.
+    for i in [0, 2, 3] {
+        let log = cluster.log(i);
+        assert!(
+            log.lines().any(|l| l.contains("WARN")
+                && l.contains("request failed")
+                && l.contains(&first)
+                && l.contains("node1 is down")),
+            "node{i}'s log:\n{log}"
+        );
+    }
     // No half state: every live node holds version 1 and its version-1 share, nothing staged;
     // the old committee (node0, node2, node3: 3 of 4) still signs.
     for i in [0, 2, 3] {
