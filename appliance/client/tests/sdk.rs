@@ -347,6 +347,30 @@ async fn keygen_completes_when_every_node_reports_the_same_keys() {
 }
 
 #[tokio::test]
+async fn a_request_gets_its_results_after_the_client_that_published_it_was_dropped() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let pending = client
+        .submit(client.keygen_body("wallet-1", &[Scheme::Ed25519], 2, WAIT))
+        .await
+        .unwrap();
+    drop(client);
+    // The nodes answer only now, with the client gone.
+    let nodes = cluster.answer_next(|r| (0..3).map(|i| keygen_ok(i, r, KEY_SEED)).collect());
+    match pending.wait(WAIT).await {
+        Ok(Outcome::Keys(agreed)) => {
+            assert_eq!(agreed.nodes, ["node0", "node1", "node2"]);
+            assert_eq!(
+                agreed.keys[0].public_key,
+                public_key(Scheme::Ed25519, KEY_SEED)
+            );
+        }
+        other => panic!("the keygen's outcome: {other:?}"),
+    }
+    nodes.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_rejection_is_acknowledged_once_every_node_recorded_it() {
     let cluster = Cluster::start().await;
     let client = cluster.client().await;

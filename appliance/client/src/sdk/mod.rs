@@ -188,7 +188,7 @@ pub struct Client {
     initiator: InitiatorKey,
     manifest: Arc<VerifiedManifest>,
     routes: Routes,
-    router: tokio::task::JoinHandle<()>,
+    router: Arc<Router>,
 }
 
 impl std::fmt::Debug for Client {
@@ -201,9 +201,14 @@ impl std::fmt::Debug for Client {
     }
 }
 
-impl Drop for Client {
+/// The task reading this client's results; stops when its last holder is gone: the client
+/// and each [`Pending`] hold it, so a request keeps getting its results after the client
+/// that published it was dropped.
+struct Router(tokio::task::JoinHandle<()>);
+
+impl Drop for Router {
     fn drop(&mut self) {
-        self.router.abort();
+        self.0.abort();
     }
 }
 
@@ -254,7 +259,10 @@ impl Client {
             .await
             .map_err(|e| SdkError::transport("read results")(&e))?;
         let routes = Routes::default();
-        let router = tokio::spawn(route_results(messages, Arc::clone(&routes)));
+        let router = Arc::new(Router(tokio::spawn(route_results(
+            messages,
+            Arc::clone(&routes),
+        ))));
         Ok(Client {
             js,
             cluster: cluster_id.to_owned(),
@@ -631,7 +639,7 @@ impl Client {
         let subject =
             subjects::request_subject(&self.cluster, body.kind.as_str()).map_err(config)?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        let route = Route::open(&self.routes, &body.request_id, sender);
+        let route = Route::open(&self.routes, &self.router, &body.request_id, sender);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", body.request_id.as_str());
         self.js
@@ -713,14 +721,21 @@ impl Pending {
     }
 }
 
-/// A request's entry in the routing table, removed when the request is dropped.
+/// A request's entry in the routing table, removed when the request is dropped; it keeps
+/// the router reading while the request waits.
 struct Route {
     routes: Routes,
     request_id: String,
+    _router: Arc<Router>,
 }
 
 impl Route {
-    fn open(routes: &Routes, request_id: &str, sender: mpsc::UnboundedSender<Vec<u8>>) -> Self {
+    fn open(
+        routes: &Routes,
+        router: &Arc<Router>,
+        request_id: &str,
+        sender: mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Self {
         routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -728,6 +743,7 @@ impl Route {
         Route {
             routes: Arc::clone(routes),
             request_id: request_id.to_owned(),
+            _router: Arc::clone(router),
         }
     }
 }
