@@ -96,11 +96,13 @@ impl ApiClient {
         &self.base_url
     }
 
-    /// `/readyz` (no token): the readiness, whether the node is ready (200) or not (503).
+    /// `/readyz`: the readiness, whether the node is ready (200) or not (503); with the
+    /// token, so that the checks' details come too.
     pub fn readyz(&self) -> Result<Readiness, ApiError> {
         let response = self
             .agent
             .get(format!("{}{}", self.base_url, api::READYZ))
+            .header("Authorization", self.bearer().as_str())
             .call();
         self.answer(api::READYZ, response, &[200, 503])
     }

@@ -12,7 +12,11 @@ use keyrack_client::api::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::api::ApiError;
-use crate::approval::{parse_hash, Verdict};
+use crate::approval::Verdict;
+
+/// What the approver's check ([`crate::approval::Approver::check`]) says of each waiting
+/// request, by request hash.
+pub type Checks = std::collections::BTreeMap<String, Result<(), String>>;
 
 /// The most audit entries kept in memory (the newest).
 pub const AUDIT_KEPT: usize = 2000;
@@ -110,6 +114,8 @@ pub struct Poll {
     pub audit: Option<AuditPage>,
     /// The first route that failed.
     pub problem: Option<Problem>,
+    /// The approver's checks of the waiting requests (`None`: the queue was not read).
+    pub checks: Option<Checks>,
 }
 
 /// What the worker reports.
@@ -143,8 +149,8 @@ pub enum Action {
     Submit {
         /// Approve or reject.
         verdict: Verdict,
-        /// The request's hash.
-        request_hash: [u8; 32],
+        /// The request's hash (hex, as listed: the worker checks the listing again).
+        request_hash: String,
         /// The request's id (for messages).
         request_id: String,
     },
@@ -161,8 +167,10 @@ pub struct Confirm {
     pub request_id: String,
     /// Its hash (hex).
     pub request_hash: String,
-    /// One line saying what it is (key, chain, action).
+    /// One line saying what it is (action, chain, key, initiator).
     pub summary: String,
+    /// One line per transfer: amount, asset, destination.
+    pub transfers: Vec<String>,
 }
 
 /// The routes' answers: in a [`Poll`], what one poll got; in the [`App`], the last answer
@@ -243,6 +251,10 @@ pub struct App {
     pub session_selected: usize,
     /// Selected waiting request.
     pub approval_selected: usize,
+    /// Its hash: the selection follows the request, not the row, as the queue changes.
+    pub approval_hash: Option<String>,
+    /// The approver's checks of the waiting requests.
+    pub checks: Checks,
     /// How far the selected waiting request's detail is scrolled (lines).
     pub detail_scroll: u16,
     /// Selected bundle in the policy history.
@@ -280,6 +292,8 @@ impl App {
             searching: false,
             session_selected: 0,
             approval_selected: 0,
+            approval_hash: None,
+            checks: Checks::new(),
             detail_scroll: 0,
             policy_selected: 0,
             audit_selected: None,
@@ -402,6 +416,9 @@ impl App {
             self.updated_ms = Some(poll.at_ms);
         }
         self.problem = poll.problem;
+        if let Some(checks) = poll.checks {
+            self.checks = checks;
+        }
         self.clamp();
     }
 
@@ -412,8 +429,26 @@ impl App {
         if keys == 0 {
             self.key_detail = false;
         }
+        let at = self.approval_hash.as_ref().map(|hash| {
+            self.waiting()
+                .iter()
+                .position(|w| w.request_hash == *hash)
+                .ok_or_else(|| hash.clone())
+        });
+        match at {
+            Some(Ok(i)) => self.approval_selected = i,
+            Some(Err(gone)) => {
+                self.detail_scroll = 0;
+                self.message = Some(format!(
+                    "request {} is no longer waiting; the selection moved",
+                    crate::fmt::short(&gone, 12)
+                ));
+            }
+            None => {}
+        }
         let waiting = self.waiting().len();
         self.approval_selected = self.approval_selected.min(waiting.saturating_sub(1));
+        self.approval_hash = self.selected_waiting().map(|w| w.request_hash.clone());
         let sessions = self.data.sessions.as_ref().map_or(0, |s| s.recent.len());
         self.session_selected = self.session_selected.min(sessions.saturating_sub(1));
         let history = self.data.policies.as_ref().map_or(0, |p| p.history.len());
@@ -544,25 +579,32 @@ impl App {
             self.message = Some(format!("nothing to {}: no request waits", verdict.as_str()));
             return;
         };
+        match self.checks.get(&w.request_hash) {
+            Some(Ok(())) => {}
+            Some(Err(why)) => {
+                self.message = Some(format!("cannot {}: {why}", verdict.as_str()));
+                return;
+            }
+            None => {
+                self.message = Some(format!(
+                    "cannot {} yet: the request is checked on the next refresh",
+                    verdict.as_str()
+                ));
+                return;
+            }
+        }
         if w.initiator == approver && verdict == Verdict::Approve {
             self.message = Some(format!(
                 "note: {approver} made this request; its own approval will not count"
             ));
         }
-        let action = w
-            .intent
-            .get("action")
-            .and_then(|a| a.as_str())
-            .unwrap_or("sign");
-        let chain = w.chain.as_deref().unwrap_or("no chain");
+        let (summary, transfers) = confirm_summary(&w);
         self.confirm = Some(Confirm {
             verdict,
+            summary,
+            transfers,
             request_id: w.request_id,
             request_hash: w.request_hash,
-            summary: format!(
-                "{action} on {chain} with key {} by {}",
-                w.key_id, w.initiator
-            ),
         });
     }
 
@@ -570,13 +612,6 @@ impl App {
         match code {
             KeyCode::Char('y' | 'Y') => {
                 let confirm = self.confirm.take()?;
-                let Some(request_hash) = parse_hash(&confirm.request_hash) else {
-                    self.message = Some(format!(
-                        "the node gave a malformed request hash '{}': nothing was sent",
-                        confirm.request_hash
-                    ));
-                    return None;
-                };
                 self.submitting = Some(confirm.request_id.clone());
                 self.message = Some(format!(
                     "sending {} of request {}…",
@@ -585,7 +620,7 @@ impl App {
                 ));
                 Some(Action::Submit {
                     verdict: confirm.verdict,
-                    request_hash,
+                    request_hash: confirm.request_hash,
                     request_id: confirm.request_id,
                 })
             }
@@ -648,6 +683,7 @@ impl App {
             Tab::Approvals => {
                 let n = self.waiting().len();
                 self.approval_selected = move_by(self.approval_selected, n);
+                self.approval_hash = self.selected_waiting().map(|w| w.request_hash.clone());
                 self.detail_scroll = 0;
             }
             Tab::Policies => {
@@ -664,6 +700,34 @@ impl App {
             }
         }
     }
+}
+
+/// What the confirmation shows of a waiting request: action, chain, key and initiator, and
+/// each transfer (amount, asset, destination), so that two requests from one key and
+/// initiator cannot look alike.
+fn confirm_summary(w: &WaitingRequest) -> (String, Vec<String>) {
+    use serde_json::Value;
+    let text = |v: &Value, k: &str| v.get(k).map(crate::fmt::value_text).unwrap_or_default();
+    let action = w
+        .intent
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("sign");
+    let chain = w.chain.as_deref().unwrap_or("no chain");
+    let summary = format!(
+        "{action} on {chain} with key {} by {}",
+        w.key_id, w.initiator
+    );
+    let transfers = w.intent.get("transfers").and_then(Value::as_array);
+    let transfers = transfers
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let amount = t.get("amount").map(crate::fmt::amount).unwrap_or_default();
+            format!("→ {amount} {} to {}", text(t, "asset"), text(t, "to"))
+        })
+        .collect();
+    (summary, transfers)
 }
 
 #[cfg(test)]
@@ -686,24 +750,33 @@ mod tests {
             chain: Some("solana".into()),
             waiting_since_ms: 1_000,
             expires_at_ms: 600_000,
-            intent: json!({"action": "transfer"}),
+            intent: json!({"action": "transfer", "transfers": [
+                {"amount": 7, "asset": "SOL", "to": format!("dest-{}", &hash[..2])}
+            ]}),
             decision: json!({}),
             approvals: vec![],
+            request: None,
         }
+    }
+
+    /// A poll listing `hashes` as waiting, every one checked fine by the approver.
+    fn poll_of(at_ms: u64, hashes: &[&str]) -> Update {
+        Update::Polled(Box::new(Poll {
+            at_ms,
+            data: Data {
+                approvals: Some(Approvals {
+                    waiting: hashes.iter().map(|h| waiting(h)).collect(),
+                }),
+                ..Data::default()
+            },
+            checks: Some(hashes.iter().map(|h| (h.to_string(), Ok(()))).collect()),
+            ..Poll::default()
+        }))
     }
 
     fn app_with_waiting(approver: Option<&str>) -> App {
         let mut app = App::new("http://127.0.0.1:7400", approver.map(str::to_owned));
-        app.apply(Update::Polled(Box::new(Poll {
-            at_ms: 2_000,
-            data: Data {
-                approvals: Some(Approvals {
-                    waiting: vec![waiting(&"11".repeat(32)), waiting(&"22".repeat(32))],
-                }),
-                ..Data::default()
-            },
-            ..Poll::default()
-        })));
+        app.apply(poll_of(2_000, &[&"11".repeat(32), &"22".repeat(32)]));
         app.on_key(key(KeyCode::Char('4')));
         assert_eq!(app.tab, Tab::Approvals);
         app
@@ -726,6 +799,8 @@ mod tests {
         assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
         let confirm = app.confirm.clone().unwrap();
         assert_eq!(confirm.request_hash, "22".repeat(32));
+        // The confirmation names what moves where, not only the key.
+        assert_eq!(confirm.transfers, ["→ 7 SOL to dest-22"]);
         // Other keys neither confirm nor move anything while asking.
         assert_eq!(app.on_key(key(KeyCode::Up)), None);
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), None);
@@ -735,12 +810,57 @@ mod tests {
             app.on_key(key(KeyCode::Char('y'))),
             Some(Action::Submit {
                 verdict: Verdict::Approve,
-                request_hash: [0x22; 32],
+                request_hash: "22".repeat(32),
                 request_id: "0123456789abcdef0123456789abcdef".into(),
             })
         );
         assert!(app.confirm.is_none());
         assert!(app.submitting.is_some());
+    }
+
+    #[test]
+    fn a_request_the_approver_could_not_check_is_neither_approved_nor_rejected() {
+        let mut app = app_with_waiting(Some("carol"));
+        let mut update = poll_of(3_000, &[&"11".repeat(32), &"22".repeat(32)]);
+        if let Update::Polled(poll) = &mut update {
+            let checks = poll.checks.as_mut().unwrap();
+            checks.insert("11".repeat(32), Err("the node lists hash 11… but".into()));
+            checks.remove(&"22".repeat(32));
+        }
+        app.apply(update);
+        for verdict in ['a', 'r'] {
+            assert_eq!(app.on_key(key(KeyCode::Char(verdict))), None);
+            assert!(app.confirm.is_none());
+            let msg = app.message.clone().unwrap();
+            assert!(msg.contains("the node lists hash"), "{msg}");
+        }
+        // Not checked yet (the next poll does): nothing either.
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
+        assert!(app.confirm.is_none());
+        assert!(app
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("checked on the next refresh"));
+    }
+
+    #[test]
+    fn the_selection_follows_its_request_when_the_queue_changes() {
+        let (a, b, c) = ("11".repeat(32), "22".repeat(32), "33".repeat(32));
+        let mut app = App::new("u", Some("carol".into()));
+        app.apply(poll_of(1_000, &[&a, &b, &c]));
+        app.on_key(key(KeyCode::Char('4')));
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.selected_waiting().unwrap().request_hash, b);
+        // A request before it was decided: the row moves, the selection stays on b.
+        app.apply(poll_of(2_000, &[&b, &c]));
+        assert_eq!(app.selected_waiting().unwrap().request_hash, b);
+        // b itself goes: the operator is told, not silently moved.
+        app.apply(poll_of(3_000, &[&c]));
+        assert_eq!(app.selected_waiting().unwrap().request_hash, c);
+        let msg = app.message.clone().unwrap();
+        assert!(msg.contains("no longer waiting"), "{msg}");
     }
 
     #[test]
@@ -760,16 +880,7 @@ mod tests {
     fn a_confirmation_is_dropped_when_the_request_stops_waiting() {
         let mut app = app_with_waiting(Some("carol"));
         app.on_key(key(KeyCode::Char('a')));
-        app.apply(Update::Polled(Box::new(Poll {
-            at_ms: 3_000,
-            data: Data {
-                approvals: Some(Approvals {
-                    waiting: vec![waiting(&"22".repeat(32))],
-                }),
-                ..Data::default()
-            },
-            ..Poll::default()
-        })));
+        app.apply(poll_of(3_000, &[&"22".repeat(32)]));
         assert!(app.confirm.is_none());
         assert_eq!(app.on_key(key(KeyCode::Char('y'))), None);
     }

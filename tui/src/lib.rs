@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keyrack_client::api::AuditPage;
+use keyrack_client::api::{Approvals, AuditPage, KeyView};
 use ratatui::crossterm::event::{self, Event};
 use zeroize::Zeroizing;
 
@@ -30,7 +30,7 @@ pub mod ui;
 pub use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use api::ApiClient;
-use app::{Action, App, Poll, Problem, Update};
+use app::{Action, App, Checks, Poll, Problem, Update};
 use approval::Approver;
 
 /// The default node API address (the node's `[api] listen`).
@@ -195,7 +195,7 @@ impl Worker {
                         request_hash,
                         request_id,
                     }) => {
-                        let result = self.submit(verdict, request_hash);
+                        let result = self.submit(verdict, &request_hash);
                         let update = Update::Submitted {
                             verdict,
                             request_id,
@@ -212,19 +212,65 @@ impl Worker {
         }
     }
 
+    /// Signs and posts `verdict` on the request listed with `request_hash`, after checking
+    /// the node's current listing of it against the request itself ([`Approver::check`]).
     fn submit(
         &self,
         verdict: approval::Verdict,
-        request_hash: [u8; 32],
+        request_hash: &str,
     ) -> Result<keyrack_client::api::Submitted, String> {
         let approver = self
             .approver
             .as_ref()
             .ok_or("no approver key (start with --approver-config client.toml)")?;
+        let waiting = self.client.approvals().map_err(|e| e.to_string())?.waiting;
+        let listed = waiting
+            .iter()
+            .find(|w| w.request_hash == request_hash)
+            .ok_or("the request is no longer waiting: nothing was sent")?;
+        let keys = self.client.keys(None).map_err(|e| e.to_string())?.keys;
+        let now = keyrack_client::now_ms();
+        let checked = approver
+            .check(listed, &keys, now)
+            .map_err(|e| format!("not signed: {e}"))?;
         let request = approver
-            .sign(verdict, request_hash, keyrack_client::now_ms())
+            .sign(verdict, &checked, now)
             .map_err(|e| format!("cannot sign the {}: {e}", verdict.as_str()))?;
         self.client.submit(&request).map_err(|e| e.to_string())
+    }
+
+    /// What [`Approver::check`] says of each waiting request (by hash), when there is an
+    /// approver; the node's full key list is read only when some request waits.
+    fn check_waiting(&self, approvals: &Approvals, keys: &mut Option<Vec<KeyView>>) -> Checks {
+        let Some(approver) = &self.approver else {
+            return Checks::new();
+        };
+        if approvals.waiting.is_empty() {
+            return Checks::new();
+        }
+        let keys = match keys {
+            Some(k) => k,
+            None => match self.client.keys(None) {
+                Ok(k) => keys.insert(k.keys),
+                Err(e) => {
+                    let why = format!("cannot read the node's key list: {e}");
+                    return approvals
+                        .waiting
+                        .iter()
+                        .map(|w| (w.request_hash.clone(), Err(why.clone())))
+                        .collect();
+                }
+            },
+        };
+        let now = keyrack_client::now_ms();
+        approvals
+            .waiting
+            .iter()
+            .map(|w| {
+                let checked = approver.check(w, keys, now).map(|_| ());
+                (w.request_hash.clone(), checked)
+            })
+            .collect()
     }
 
     /// One round over every route. A node that does not answer `/v1/status` is not asked
@@ -234,9 +280,6 @@ impl Worker {
         let mut poll = Poll::default();
         match self.client.status() {
             Ok(status) => {
-                if let Some(a) = &mut self.approver {
-                    a.set_cluster_id(&status.cluster_id);
-                }
                 poll.data.status = Some(status);
             }
             Err(e) => {
@@ -264,6 +307,14 @@ impl Worker {
         poll.data.sessions = c.sessions().map_err(&mut keep).ok();
         poll.data.pools = c.pools().map_err(&mut keep).ok();
         poll.data.approvals = c.approvals().map_err(&mut keep).ok();
+        if let Some(approvals) = &poll.data.approvals {
+            let mut all_keys = self
+                .search
+                .is_empty()
+                .then(|| poll.data.keys.as_ref().map(|k| k.keys.clone()))
+                .flatten();
+            poll.checks = Some(self.check_waiting(approvals, &mut all_keys));
+        }
         poll.data.policies = c.policies().map_err(&mut keep).ok();
         poll.audit = self.audit().map_err(&mut keep).ok();
         poll.problem = first;

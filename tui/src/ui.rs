@@ -316,12 +316,15 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect) {
         Verdict::Reject => ("REJECT", BAD),
     };
     let who = app.approver.as_deref().unwrap_or("?");
-    let lines = vec![
+    let mut lines = vec![
         Line::from(vec![
             Span::styled(format!("{verb} "), Style::new().fg(colour).bold()),
             Span::raw(format!("request {}", c.request_id)),
         ]),
         Line::from(c.summary.clone()),
+    ];
+    lines.extend(c.transfers.iter().map(|t| Line::from(t.clone()).bold()));
+    lines.extend([
         Line::from(format!("hash {}", c.request_hash)),
         Line::from(format!("signed as {who}, valid for 10 minutes")),
         Line::from(""),
@@ -331,8 +334,12 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled("n", Style::new().bold()),
             Span::raw(" / Esc cancel"),
         ]),
-    ];
-    let rect = centered(area, 76, 8);
+    ]);
+    // Wide enough for a transfer to a long address on one line; taller per wrapped line.
+    const WIDTH: u16 = 100;
+    let inner = usize::from(WIDTH - 2);
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let rect = centered(area, WIDTH, u16::try_from(rows + 2).unwrap_or(u16::MAX));
     frame.render_widget(Clear, rect);
     let p = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
         Block::bordered()

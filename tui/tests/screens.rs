@@ -37,8 +37,13 @@ fn full_poll() -> Poll {
         },
         audit: Some(fixture("audit")),
         problem: None,
+        // The approver's check of the one waiting request passed.
+        checks: Some([(WAITING_HASH.to_owned(), Ok(()))].into()),
     }
 }
+
+/// The hash of the request waiting in approvals.json.
+const WAITING_HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 fn app(approver: Option<&str>) -> App {
     let mut app = App::new(URL, approver.map(str::to_owned));
@@ -165,6 +170,29 @@ fn approve_confirmation_then_result() {
     let s = screen(&app, 120, 16);
     assert!(s.contains("approval of request 0123456789ab… published"));
     insta::assert_snapshot!("approve_published", s);
+}
+
+#[test]
+fn a_request_whose_listing_does_not_check_out_cannot_be_approved() {
+    let mut app = App::new(URL, Some("carol".into()));
+    let mut poll = full_poll();
+    poll.checks = Some(
+        [(
+            WAITING_HASH.to_owned(),
+            Err("the intent the node shows is not what the signed payload decodes to".into()),
+        )]
+        .into(),
+    );
+    app.apply(Update::Polled(Box::new(poll)));
+    press(&mut app, KeyCode::Char('4'));
+    assert_eq!(press(&mut app, KeyCode::Char('a')), None);
+    assert!(app.confirm.is_none());
+    let s = screen(&app, 120, 30);
+    assert!(
+        s.contains("cannot approve: the intent the node shows"),
+        "{s}"
+    );
+    insta::assert_snapshot!(s);
 }
 
 #[test]

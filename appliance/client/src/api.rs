@@ -13,7 +13,7 @@ pub const HEALTHZ: &str = "/healthz";
 /// Readiness: 200 with a [`Readiness`] when the node can take requests, else 503 with the
 /// same body naming what is missing (no token).
 pub const READYZ: &str = "/readyz";
-/// Prometheus text exposition (format 0.0.4).
+/// Metrics in the OpenMetrics 1.0 text format (Prometheus reads it).
 pub const METRICS: &str = "/metrics";
 /// [`NodeStatus`].
 pub const STATUS: &str = "/v1/status";
@@ -41,7 +41,8 @@ pub const AUDIT_VERIFY: &str = "/v1/audit/verify";
 /// The body of every error answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// A stable code: `unauthorized`, `bad_request`, `not_found`, `unavailable`, `internal`.
+    /// A stable code: `unauthorized`, `bad_request`, `forbidden`, `not_found`, `unavailable`,
+    /// `internal`.
     pub error: String,
     /// What was wrong, for a person.
     pub message: String,
@@ -202,6 +203,9 @@ pub struct KeyView {
     pub participants: Vec<String>,
     /// The public key (empty until READY).
     pub public_key: String,
+    /// The chain code child keys are derived with (hex; empty until READY).
+    #[serde(default)]
+    pub chain_code: String,
     /// When it was created.
     pub created_at_ms: u64,
     /// Why it failed (status `ERROR`).
@@ -242,7 +246,7 @@ pub struct LiveRequest {
     /// When this node took it.
     pub started_at_ms: u64,
     /// Where it is: `checking`, `deciding`, `waiting for approvals`, `handshake`,
-    /// `running`, `finishing`.
+    /// `running`; `pool refill` for the background sessions that fill presignature pools.
     pub phase: String,
     /// Its protocol sessions under way at this node.
     pub sessions: Vec<LiveSession>,
@@ -341,6 +345,11 @@ pub struct WaitingRequest {
     pub decision: serde_json::Value,
     /// The approvals this node holds for it.
     pub approvals: Vec<ApprovalView>,
+    /// The request as its initiator signed it (wire JSON), for an approver to check the
+    /// hash, the signature and the intent before signing; absent for a request a node
+    /// recorded before it kept them.
+    #[serde(default)]
+    pub request: Option<String>,
 }
 
 /// An approval a node holds.

@@ -709,6 +709,7 @@ impl SignedRequest {
             body,
             body_bytes: self.body.clone(),
             initiator: self.initiator.clone(),
+            signature: self.signature,
         })
     }
 
@@ -743,9 +744,22 @@ pub struct VerifiedRequest {
     pub body_bytes: Vec<u8>,
     /// The initiator who signed them.
     pub initiator: String,
+    /// The initiator's signature over them.
+    signature: Signature,
 }
 
 impl VerifiedRequest {
+    /// The wire form, as the initiator sent it (for whoever must check it again: an
+    /// approver shown the request, say).
+    pub fn to_json(&self) -> Vec<u8> {
+        SignedRequest {
+            initiator: self.initiator.clone(),
+            body: self.body_bytes.clone(),
+            signature: self.signature,
+        }
+        .to_json()
+    }
+
     /// The request hash ([`request_hash`] of the body bytes).
     pub fn hash(&self) -> [u8; 32] {
         request_hash(&self.body_bytes)

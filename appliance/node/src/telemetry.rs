@@ -84,6 +84,9 @@ pub struct Metrics {
     primes: Gauge,
     peers_live: Gauge,
     approvals_waiting: Gauge,
+    /// Held through [`Metrics::encode`]: it clears and refills the pool gauges, which two
+    /// scrapes at once would interleave.
+    encoding: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -103,6 +106,7 @@ impl Default for Metrics {
             primes: Gauge::default(),
             peers_live: Gauge::default(),
             approvals_waiting: Gauge::default(),
+            encoding: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
         registry.register(
@@ -245,6 +249,10 @@ impl Metrics {
     /// The exposition text (OpenMetrics, which Prometheus reads), with the levels given
     /// and the gauges of `live`.
     pub fn encode(&self, levels: &Levels, live: &Live) -> String {
+        let _one_at_a_time = self
+            .encoding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.presignatures.clear();
         for (key_id, scheme, signers, n) in &levels.presignatures {
             self.presignatures

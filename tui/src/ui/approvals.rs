@@ -88,7 +88,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_stateful_widget(table, list, &mut state);
     match app.selected_waiting() {
         Some(w) => {
-            let lines = detail_lines(w, now);
+            let mut lines = detail_lines(w, now);
+            if app.approver.is_some() {
+                lines.insert(1, check_line(app.checks.get(&w.request_hash)));
+            }
             let inner = detail.height.saturating_sub(2);
             let total = u16::try_from(lines.len()).unwrap_or(u16::MAX);
             let scroll = app.detail_scroll.min(total.saturating_sub(inner));
@@ -119,6 +122,19 @@ fn text(v: &Value, key: &str) -> String {
 
 fn heading(s: &str) -> Line<'static> {
     Line::from(Span::styled(s.to_owned(), Style::new().fg(ACCENT).bold()))
+}
+
+/// What the approver's own check of the request says (see `Approver::check`).
+fn check_line(check: Option<&Result<(), String>>) -> Line<'static> {
+    match check {
+        Some(Ok(())) => field(
+            "checked",
+            "the request verifies under your manifest; hash and intent match it",
+        )
+        .fg(OK),
+        Some(Err(why)) => field("checked", format!("cannot approve: {why}")).fg(BAD),
+        None => field("checked", "not yet (on the next refresh)").fg(WARN),
+    }
 }
 
 fn detail_lines(w: &WaitingRequest, now: u64) -> Vec<Line<'static>> {

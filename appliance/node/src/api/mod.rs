@@ -97,6 +97,18 @@ pub(crate) struct ApiState {
     pub nats_servers: Arc<Vec<String>>,
     /// The last HSM health check (status shows it; /v1/backend and /readyz refresh it).
     pub backend: Arc<Mutex<Option<api::BackendHealth>>>,
+    /// Held while the HSM is checked: one check at a time, however many callers.
+    pub checking: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ApiState {
+    /// Whether `headers` carry this node's token.
+    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|t| self.token.matches(t))
+    }
 }
 
 /// An error answer: status and [`ApiError`] JSON.
@@ -133,12 +145,10 @@ impl IntoResponse for Failure {
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    match presented {
-        Some(token) if state.token.matches(token) => next.run(request).await,
+    if state.authorized(request.headers()) {
+        return next.run(request).await;
+    }
+    match request.headers().get(header::AUTHORIZATION) {
         Some(_) => unauthorized("the bearer token is not this node's API token"),
         None => unauthorized(
             "this route needs `Authorization: Bearer <token>` (the node's api-token file)",
@@ -163,6 +173,7 @@ pub fn router(node: Arc<Node>, token: ApiToken, nats_servers: Vec<String>) -> ax
         token,
         nats_servers: Arc::new(nats_servers),
         backend: Arc::default(),
+        checking: Arc::default(),
     };
     let guarded =
         routes::guarded().route_layer(middleware::from_fn_with_state(state.clone(), require_token));

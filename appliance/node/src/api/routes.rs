@@ -38,11 +38,21 @@ pub(super) fn guarded() -> Router<ApiState> {
         .route(api::KEYS, get(keys))
         .route(api::SESSIONS, get(sessions))
         .route(api::POOLS, get(pools))
-        .route(api::APPROVALS, get(approvals).post(submit))
+        .route(
+            api::APPROVALS,
+            get(approvals)
+                .post(submit)
+                // A signed approval is well under 2 KiB; the wrapper and JSON escaping add
+                // little. Bigger bodies are refused before they are read (413).
+                .layer(axum::extract::DefaultBodyLimit::max(SUBMIT_MAX_BYTES)),
+        )
         .route(api::POLICIES, get(policies))
         .route(api::AUDIT, get(audit))
         .route(api::AUDIT_VERIFY, get(audit_verify))
 }
+
+/// The largest `POST /v1/approvals` body taken.
+const SUBMIT_MAX_BYTES: usize = 16 * 1024;
 
 fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -62,8 +72,25 @@ where
         .map_err(|e| Failure::internal(format!("store: {e}")))
 }
 
-/// Checks the HSM backend (one round trip, on a blocking thread) and keeps the result.
-async fn check_backend(state: &ApiState) -> Result<api::BackendHealth, Failure> {
+/// How old a kept HSM check `/readyz` answers with may be: probes polling it do not each
+/// cost an HSM round trip (the signing path shares the HSM session).
+const READY_HSM_MAX_AGE_MS: u64 = 5_000;
+
+/// Checks the HSM backend (one round trip, on a blocking thread; one check at a time) and
+/// keeps the result; a check younger than `max_age_ms` (finished while this one waited,
+/// say) is answered instead.
+async fn check_backend(state: &ApiState, max_age_ms: u64) -> Result<api::BackendHealth, Failure> {
+    let _one_at_a_time = state.checking.lock().await;
+    let kept = state
+        .backend
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(b) =
+        kept.filter(|b| keyrack_client::now_ms().saturating_sub(b.checked_at_ms) < max_age_ms)
+    {
+        return Ok(b);
+    }
     let sealer = state.node.sealer.clone();
     let (health, took) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -96,7 +123,7 @@ async fn last_backend(state: &ApiState) -> Result<api::BackendHealth, Failure> {
         .clone();
     match cached {
         Some(b) => Ok(b),
-        None => check_backend(state).await,
+        None => check_backend(state, 0).await,
     }
 }
 
@@ -110,7 +137,9 @@ fn nats_state(state: &ApiState) -> String {
     .to_owned()
 }
 
-async fn readyz(State(state): State<ApiState>) -> Response {
+/// Readiness. Without the token it names each check and whether it passed, not what was
+/// found (key labels, paths, error text are for the operator).
+async fn readyz(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
     let nats = nats_state(&state);
     let mut checks = vec![Check {
         name: "nats".into(),
@@ -126,7 +155,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             Err(Failure(_, e)) => e.message.clone(),
         },
     });
-    let hsm = check_backend(&state).await;
+    let hsm = check_backend(&state, READY_HSM_MAX_AGE_MS).await;
     checks.push(match hsm {
         Ok(h) => Check {
             name: "hsm".into(),
@@ -149,6 +178,16 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         },
     });
     let ready = checks.iter().all(|c| c.ok);
+    if !state.authorized(&headers) {
+        for c in &mut checks {
+            c.detail = if c.ok {
+                "ok"
+            } else {
+                "failing (details with the API token)"
+            }
+            .into();
+        }
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -322,7 +361,7 @@ async fn peers(State(state): State<ApiState>) -> Answer<api::Peers> {
 }
 
 async fn backend(State(state): State<ApiState>) -> Answer<api::BackendHealth> {
-    check_backend(&state).await.map(Json)
+    check_backend(&state, 0).await.map(Json)
 }
 
 #[derive(Deserialize)]
@@ -361,6 +400,7 @@ fn key_view(state: &ApiState, k: KeyRecord) -> api::KeyView {
         threshold: k.threshold,
         participants: k.participants,
         public_key: hex::encode(public_key),
+        chain_code: k.chain_code.as_ref().map(hex::encode).unwrap_or_default(),
         created_at_ms: ms(k.created_at),
         error: k.error,
         addresses,
@@ -469,6 +509,7 @@ async fn approvals(State(state): State<ApiState>) -> Answer<api::Approvals> {
                 expires_at_ms: p.expires_at_ms,
                 intent: summary["intent"].clone(),
                 decision: summary["decision"].clone(),
+                request: summary["request"].as_str().map(str::to_owned),
                 approvals: approvals
                     .into_iter()
                     .map(|a| api::ApprovalView {

@@ -378,7 +378,7 @@ pub(crate) struct ClientConfig {
 /// console's approver: `keyrack tui --approver-config`).
 pub(super) struct Loaded {
     pub(super) config: ClientConfig,
-    manifest: VerifiedManifest,
+    pub(super) manifest: VerifiedManifest,
     pub(super) key: InitiatorKey,
 }
 

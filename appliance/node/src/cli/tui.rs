@@ -43,8 +43,17 @@ pub struct TuiArgs {
     /// A client configuration (client.toml, as `keyrack client` uses) whose initiator
     /// approves and rejects from the console (keys a and r on the Approvals tab). Without
     /// it the console only shows.
+    ///
+    /// Before signing, the console checks each waiting request against what its
+    /// initiator signed: the signature under this client's own manifest, the hash, and the
+    /// payload decoded here with the chain plugins; a request that does not match is
+    /// neither approved nor rejected.
     #[arg(long, value_name = "FILE")]
     approver_config: Option<PathBuf>,
+    /// The Bitcoin network the nodes show addresses for (their [cluster] bitcoin_network),
+    /// to decode payloads as they do [default: the node's, with --node; else bitcoin].
+    #[arg(long, value_name = "NETWORK")]
+    bitcoin_network: Option<String>,
     /// Milliseconds between polls of the node (100 to 60000).
     #[arg(
         long,
@@ -56,12 +65,17 @@ pub struct TuiArgs {
 }
 
 pub(super) fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
-    let (url, token_file) = endpoint(&args)?;
+    let (url, token_file, node_network) = endpoint(&args)?;
     let token = read_token(&token_file)?;
+    let network = args
+        .bitcoin_network
+        .clone()
+        .or(node_network)
+        .unwrap_or_else(|| "bitcoin".to_owned());
     let approver = args
         .approver_config
         .as_deref()
-        .map(load_approver)
+        .map(|path| load_approver(path, &network))
         .transpose()?;
     keyrack_tui::run(keyrack_tui::Options {
         url,
@@ -72,12 +86,19 @@ pub(super) fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The API URL and token file, from the flags and (with --node) the node's config.
-fn endpoint(args: &TuiArgs) -> anyhow::Result<(String, PathBuf)> {
+/// The API URL and token file, from the flags and (with --node) the node's config; and
+/// the node's Bitcoin network (with --node).
+fn endpoint(args: &TuiArgs) -> anyhow::Result<(String, PathBuf, Option<String>)> {
+    let mut network = None;
     let from_node = match &args.node {
         Some(dir) => {
             let loaded = LoadedConfig::load(&dir.join(CONFIG_FILE))
                 .with_context(|| format!("--node {}", dir.display()))?;
+            network = loaded
+                .config
+                .cluster
+                .as_ref()
+                .map(|c| c.bitcoin_network.clone());
             let api = &loaded.config.api;
             Some((url_of_listen(&api.listen), loaded.resolve(&api.token_file)))
         }
@@ -99,7 +120,7 @@ fn endpoint(args: &TuiArgs) -> anyhow::Result<(String, PathBuf)> {
              (the node's directory, whose keyrack.toml names it)"
         ),
     };
-    Ok((url, token_file))
+    Ok((url, token_file, network))
 }
 
 /// The URL to reach an `[api] listen` address: a wildcard address is reached on loopback.
@@ -128,12 +149,14 @@ fn read_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     Ok(token)
 }
 
-/// The approver: client.toml's initiator and its key (the file read as `keyrack client`
-/// reads it), for client.toml's cluster (the console switches to the node's own cluster id
-/// once it answers).
-fn load_approver(path: &Path) -> anyhow::Result<Approver> {
+/// The approver: client.toml's initiator, its key and its manifest (the file read as
+/// `keyrack client` reads it), with the chain plugins for `bitcoin_network` to decode
+/// payloads.
+fn load_approver(path: &Path, bitcoin_network: &str) -> anyhow::Result<Approver> {
     let loaded = super::client::Loaded::load(path)?;
-    Ok(Approver::new(loaded.key, &loaded.config.cluster))
+    let decoder = crate::chains::intent_decoder(bitcoin_network)
+        .with_context(|| format!("--bitcoin-network {bitcoin_network}"))?;
+    Ok(Approver::new(loaded.key, loaded.manifest, decoder))
 }
 
 #[cfg(test)]

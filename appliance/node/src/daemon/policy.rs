@@ -687,6 +687,8 @@ async fn announce_pending(
         "chain": request.body.chain,
         "intent": facts.intent,
         "decision": decision,
+        // For approvers to check what they sign (see keyrack_client::api::WaitingRequest).
+        "request": String::from_utf8_lossy(&request.to_json()),
     })
     .to_string();
     let (store, id, hash, expires) = (

@@ -5,7 +5,7 @@
 
 use keyrack_client::api;
 use keyrack_tui::api::ApiClient;
-use keyrack_tui::approval::{Approver, Verdict};
+use keyrack_tui::approval::{Approver, Checked, Decoder, Verdict};
 
 use super::super::cluster::CLUSTER;
 use super::*;
@@ -79,6 +79,17 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
         })
 }
 
+/// The console's decoder, for the harness's Bitcoin network (regtest).
+fn decoder() -> Decoder {
+    keyrack_node::chains::intent_decoder("regtest").unwrap()
+}
+
+/// `who` as the console's approver: their key, the cluster's manifest, the decoder.
+fn approver(cluster: &Cluster, who: &str) -> Approver {
+    let key = keyrack_client::request::InitiatorKey::load(who, &cluster.key_path(who)).unwrap();
+    Approver::new(key, cluster.manifest().clone(), decoder())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softhsm_the_http_api_needs_its_token_and_answers_every_route_in_its_json() {
     let cluster = Cluster::start(3);
@@ -102,6 +113,7 @@ async fn softhsm_the_http_api_needs_its_token_and_answers_every_route_in_its_jso
     let (health, ready, unauthenticated, wrong, missing) = blocking(move || {
         let health = get(&format!("{u}{}", api::HEALTHZ), None);
         let ready = get(&format!("{u}{}", api::READYZ), None);
+        let ready_detailed = get(&format!("{u}{}", api::READYZ), Some(&t));
         let unauthenticated: Vec<(u16, String)> = GUARDED
             .iter()
             .map(|r| get(&format!("{u}{r}"), None))
@@ -111,15 +123,35 @@ async fn softhsm_the_http_api_needs_its_token_and_answers_every_route_in_its_jso
             .map(|r| get(&format!("{u}{r}"), Some(&"0".repeat(64))))
             .collect();
         let missing = get(&format!("{u}/v1/nothing-here"), Some(&t));
-        (health, ready, unauthenticated, wrong, missing)
+        (
+            health,
+            (ready, ready_detailed),
+            unauthenticated,
+            wrong,
+            missing,
+        )
     })
     .await;
+    let (ready, ready_detailed) = ready;
     assert_eq!(health, (200, "ok\n".to_owned()));
     assert_eq!(ready.0, 200, "{}", ready.1);
     let readiness: api::Readiness = serde_json::from_str(&ready.1).unwrap();
     assert!(readiness.ready);
     let names: Vec<&str> = readiness.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["nats", "store", "hsm", "policy"]);
+    // Without the token the checks say only whether they passed; with it, what was found
+    // (the HSM backend and its key, the bundle version).
+    assert!(
+        readiness.checks.iter().all(|c| c.detail == "ok"),
+        "{readiness:?}"
+    );
+    let detailed: api::Readiness = serde_json::from_str(&ready_detailed.1).unwrap();
+    let hsm = &detailed.checks[2];
+    assert!(hsm.ok && hsm.detail.starts_with("pkcs11 "), "{hsm:?}");
+    assert!(
+        detailed.checks[3].detail.contains("bundle version"),
+        "{detailed:?}"
+    );
     // Without the token, or with another, every other route is refused (and says why).
     for (route, (status, body)) in GUARDED.iter().zip(unauthenticated.iter().chain(&wrong)) {
         assert_eq!(*status, 401, "{route}: {body}");
@@ -378,6 +410,25 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         hash, submitted_hash,
         "the hash the API shows is the request's"
     );
+    // An approver checks the listing against the signed request it carries: the signature
+    // under their own manifest, the hash, and the payload decoded on their side to the very
+    // intent the node shows (the console's decoder and the node's agree).
+    let r = reader.clone();
+    let keys = blocking(move || r.keys(None).unwrap()).await.keys;
+    let checker = approver(&cluster, "bob");
+    let checked = checker
+        .check(&waiting, &keys, keyrack_client::now_ms())
+        .expect("the listing matches the signed request");
+    assert_eq!(checked.request_hash, submitted_hash);
+    let mut lying = waiting.clone();
+    lying.intent["transfers"][0]["amount"] = serde_json::json!(1);
+    let refused = checker
+        .check(&lying, &keys, keyrack_client::now_ms())
+        .unwrap_err();
+    assert!(
+        refused.contains("not what the signed payload decodes to"),
+        "{refused}"
+    );
     // Its sessions view shows it in flight, waiting.
     let r = reader.clone();
     let sessions = blocking(move || r.sessions().unwrap()).await;
@@ -397,8 +448,12 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
 
     // Bad submissions are refused with the reason, and publish nothing.
     let stranger = keyrack_client::request::InitiatorKey::generate("mallory").unwrap();
-    let forged = Approver::new(stranger, CLUSTER)
-        .sign(Verdict::Approve, hash, keyrack_client::now_ms())
+    let forged = Approver::new(stranger, cluster.manifest().clone(), decoder())
+        .sign(
+            Verdict::Approve,
+            &Checked { request_hash: hash },
+            keyrack_client::now_ms(),
+        )
         .unwrap();
     let not_approval = {
         let b = tom.new_request(keyrack_client::request::RequestKind::Status, "hot-1", WAIT);
@@ -416,11 +471,16 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
             post(&to, &t, &serde_json::to_string(&not_approval).unwrap()),
             post(&to, &t, "{\"signed_request\": \"not json\"}"),
             post(&to, &t, "[]"),
+            post(
+                &to,
+                &t,
+                &format!("{{\"signed_request\": \"{}\"}}", "a".repeat(17 * 1024)),
+            ),
         ]
     })
     .await;
     let codes: Vec<u16> = refused.iter().map(|(c, _)| *c).collect();
-    assert_eq!(codes, [403, 400, 400, 400], "{refused:?}");
+    assert_eq!(codes, [403, 400, 400, 400, 413], "{refused:?}");
     assert!(
         refused[0].1.contains("unknown initiator") || refused[0].1.contains("mallory"),
         "{}",
@@ -430,9 +490,8 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     // Bob and carol approve through node1's API, the console's way: every node records
     // both and the request is signed.
     for who in ["bob", "carol"] {
-        let key = keyrack_client::request::InitiatorKey::load(who, &cluster.key_path(who)).unwrap();
-        let approval = Approver::new(key, CLUSTER)
-            .sign(Verdict::Approve, hash, keyrack_client::now_ms())
+        let approval = approver(&cluster, who)
+            .sign(Verdict::Approve, &checked, keyrack_client::now_ms())
             .unwrap();
         let poster = ApiClient::new(&url, token.clone());
         let submitted = blocking(move || poster.submit(&approval))
@@ -486,19 +545,14 @@ async fn softhsm_approving_from_the_console_lets_a_waiting_over_limit_transfer_b
 
     // Carol, at node2's console: the console's own worker and state, driven by keys.
     let (url, token) = cluster.api(2);
-    let carol =
-        keyrack_client::request::InitiatorKey::load("carol", &cluster.key_path("carol")).unwrap();
+    let carol = approver(&cluster, "carol");
     let expected = request_id.clone();
     let submitted = blocking(move || {
         use keyrack_tui::app::{Action, App, Update};
         use keyrack_tui::{KeyCode, KeyEvent, KeyModifiers};
         let (updates_tx, updates) = std::sync::mpsc::channel();
         let (actions, actions_rx) = std::sync::mpsc::channel();
-        let worker = keyrack_tui::Worker::new(
-            ApiClient::new(&url, token),
-            Some(Approver::new(carol, CLUSTER)),
-            updates_tx,
-        );
+        let worker = keyrack_tui::Worker::new(ApiClient::new(&url, token), Some(carol), updates_tx);
         let thread =
             std::thread::spawn(move || worker.run(Duration::from_millis(200), &actions_rx));
         let mut app = App::new(&url, Some("carol".into()));
