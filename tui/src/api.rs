@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 /// How long one request may take, connecting included. The node is on localhost: a slow
 /// answer means it is stuck, and the console must stay responsive.
 pub const TIMEOUT: Duration = Duration::from_millis(2500);
+/// How long an audit log verification may take (the node checks every entry).
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a call to the node's API failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +159,16 @@ impl ApiClient {
 
     /// `/v1/audit/verify`: the node checks its whole audit log.
     pub fn audit_verify(&self) -> Result<AuditVerification, ApiError> {
-        self.get(api::AUDIT_VERIFY, "")
+        // The node reads and checks the whole log: far longer than a poll may take.
+        let response = self
+            .agent
+            .get(format!("{}{}", self.base_url, api::AUDIT_VERIFY))
+            .config()
+            .timeout_global(Some(VERIFY_TIMEOUT))
+            .build()
+            .header("Authorization", self.bearer().as_str())
+            .call();
+        self.answer(api::AUDIT_VERIFY, response, &[200])
     }
 
     /// POST `/v1/approvals`: a signed approve or reject request, published for every node.

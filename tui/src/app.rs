@@ -400,6 +400,12 @@ impl App {
         self.polled_ms = Some(poll.at_ms);
         let mut any = self.data.update(poll.data);
         if let Some(page) = poll.audit {
+            // A log shorter than what was shown: the node started over (new store); its
+            // entries replace the old ones.
+            if self.audit.last().is_some_and(|e| e.seq > page.head_seq) {
+                self.audit.clear();
+                self.audit_selected = None;
+            }
             self.audit_head = page.head_seq;
             let last = self.audit.last().map(|e| e.seq).unwrap_or(0);
             self.audit
@@ -967,5 +973,38 @@ mod tests {
             app.on_key(key(KeyCode::Char('v'))),
             Some(Action::VerifyAudit)
         );
+    }
+
+    #[test]
+    fn a_node_whose_audit_log_started_over_shows_its_new_entries() {
+        let entry = |seq: u64, kind: &str| keyrack_client::api::AuditEntryView {
+            seq,
+            at_ms: seq,
+            kind: kind.into(),
+            request_id: None,
+            entry: json!({}),
+            hash: String::new(),
+        };
+        let page = |entries: Vec<keyrack_client::api::AuditEntryView>| {
+            Update::Polled(Box::new(Poll {
+                at_ms: 1,
+                audit: Some(AuditPage {
+                    head_seq: entries.last().map_or(0, |e| e.seq),
+                    entries,
+                    next: None,
+                }),
+                ..Poll::default()
+            }))
+        };
+        let mut app = App::new("u", None);
+        app.apply(page((1..=5).map(|i| entry(i, "old")).collect()));
+        assert_eq!(app.audit.len(), 5);
+        // The node's store was replaced: its log is at 2 now.
+        app.apply(page(vec![entry(1, "new"), entry(2, "new")]));
+        let kinds: Vec<&str> = app.audit.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["new", "new"]);
+        // And it goes on from there.
+        app.apply(page(vec![entry(3, "new")]));
+        assert_eq!(app.audit.len(), 3);
     }
 }

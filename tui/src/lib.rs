@@ -80,7 +80,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let (updates_tx, updates_rx) = mpsc::channel();
     let refresh = options.refresh.max(Duration::from_millis(100));
     let approver = options.approver;
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("keyrack-tui-worker".into())
         .spawn(move || Worker::new(client, approver, updates_tx).run(refresh, &actions_rx))
         .context("cannot start the console's worker thread")?;
@@ -90,6 +90,17 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let result = event_loop(&mut terminal, &mut app, &actions_tx, &updates_rx);
     ratatui::try_restore().context("cannot restore the terminal")?;
+    // The worker owns the approver's key: let it finish (its current call is bounded by the
+    // API timeout) so that the key is dropped, and wiped, before the process exits.
+    let _ = actions_tx.send(Action::Quit);
+    drop(actions_tx);
+    let deadline = Instant::now() + api::TIMEOUT + Duration::from_millis(500);
+    while !worker.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if worker.is_finished() {
+        let _ = worker.join();
+    }
     result
 }
 

@@ -22,6 +22,14 @@ struct Seen {
 
 /// Serves `answers` (status, body) one per connection, in order; reports each request.
 fn serve(answers: Vec<(u16, &'static str)>) -> (String, mpsc::Receiver<Seen>) {
+    serve_gated(answers, None)
+}
+
+/// [`serve`], answering each request only once `gate` gives the word (if given).
+fn serve_gated(
+    answers: Vec<(u16, &'static str)>,
+    gate: Option<mpsc::Receiver<()>>,
+) -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -54,6 +62,11 @@ fn serve(answers: Vec<(u16, &'static str)>) -> (String, mpsc::Receiver<Seen>) {
                 body: String::from_utf8(buf).unwrap(),
             })
             .unwrap();
+            if let Some(gate) = &gate {
+                if gate.recv().is_err() {
+                    return; // the test is done with this server
+                }
+            }
             let mut stream = stream;
             write!(
                 stream,
@@ -159,4 +172,32 @@ fn submit_posts_the_signed_request_and_reads_202() {
     assert_eq!(s.authorization.as_deref(), Some("Bearer tok-123"));
     let sent: SubmitRequest = serde_json::from_str(&s.body).unwrap();
     assert_eq!(sent, request);
+}
+
+#[test]
+fn an_audit_verification_may_take_longer_than_a_poll() {
+    let body = r#"{"ok":true,"entries":3,"head_hash":"ab","broken_at":null,"reason":null}"#;
+    let (go, gate) = mpsc::channel();
+    let (url, _seen) = serve_gated(vec![(200, body), (200, body)], Some(gate));
+    let verifying = {
+        let url = url.clone();
+        thread::spawn(move || client(&url).audit_verify())
+    };
+    // Past the timeout every other route has, the verification still waits for its answer.
+    thread::sleep(keyrack_tui::api::TIMEOUT + std::time::Duration::from_millis(500));
+    assert!(!verifying.is_finished(), "gave up at the poll timeout");
+    go.send(()).unwrap();
+    let verified = verifying
+        .join()
+        .unwrap()
+        .expect("the verification's answer");
+    assert!(verified.ok);
+    // An ordinary route does give up then.
+    let polling = thread::spawn(move || client(&url).status());
+    thread::sleep(keyrack_tui::api::TIMEOUT + std::time::Duration::from_millis(500));
+    assert!(polling.is_finished(), "a poll route waits past its timeout");
+    assert!(matches!(
+        polling.join().unwrap(),
+        Err(ApiError::Unreachable { .. })
+    ));
 }

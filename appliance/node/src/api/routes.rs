@@ -408,13 +408,17 @@ fn key_view(state: &ApiState, k: KeyRecord) -> api::KeyView {
 }
 
 async fn keys(State(state): State<ApiState>, Query(q): Query<KeysQuery>) -> Answer<api::Keys> {
-    let records = with_store(&state, |s| s.keys()).await?;
     let search = q.search.unwrap_or_default().to_lowercase();
-    let keys = records
-        .into_iter()
-        .filter(|k| search.is_empty() || k.key_id.to_lowercase().contains(&search))
-        .map(|k| key_view(&state, k))
-        .collect();
+    // Addresses are derived per key and chain: CPU work, kept off the runtime's threads.
+    let st = state.clone();
+    let keys = with_store(&state, move |s| {
+        Ok(s.keys()?
+            .into_iter()
+            .filter(|k| search.is_empty() || k.key_id.to_lowercase().contains(&search))
+            .map(|k| key_view(&st, k))
+            .collect())
+    })
+    .await?;
     Ok(Json(api::Keys { keys }))
 }
 
@@ -580,12 +584,16 @@ async fn submit(
 }
 
 async fn policies(State(state): State<ApiState>) -> Answer<api::Policies> {
-    let (active, history) =
-        with_store(&state, |s| Ok((s.active_bundle()?, s.bundle_history()?))).await?;
-    Ok(Json(api::Policies {
-        active: active.map(|b| bundle_info(&b, None)),
-        history: history.iter().map(|b| bundle_info(b, None)).collect(),
-    }))
+    // Each bundle's TOML is parsed: kept off the runtime's threads.
+    let policies = with_store(&state, |s| {
+        let (active, history) = (s.active_bundle()?, s.bundle_history()?);
+        Ok(api::Policies {
+            active: active.map(|b| bundle_info(&b, None)),
+            history: history.iter().map(|b| bundle_info(b, None)).collect(),
+        })
+    })
+    .await?;
+    Ok(Json(policies))
 }
 
 #[derive(Deserialize)]

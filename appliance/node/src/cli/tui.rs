@@ -112,6 +112,14 @@ fn endpoint(args: &TuiArgs) -> anyhow::Result<(String, PathBuf, Option<String>)>
     if !url.starts_with("http://") {
         bail!("--url {url}: the node's API is plain http:// on localhost (no TLS)");
     }
+    if args.url.is_some() && !is_loopback(&url) {
+        bail!(
+            "--url {url}: the console sends the API token and signed approvals unencrypted, so \
+             it talks to a node on this machine only (127.0.0.1, [::1] or localhost); for \
+             another appliance's node, run the console there or tunnel: ssh -L \
+             7400:127.0.0.1:7400 APPLIANCE, then --url http://127.0.0.1:7400"
+        );
+    }
     let token_file = match (&args.token_file, from_node) {
         (Some(path), _) => path.clone(),
         (None, Some((_, path))) => path,
@@ -121,6 +129,20 @@ fn endpoint(args: &TuiArgs) -> anyhow::Result<(String, PathBuf, Option<String>)>
         ),
     };
     Ok((url, token_file, network))
+}
+
+/// Whether `url` (http://HOST[:PORT][/…]) names this machine's loopback.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The URL to reach an `[api] listen` address: a wildcard address is reached on loopback.
@@ -162,6 +184,28 @@ fn load_approver(path: &Path, bitcoin_network: &str) -> anyhow::Result<Approver>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_urls_count_as_this_machine() {
+        for url in [
+            "http://127.0.0.1:7400",
+            "http://127.0.0.2:7400/",
+            "http://localhost:7401",
+            "http://[::1]:7400",
+            "http://LOCALHOST",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:7400",
+            "http://node1.example:7400",
+            "http://[2001:db8::1]:7400",
+            "http://127.0.0.1.evil.example:7400",
+            "http://localhost.example:7400",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 
     #[test]
     fn wildcard_listen_addresses_are_reached_on_loopback() {
