@@ -445,10 +445,14 @@ impl App {
             Some(Ok(i)) => self.approval_selected = i,
             Some(Err(gone)) => {
                 self.detail_scroll = 0;
-                self.message = Some(format!(
-                    "request {} is no longer waiting; the selection moved",
-                    crate::fmt::short(&gone, 12)
-                ));
+                // Said only when another request takes the selection: an emptied queue
+                // keeps the last message (an approval's result, say).
+                if !self.waiting().is_empty() {
+                    self.message = Some(format!(
+                        "request {} is no longer waiting; the selection moved to another",
+                        crate::fmt::short(&gone, 12)
+                    ));
+                }
             }
             None => {}
         }
@@ -867,6 +871,14 @@ mod tests {
         assert_eq!(app.selected_waiting().unwrap().request_hash, c);
         let msg = app.message.clone().unwrap();
         assert!(msg.contains("no longer waiting"), "{msg}");
+        // c goes too: nothing is selected, and the last message stays.
+        app.message = Some("approval of request 33… published".into());
+        app.apply(poll_of(4_000, &[]));
+        assert!(app.selected_waiting().is_none());
+        assert_eq!(
+            app.message.as_deref(),
+            Some("approval of request 33… published")
+        );
     }
 
     #[test]
