@@ -372,6 +372,12 @@ pub(super) async fn start(
     say!("ok (pid {})", procs.nats.as_ref().map_or(0, Started::pid));
 
     let exe = std::env::current_exe().context("cannot find the keyrack executable")?;
+    // One after another: the nodes share one SoftHSM token directory, and SoftHSM's file
+    // store is not safe against processes opening its tokens at once (seen once: a node
+    // aborted in C_Initialize, SlotManager::insertToken assertion). Each node is past its
+    // HSM (identity unsealed) when it says it runs.
+    progress(&format!("starting {n} nodes"));
+    say!();
     for i in 0..n {
         let id = node_id(i);
         let mut node = Command::new(&exe);
@@ -385,24 +391,18 @@ pub(super) async fn start(
         procs
             .nodes
             .push(Started::spawn(&id, node, layout.log(&id))?);
+        // What `keyrack node` prints once it has unsealed its identity and connected.
+        let running = format!("node {id} running in cluster");
+        let index = usize::from(i);
+        wait_until(procs, NODE_START, &format!("{id} did not start"), |p| {
+            p.read_logs()
+                .iter()
+                .any(|(j, line)| *j == index && line.contains(&running))
+        })
+        .await?;
+        let node = &procs.nodes[index];
+        say!("  {} up (pid {})", node.name, node.pid());
     }
-    progress(&format!("starting {n} nodes"));
-    say!();
-    // What `keyrack node` prints once it has unsealed its identity and connected.
-    let running: Vec<String> = (0..n)
-        .map(|i| format!("node {} running in cluster", node_id(i)))
-        .collect();
-    let mut up = vec![false; usize::from(n)];
-    wait_until(procs, NODE_START, "not every node started", |p| {
-        for (i, line) in p.read_logs() {
-            if !up[i] && line.contains(&running[i]) {
-                up[i] = true;
-                say!("  {} up (pid {})", p.nodes[i].name, p.nodes[i].pid());
-            }
-        }
-        up.iter().all(|u| *u)
-    })
-    .await?;
 
     progress("waiting for the cluster to answer");
     let url = format!("nats://127.0.0.1:{port}");
