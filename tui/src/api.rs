@@ -101,12 +101,7 @@ impl ApiClient {
     /// `/readyz`: the readiness, whether the node is ready (200) or not (503); with the
     /// token, so that the checks' details come too.
     pub fn readyz(&self) -> Result<Readiness, ApiError> {
-        let response = self
-            .agent
-            .get(format!("{}{}", self.base_url, api::READYZ))
-            .header("Authorization", self.bearer().as_str())
-            .call();
-        self.answer(api::READYZ, response, &[200, 503])
+        self.get_as(api::READYZ, "", &[200, 503], TIMEOUT)
     }
 
     /// `/v1/status`.
@@ -160,15 +155,7 @@ impl ApiClient {
     /// `/v1/audit/verify`: the node checks its whole audit log.
     pub fn audit_verify(&self) -> Result<AuditVerification, ApiError> {
         // The node reads and checks the whole log: far longer than a poll may take.
-        let response = self
-            .agent
-            .get(format!("{}{}", self.base_url, api::AUDIT_VERIFY))
-            .config()
-            .timeout_global(Some(VERIFY_TIMEOUT))
-            .build()
-            .header("Authorization", self.bearer().as_str())
-            .call();
-        self.answer(api::AUDIT_VERIFY, response, &[200])
+        self.get_as(api::AUDIT_VERIFY, "", &[200], VERIFY_TIMEOUT)
     }
 
     /// POST `/v1/approvals`: a signed approve or reject request, published for every node.
@@ -192,12 +179,26 @@ impl ApiClient {
     }
 
     fn get<T: DeserializeOwned>(&self, route: &str, query: &str) -> Result<T, ApiError> {
+        self.get_as(route, query, &[200], TIMEOUT)
+    }
+
+    /// GET with the token, read as `T` from any of the `ok` statuses, within `timeout`.
+    fn get_as<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        query: &str,
+        ok: &[u16],
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
         let response = self
             .agent
             .get(format!("{}{route}{query}", self.base_url))
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .header("Authorization", self.bearer().as_str())
             .call();
-        self.answer(route, response, &[200])
+        self.answer(route, response, ok)
     }
 
     fn answer<T: DeserializeOwned>(

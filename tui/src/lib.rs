@@ -251,18 +251,23 @@ impl Worker {
     }
 
     /// What [`Approver::check`] says of each waiting request (by hash), when there is an
-    /// approver; the node's full key list is read only when some request waits.
-    fn check_waiting(&self, approvals: &Approvals, keys: &mut Option<Vec<KeyView>>) -> Checks {
+    /// approver. `keys` is the node's full key list if the poll read it (no search); else it
+    /// is read here, only when some request waits.
+    fn check_waiting(&self, approvals: &Approvals, keys: Option<&[KeyView]>) -> Checks {
         let Some(approver) = &self.approver else {
             return Checks::new();
         };
         if approvals.waiting.is_empty() {
             return Checks::new();
         }
+        let fetched;
         let keys = match keys {
             Some(k) => k,
             None => match self.client.keys(None) {
-                Ok(k) => keys.insert(k.keys),
+                Ok(k) => {
+                    fetched = k.keys;
+                    &fetched
+                }
                 Err(e) => {
                     let why = format!("cannot read the node's key list: {e}");
                     return approvals
@@ -319,12 +324,13 @@ impl Worker {
         poll.data.pools = c.pools().map_err(&mut keep).ok();
         poll.data.approvals = c.approvals().map_err(&mut keep).ok();
         if let Some(approvals) = &poll.data.approvals {
-            let mut all_keys = self
+            let all_keys = self
                 .search
                 .is_empty()
-                .then(|| poll.data.keys.as_ref().map(|k| k.keys.clone()))
-                .flatten();
-            poll.checks = Some(self.check_waiting(approvals, &mut all_keys));
+                .then_some(poll.data.keys.as_ref())
+                .flatten()
+                .map(|k| k.keys.as_slice());
+            poll.checks = Some(self.check_waiting(approvals, all_keys));
         }
         poll.data.policies = c.policies().map_err(&mut keep).ok();
         poll.audit = self.audit().map_err(&mut keep).ok();

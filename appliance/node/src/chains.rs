@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use keyrack_client::api::KeyView;
 use keyrack_client::request::{PayloadKind, VerifiedRequest};
-use keyrack_plugin::{ChainError, PayloadFormat, Registry, SignerKey};
+use keyrack_plugin::{
+    ChainError, ChainPlugin, Decoded, PayloadFormat, Registry, SchemePlugin, SignerKey,
+};
 
 /// Registers the EVM, Bitcoin (addresses for `bitcoin_network`: bitcoin, testnet, testnet4,
 /// signet or regtest) and Solana plugins.
@@ -17,6 +19,51 @@ pub fn register(registry: &mut Registry, bitcoin_network: &str) -> Result<(), Ch
     )?));
     registry.register_chain(Arc::new(keyrack_chain_solana::Solana::new()));
     Ok(())
+}
+
+/// The chain payload format a request's payload kind names; `None` for a plain message or a
+/// raw digest, which no chain plugin reads.
+pub fn chain_format(kind: Option<PayloadKind>) -> Option<PayloadFormat> {
+    match kind {
+        Some(PayloadKind::Transaction) => Some(PayloadFormat::Transaction),
+        Some(PayloadKind::PersonalMessage) => Some(PayloadFormat::PersonalMessage),
+        Some(PayloadKind::TypedData) => Some(PayloadFormat::TypedData),
+        Some(PayloadKind::Message | PayloadKind::Digest) | None => None,
+    }
+}
+
+/// Why [`decode_for_key`] failed.
+#[derive(Debug)]
+pub enum KeyDecodeError {
+    /// The child key could not be derived along the path.
+    Derivation(String),
+    /// The chain plugin refused the payload.
+    Payload(ChainError),
+}
+
+/// `payload` decoded by `chain` for the child of the key `root`/`chain_code` along `path`
+/// (derived by `scheme`), as a node decodes a sign request before policy: the child key and
+/// what the plugin read.
+pub fn decode_for_key(
+    chain: &dyn ChainPlugin,
+    scheme: &dyn SchemePlugin,
+    format: PayloadFormat,
+    payload: &[u8],
+    root: &[u8],
+    chain_code: &[u8; 32],
+    path: &[u32],
+) -> Result<(Vec<u8>, Decoded), KeyDecodeError> {
+    let key = scheme
+        .derive_public_key(root, chain_code, path)
+        .map_err(|e| KeyDecodeError::Derivation(e.to_string()))?;
+    let signer = SignerKey {
+        scheme: scheme.id().0,
+        public_key: &key,
+    };
+    let decoded = chain
+        .decode(format, payload, signer)
+        .map_err(KeyDecodeError::Payload)?;
+    Ok((key, decoded))
 }
 
 /// The console's decoder (see [`keyrack_tui::approval::Decoder`]): a sign request's chain
@@ -37,14 +84,9 @@ fn decode_intent(
     key: &KeyView,
 ) -> Result<serde_json::Value, String> {
     let body = &request.body;
-    let format = match body.payload_kind {
-        Some(PayloadKind::Transaction) => PayloadFormat::Transaction,
-        Some(PayloadKind::PersonalMessage) => PayloadFormat::PersonalMessage,
-        Some(PayloadKind::TypedData) => PayloadFormat::TypedData,
-        // A plain message or raw digest: no intent (as at the nodes).
-        Some(PayloadKind::Message | PayloadKind::Digest) | None => {
-            return Ok(serde_json::Value::Null)
-        }
+    // A plain message or raw digest: no intent (as at the nodes).
+    let Some(format) = chain_format(body.payload_kind) else {
+        return Ok(serde_json::Value::Null);
     };
     let payload = body
         .payload
@@ -61,15 +103,19 @@ fn decode_intent(
     let mut chain_code = [0u8; 32];
     hex::decode_to_slice(&key.chain_code, &mut chain_code)
         .map_err(|e| format!("the key's chain code: {e}"))?;
-    let child = scheme
-        .derive_public_key(&root, &chain_code, &body.derivation_path)
-        .map_err(|e| format!("derivation: {e}"))?;
-    let signer = SignerKey {
-        scheme: &key.scheme,
-        public_key: &child,
-    };
-    let decoded = chain
-        .decode(format, payload, signer)
-        .map_err(|e| format!("{chain_id}: {e}"))?;
+    let path = &body.derivation_path;
+    let (_, decoded) = decode_for_key(
+        chain.as_ref(),
+        scheme.as_ref(),
+        format,
+        payload,
+        &root,
+        &chain_code,
+        path,
+    )
+    .map_err(|e| match e {
+        KeyDecodeError::Derivation(e) => format!("derivation: {e}"),
+        KeyDecodeError::Payload(e) => format!("{chain_id}: {e}"),
+    })?;
     serde_json::to_value(decoded.intent).map_err(|e| e.to_string())
 }

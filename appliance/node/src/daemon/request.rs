@@ -18,6 +18,7 @@ use keyrack_ecdsa_cggmp21::EcdsaPlugin;
 use super::control::{self, Control};
 use super::pool::{self, PoolKey, PoolUse};
 use super::Node;
+use crate::chains::KeyDecodeError;
 use crate::coordinator::{Action, Handshake, Need, Start};
 use crate::ecdsa::{ensure_committee, CommitteeContext, FixedAux};
 use crate::session::{sub_session, SessionRoute};
@@ -598,28 +599,21 @@ fn prepare(
         facts: facts(raw_digest, None),
         chain: None,
     };
-    let format = match body.payload_kind {
-        Some(PayloadKind::Message) | None if scheme == Scheme::Ed25519 => {
-            return Ok(plain(payload.to_vec(), false))
-        }
-        Some(PayloadKind::Message) | None => {
-            return Ok(plain(Sha256::digest(payload).to_vec(), false))
-        }
-        Some(PayloadKind::Digest) if scheme == Scheme::Ed25519 => {
-            return Err(refuse(
+    let Some(format) = crate::chains::chain_format(body.payload_kind) else {
+        return match (body.payload_kind, scheme) {
+            (Some(PayloadKind::Digest), Scheme::Ed25519) => Err(refuse(
                 ErrorCode::InvalidRequest,
                 "Ed25519 signs messages, not digests",
-            ))
-        }
-        Some(PayloadKind::Digest) if payload.len() == 32 => {
-            return Ok(plain(payload.to_vec(), true))
-        }
-        Some(PayloadKind::Digest) => {
-            return Err(refuse(ErrorCode::InvalidRequest, "a digest is 32 bytes"))
-        }
-        Some(PayloadKind::Transaction) => PayloadFormat::Transaction,
-        Some(PayloadKind::PersonalMessage) => PayloadFormat::PersonalMessage,
-        Some(PayloadKind::TypedData) => PayloadFormat::TypedData,
+            )),
+            (Some(PayloadKind::Digest), _) if payload.len() == 32 => {
+                Ok(plain(payload.to_vec(), true))
+            }
+            (Some(PayloadKind::Digest), _) => {
+                Err(refuse(ErrorCode::InvalidRequest, "a digest is 32 bytes"))
+            }
+            (_, Scheme::Ed25519) => Ok(plain(payload.to_vec(), false)),
+            _ => Ok(plain(Sha256::digest(payload).to_vec(), false)),
+        };
     };
     let chain_id = body.chain.as_deref().unwrap_or_default();
     let Some(chain) = node.registry.chain(chain_id) else {
@@ -644,16 +638,21 @@ fn prepare(
             "a READY key without a public key",
         ));
     };
-    let key = plugin
-        .derive_public_key(root, chain_code, &body.derivation_path)
-        .map_err(|e| refuse(ErrorCode::InvalidRequest, format!("derivation: {e}")))?;
-    let signer = SignerKey {
-        scheme: scheme.as_str(),
-        public_key: &key,
-    };
-    let decoded = chain
-        .decode(format, payload, signer)
-        .map_err(|e| refuse(ErrorCode::InvalidPayload, format!("{chain_id}: {e}")))?;
+    let (key, decoded) = crate::chains::decode_for_key(
+        chain.as_ref(),
+        plugin,
+        format,
+        payload,
+        root,
+        chain_code,
+        &body.derivation_path,
+    )
+    .map_err(|e| match e {
+        KeyDecodeError::Derivation(e) => {
+            refuse(ErrorCode::InvalidRequest, format!("derivation: {e}"))
+        }
+        KeyDecodeError::Payload(e) => refuse(ErrorCode::InvalidPayload, format!("{chain_id}: {e}")),
+    })?;
     if decoded.items.is_empty() {
         return Err(refuse(
             ErrorCode::InvalidPayload,
