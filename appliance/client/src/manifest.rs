@@ -37,6 +37,13 @@
 //! [id, public_key]`, lists in file order, hex lowercase. Each admin signature is Ed25519
 //! over `"keyrack/v1/manifest" ‖ 0x00 ‖ canonical bytes`; the manifest hash is SHA-256 of the
 //! canonical bytes (so adding signatures does not change it).
+//!
+//! One key, one member: every Ed25519 key listed (node signing keys, initiator and admin
+//! public keys) belongs to exactly one node, initiator or admin, and every node has its own
+//! X25519 agreement key ([`ManifestError::SharedKey`]). Otherwise whoever holds a shared key
+//! would count as two distinct approvers of a policy quorum, or two admins of a signature
+//! threshold. [`Manifest::validate`] checks it, and every way in (creating, parsing, verifying
+//! a bootstrap or a successor) goes through it.
 
 use crate::identity::{IdentityError, PublicIdentity};
 use crate::subjects::is_token;
@@ -44,7 +51,8 @@ use crate::wire;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The file format written and read.
 pub const FORMAT: u32 = 1;
@@ -64,9 +72,24 @@ pub enum ManifestError {
     /// A node entry is not a valid public identity.
     #[error("manifest node entry: {0}")]
     Node(#[from] IdentityError),
-    /// The content is inconsistent (duplicate ids or keys, bad threshold, bad ids).
+    /// The content is inconsistent (duplicate ids, bad threshold, bad ids).
     #[error("invalid manifest: {0}")]
     Invalid(String),
+    /// Two members list the same key: whoever holds it would count as both (two approvers
+    /// of a quorum, two admins of a threshold). Initiators and admins together, and nodes'
+    /// signing keys among themselves and against them, share one Ed25519 key space; nodes'
+    /// agreement keys are compared among nodes.
+    #[error("{}", shared_key_message(.first, .second, *.kind, .key))]
+    SharedKey {
+        /// The member listed first (nodes, then initiators, then admins, each in file order).
+        first: Member,
+        /// The later member listing the same key.
+        second: Member,
+        /// Which kind of key.
+        kind: KeyKind,
+        /// The key both list.
+        key: [u8; 32],
+    },
     /// Not enough distinct valid admin signatures.
     #[error(
         "manifest version {version} has {valid} valid admin signature(s), {required} required"
@@ -90,6 +113,87 @@ pub enum ManifestError {
     /// The signing key is not an administrator's.
     #[error("the key {0} is not an administrator of this manifest")]
     NotAnAdmin(String),
+}
+
+/// A member of a manifest, as an error names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Member {
+    /// A node (its id).
+    Node(String),
+    /// An initiator (its id).
+    Initiator(String),
+    /// An administrator (its id).
+    Admin(String),
+}
+
+impl Member {
+    /// What it is, in the singular or the plural: "node" or "nodes".
+    fn noun(&self, plural: bool) -> &'static str {
+        match (self, plural) {
+            (Member::Node(_), false) => "node",
+            (Member::Node(_), true) => "nodes",
+            (Member::Initiator(_), false) => "initiator",
+            (Member::Initiator(_), true) => "initiators",
+            (Member::Admin(_), false) => "admin",
+            (Member::Admin(_), true) => "admins",
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        match self {
+            Member::Node(id) | Member::Initiator(id) | Member::Admin(id) => id,
+        }
+    }
+}
+
+/// The kinds of key a manifest lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// Ed25519: a node's signing key, an initiator's or an admin's public key.
+    Ed25519,
+    /// X25519: a node's agreement key.
+    X25519,
+}
+
+/// The text of [`ManifestError::SharedKey`], e.g. "initiators 'bob' and 'bob2' share one
+/// public key (ed25519:1a2b3c4d…): every initiator and admin needs its own key".
+fn shared_key_message(first: &Member, second: &Member, kind: KeyKind, key: &[u8; 32]) -> String {
+    let same = std::mem::discriminant(first) == std::mem::discriminant(second);
+    let who = if same {
+        format!(
+            "{} '{}' and '{}'",
+            first.noun(true),
+            first.id(),
+            second.id()
+        )
+    } else {
+        format!(
+            "{} '{}' and {} '{}'",
+            first.noun(false),
+            first.id(),
+            second.noun(false),
+            second.id()
+        )
+    };
+    let (what, prefix) = match kind {
+        KeyKind::Ed25519 => ("public key", "ed25519"),
+        KeyKind::X25519 => ("agreement key", "x25519"),
+    };
+    let short: String = hex::encode(key).chars().take(8).collect();
+    let advice = match (first, second) {
+        (Member::Node(_), Member::Node(_)) => {
+            "every node needs its own identity (`keyrack init` on each node)"
+        }
+        (Member::Node(_), _) | (_, Member::Node(_)) => {
+            "a node's identity key is the node's alone; give initiators and admins keys of \
+             their own (`keyrack keys generate`)"
+        }
+        _ => "every initiator and admin needs its own key",
+    };
+    format!("{who} share one {what} ({prefix}:{short}…): {advice}")
 }
 
 /// An initiator: a client allowed to sign requests.
@@ -233,6 +337,30 @@ fn unique<'a>(what: &str, items: impl IntoIterator<Item = &'a [u8]>) -> Result<(
     Ok(())
 }
 
+/// Refuses a key listed by two members (see [`ManifestError::SharedKey`]).
+fn distinct_keys(
+    kind: KeyKind,
+    listed: impl IntoIterator<Item = (Member, [u8; 32])>,
+) -> Result<(), ManifestError> {
+    let mut seen = BTreeMap::new();
+    for (member, key) in listed {
+        match seen.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(member);
+            }
+            Entry::Occupied(first) => {
+                return Err(ManifestError::SharedKey {
+                    first: first.remove(),
+                    second: member,
+                    kind,
+                    key,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Manifest {
     fn entries(&self) -> (Vec<NodeEntry>, Vec<InitiatorEntry>, Vec<AdminEntry>) {
         let nodes = self
@@ -293,8 +421,10 @@ impl Manifest {
         signature_verifies(admin, &self.canonical_bytes(), signature)
     }
 
-    /// Checks consistency: ids valid and unique, keys unique, `previous` present exactly
-    /// when `version > 1`, `1 <= admin_threshold <= admins`, at least one node.
+    /// Checks consistency: ids valid and unique, one key per member (no key listed twice,
+    /// see [`ManifestError::SharedKey`]), `previous` present exactly when `version > 1`,
+    /// `1 <= admin_threshold <= admins`, at least one node. [`SignedManifest::new`],
+    /// [`SignedManifest::from_toml`] and both verifications call it.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if !is_token(&self.cluster_id) {
             return Err(invalid(format!("invalid cluster_id '{}'", self.cluster_id)));
@@ -333,30 +463,41 @@ impl Manifest {
         }
         unique("node id", self.nodes.iter().map(|n| n.node_id().as_bytes()))?;
         unique(
-            "node signing key",
-            self.nodes
-                .iter()
-                .map(|n| n.signing_key().as_bytes().as_slice()),
-        )?;
-        unique(
-            "node agreement key",
-            self.nodes.iter().map(|n| n.agreement_key().as_slice()),
-        )?;
-        unique(
             "initiator id",
             self.initiators.iter().map(|i| i.id.as_bytes()),
         )?;
         unique("admin id", self.admins.iter().map(|a| a.id.as_bytes()))?;
-        unique(
-            "admin key",
-            self.admins
-                .iter()
-                .map(|a| a.public_key.as_bytes().as_slice()),
-        )?;
         for i in &self.initiators {
             unique("role", i.roles.iter().map(|r| r.as_bytes()))?;
         }
-        Ok(())
+        self.check_one_key_one_member()
+    }
+
+    /// One key, one member (the module docs): the Ed25519 keys of all nodes, initiators and
+    /// admins are pairwise distinct, and so are the nodes' X25519 agreement keys. Checked
+    /// after the ids, so that a member listed twice is reported as a duplicate id.
+    fn check_one_key_one_member(&self) -> Result<(), ManifestError> {
+        let nodes = self.nodes.iter().map(|n| {
+            (
+                Member::Node(n.node_id().to_owned()),
+                n.signing_key().to_bytes(),
+            )
+        });
+        let initiators = self
+            .initiators
+            .iter()
+            .map(|i| (Member::Initiator(i.id.clone()), i.public_key.to_bytes()));
+        let admins = self
+            .admins
+            .iter()
+            .map(|a| (Member::Admin(a.id.clone()), a.public_key.to_bytes()));
+        distinct_keys(KeyKind::Ed25519, nodes.chain(initiators).chain(admins))?;
+        distinct_keys(
+            KeyKind::X25519,
+            self.nodes
+                .iter()
+                .map(|n| (Member::Node(n.node_id().to_owned()), *n.agreement_key())),
+        )
     }
 }
 

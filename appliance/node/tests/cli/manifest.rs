@@ -447,3 +447,104 @@ fn publish_refuses_bad_input_and_reports_silent_nodes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("duplicate"), "{}", stdout(&out));
 }
+
+/// One key, one member: a public key listed for two initiators (or an initiator and an
+/// admin) is refused by `create` and `next`, which write nothing, and a file that lists one
+/// (written by hand) by `sign`, `show` and `publish`, which leave it as it is.
+#[test]
+fn a_key_listed_for_two_members_is_refused_everywhere() {
+    let c = cluster();
+    let backend = &c.initiator.2;
+    let shared = format!(
+        "initiators 'backend' and 'backend2' share one public key (ed25519:{}…): every \
+         initiator and admin needs its own key",
+        &backend[..8]
+    );
+    let nodes: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| path(&n.join("identity.pub.toml")))
+        .collect();
+    let refused = |out: &Output, message: &str, file: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(out), stderr(out));
+        assert!(stderr(out).contains(message), "{}", stderr(out));
+        assert!(!Path::new(file).exists(), "{file} was written");
+    };
+
+    // create: two initiators with one key (the file and the hex spelling), then an
+    // initiator whose key is an admin's.
+    let dup = c.file("dup.toml");
+    let create = |initiators: &[String]| {
+        let mut args: Vec<&str> = vec!["manifest", "create", "--cluster", "prod", "--out", &dup];
+        for n in &nodes {
+            args.extend(["--node", n]);
+        }
+        for i in initiators {
+            args.extend(["--initiator", i]);
+        }
+        let alice = format!("alice={}", c.admins[0].2);
+        args.extend(["--admin", &alice, "--admin-threshold", "1"]);
+        keyrack(&args)
+    };
+    let two_initiators = [
+        format!("backend={}:sign", path(&c.initiator.1)),
+        format!("backend2={backend}:approve"),
+    ];
+    refused(&create(&two_initiators), &shared, &dup);
+    refused(
+        &create(&[format!("backend={}:sign", c.admins[0].2)]),
+        "initiator 'backend' and admin 'alice' share one public key",
+        &dup,
+    );
+
+    // next: the same two initiators in a successor of a valid manifest.
+    let m1 = c.file("m1.toml");
+    ok(&c.create(&m1, &[0, 1, 2]));
+    let m2 = c.file("m2.toml");
+    let out = keyrack(&[
+        "manifest",
+        "next",
+        "--from",
+        &m1,
+        "--out",
+        &m2,
+        "--initiator",
+        &two_initiators[0],
+        "--initiator",
+        &two_initiators[1],
+    ]);
+    refused(&out, &shared, &m2);
+
+    // sign, show and publish: the file written by hand (a second initiator with backend's
+    // key, before the admins).
+    let text = std::fs::read_to_string(&m1).unwrap();
+    let hand = text.replacen(
+        "[[admins]]\n",
+        &format!(
+            "[[initiators]]\nid = \"backend2\"\npublic_key = \"{backend}\"\nroles = [\"approve\"]\n\n[[admins]]\n"
+        ),
+        1,
+    );
+    assert_ne!(hand, text);
+    let by_hand = c.file("by-hand.toml");
+    std::fs::write(&by_hand, &hand).unwrap();
+    let outs = [
+        c.sign(&by_hand, 0, "alice", None),
+        show(&by_hand, None),
+        keyrack(&[
+            "manifest",
+            "publish",
+            "--manifest",
+            &by_hand,
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--timeout",
+            "1",
+        ]),
+    ];
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(out), stderr(out));
+        assert!(stderr(out).contains(&shared), "{}", stderr(out));
+    }
+    assert_eq!(std::fs::read_to_string(&by_hand).unwrap(), hand);
+}
