@@ -5,14 +5,17 @@ use std::collections::BTreeSet;
 use keyrack_plugin::Intent;
 use serde::Serialize;
 
-use crate::file::{Conditions, Effect, Limit, Per, Policy, Rule};
+use crate::file::{Conditions, Delay, Effect, Limit, Operation, Per, Policy, Rule};
 use crate::ledger::{ledger_asset, Ledger, UsageQuery};
 use crate::pattern::{glob_match, path_text, same_address};
 use crate::time::{hh_mm, weekday, WEEKDAYS};
 
-/// What the policy decides on: the verified sign request, its decoded intent, the clock.
+/// What the policy decides on: the verified request, what the node knows about it (a sign
+/// request's decoded intent, a lifecycle request's thresholds and committees), the clock.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// What is asked.
+    pub operation: Operation,
     /// SHA-256 of the request body: approvals are bound to it.
     pub request_hash: [u8; 32],
     /// The initiator (manifest id) that signed the request.
@@ -21,8 +24,11 @@ pub struct Request<'a> {
     pub roles: &'a [String],
     /// The key id.
     pub key_id: &'a str,
-    /// The key's scheme id.
-    pub scheme: &'a str,
+    /// The schemes the request names (sign: exactly one; keygen, reshare, refresh, delete:
+    /// one or more; status: none means every scheme of the key).
+    pub schemes: &'a [String],
+    /// keygen, reshare (and refresh): the thresholds and committees concerned.
+    pub lifecycle: Lifecycle<'a>,
     /// The derivation path (hardened indices ≥ 2^31); empty = the root key.
     pub derivation_path: &'a [u32],
     /// Whether the client asks to sign a digest it computed (no message, no decoding).
@@ -31,6 +37,38 @@ pub struct Request<'a> {
     pub intent: Option<&'a Intent>,
     /// Now, in ms since the Unix epoch (UTC).
     pub now_ms: u64,
+}
+
+/// What a keygen, reshare or refresh makes of a key, as the deciding node knows it.
+///
+/// The request says what it asks (`new_threshold`, `new_committee`; for a reshare `None`
+/// means unchanged); the key's current threshold and committee come from the deciding
+/// node's own store (`current`, one entry per scheme of the request it holds). A node that
+/// holds no share of the key (one joining its committee) has no `current`: conditions that
+/// need it (`threshold_change`, `committee_change`, and the new values of an unchanged
+/// threshold or committee) are not judged there — they do not hold. The policy file
+/// allows them only in deny rules for reshare, so such a node never allows what the
+/// holders deny: every holder takes part in a reshare and judges them itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lifecycle<'a> {
+    /// keygen: the threshold asked. reshare: the new threshold asked; `None` = unchanged.
+    pub new_threshold: Option<u16>,
+    /// keygen: the committee's size (every node of the manifest). reshare: the new
+    /// committee's size; `None` = unchanged.
+    pub new_committee: Option<u16>,
+    /// reshare, refresh: the key's threshold and committee now, per scheme this node holds.
+    pub current: &'a [Committee],
+    /// keygen: it may re-create a deleted key id.
+    pub reuse_deleted_id: bool,
+}
+
+/// A key's threshold and committee size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Committee {
+    /// Signers needed.
+    pub threshold: u16,
+    /// Members.
+    pub size: u16,
 }
 
 /// One approval of a request, its signature already verified by the node.
@@ -95,10 +133,16 @@ pub struct RuleTrace {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Sign: these allow and approval rules matched (sorted), every approval requirement met.
+    /// Carry it out: these allow and approval rules matched (sorted), every approval
+    /// requirement met.
     Allow {
         /// The rules that matched.
         rules: Vec<String>,
+        /// The longest delay of the matched approval rules: the request is carried out only
+        /// once it has passed since the approvals were met, and any member of a matched
+        /// approval rule's group may veto it meanwhile.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delay: Option<RuleDelay>,
     },
     /// Not yet: `rule` (the first unmet approval rule by id) needs `required` approvers of
     /// `group`; `have` are the valid ones counted so far.
@@ -130,6 +174,16 @@ impl Outcome {
             Outcome::Deny { .. } => "deny",
         }
     }
+}
+
+/// The delay an allowed request waits, and the rule that sets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleDelay {
+    /// The rule.
+    pub rule: String,
+    /// The delay.
+    #[serde(flatten)]
+    pub delay: Delay,
 }
 
 /// An evaluation: the outcome and every rule's verdict.
@@ -404,7 +458,127 @@ impl Ctx<'_, '_> {
         Check { holds, detail }
     }
 
-    fn conditions(&self, c: &Conditions) -> Vec<(&'static str, Check)> {
+    /// `schemes`: every scheme the request names must be listed for an allow or approval
+    /// rule to match; any one listed makes a deny rule apply. A request naming none (a status
+    /// of every scheme of the key) fails closed.
+    fn schemes(&self, listed: &[String], deny: bool) -> Check {
+        let asked = self.req.schemes;
+        if asked.is_empty() {
+            return missing("the request names no scheme (every scheme of the key)");
+        }
+        let is_listed = |s: &&String| listed.contains(s);
+        let (hit, detail) = if deny {
+            match asked.iter().find(is_listed) {
+                Some(s) => (true, format!("scheme {s} is in {}", list(listed))),
+                None => (false, format!("no scheme asked is in {}", list(listed))),
+            }
+        } else {
+            match asked.iter().find(|s| !is_listed(s)) {
+                Some(s) => (false, format!("scheme {s} is not in {}", list(listed))),
+                None => (
+                    true,
+                    format!("scheme {} is in {}", asked.join(", "), list(listed)),
+                ),
+            }
+        };
+        known(hit, detail)
+    }
+
+    /// The threshold (`threshold = true`) or committee size a keygen or reshare makes, per
+    /// scheme: the request's value, or the current one where it keeps it (empty when this
+    /// node does not know it).
+    fn new_values(&self, threshold: bool) -> Vec<u16> {
+        let lc = &self.req.lifecycle;
+        let asked = if threshold {
+            lc.new_threshold
+        } else {
+            lc.new_committee
+        };
+        match asked {
+            Some(v) => vec![v],
+            None => lc
+                .current
+                .iter()
+                .map(|c| if threshold { c.threshold } else { c.size })
+                .collect(),
+        }
+    }
+
+    /// `min_new_*` / `max_new_*`: holds when it holds for any scheme's new value.
+    fn new_bound(&self, threshold: bool, bound: u16, at_least: bool) -> Check {
+        let what = if threshold {
+            "new threshold"
+        } else {
+            "new committee size"
+        };
+        let values = self.new_values(threshold);
+        if values.is_empty() {
+            return known(
+                false,
+                format!(
+                    "the {what} is unchanged and this node holds no share of the key: its \
+                     holders judge it"
+                ),
+            );
+        }
+        let ok = |v: &u16| if at_least { *v >= bound } else { *v <= bound };
+        let (op, not) = if at_least { (">=", "<") } else { ("<=", ">") };
+        match values.iter().find(|v| ok(v)) {
+            Some(v) => known(true, format!("{what} {v} {op} {bound}")),
+            None => known(
+                false,
+                format!(
+                    "{what} {} {not} {bound}",
+                    values
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+
+    /// `threshold_change` / `committee_change`: how a reshare moves the key's threshold or
+    /// committee size, per scheme this node holds; holds when any is listed.
+    fn change(&self, threshold: bool, listed: &[String]) -> Check {
+        let lc = &self.req.lifecycle;
+        if lc.current.is_empty() {
+            return known(
+                false,
+                "this node holds no share of the key: its holders judge the change",
+            );
+        }
+        let names = if threshold {
+            ["lower", "same", "raise"]
+        } else {
+            ["shrink", "same", "grow"]
+        };
+        let mut seen = Vec::new();
+        for c in lc.current {
+            let (now, new) = if threshold {
+                (c.threshold, lc.new_threshold.unwrap_or(c.threshold))
+            } else {
+                (c.size, lc.new_committee.unwrap_or(c.size))
+            };
+            let way = match new.cmp(&now) {
+                std::cmp::Ordering::Less => names[0],
+                std::cmp::Ordering::Equal => names[1],
+                std::cmp::Ordering::Greater => names[2],
+            };
+            let text = format!("{now} -> {new} ({way})");
+            if listed.iter().any(|l| l == way) {
+                return known(true, format!("{text} is in {}", list(listed)));
+            }
+            seen.push(text);
+        }
+        known(
+            false,
+            format!("{} not in {}", seen.join(", "), list(listed)),
+        )
+    }
+
+    fn conditions(&self, c: &Conditions, deny: bool) -> Vec<(&'static str, Check)> {
         let req = self.req;
         let mut out = Vec::new();
         if let Some(ids) = &c.initiators {
@@ -470,19 +644,7 @@ impl Ctx<'_, '_> {
             ));
         }
         if let Some(schemes) = &c.schemes {
-            let hit = schemes.iter().any(|s| s == req.scheme);
-            out.push((
-                "schemes",
-                known(
-                    hit,
-                    format!(
-                        "scheme {} {} {}",
-                        req.scheme,
-                        if hit { "is in" } else { "is not in" },
-                        list(schemes)
-                    ),
-                ),
-            ));
+            out.push(("schemes", self.schemes(schemes, deny)));
         }
         if let Some(chains) = &c.chains {
             out.push((
@@ -647,14 +809,83 @@ impl Ctx<'_, '_> {
         if let Some(limits) = &c.over_limits {
             out.push(("over_limits", self.limits(limits, true)));
         }
+        for (name, bound, threshold, at_least) in [
+            ("min_new_threshold", c.min_new_threshold, true, true),
+            ("max_new_threshold", c.max_new_threshold, true, false),
+            ("min_new_committee", c.min_new_committee, false, true),
+            ("max_new_committee", c.max_new_committee, false, false),
+        ] {
+            if let Some(bound) = bound {
+                out.push((name, self.new_bound(threshold, bound, at_least)));
+            }
+        }
+        if let Some(listed) = &c.threshold_change {
+            out.push(("threshold_change", self.change(true, listed)));
+        }
+        if let Some(listed) = &c.committee_change {
+            out.push(("committee_change", self.change(false, listed)));
+        }
         out
     }
 
     fn rule(&self, rule: &Rule) -> RuleTrace {
         let deny = rule.effect == Effect::Deny;
+        let op = self.req.operation;
         let mut conditions = Vec::new();
+        if !rule.operations.contains(&op) {
+            // Another kind's rule: nothing else of it is read.
+            conditions.push(ConditionTrace {
+                condition: "operations".into(),
+                holds: false,
+                detail: format!(
+                    "{op} is not in {}",
+                    rule.operations
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            return RuleTrace {
+                rule: rule.id.clone(),
+                effect: rule.effect,
+                matched: false,
+                conditions,
+                approvals: None,
+            };
+        }
+        let sign = op == Operation::Sign;
+        // The re-created-id gate of keygen, as the raw-digest one below.
+        if op == Operation::Keygen {
+            let reuse = self.req.lifecycle.reuse_deleted_id;
+            if deny && rule.reuse_deleted_id {
+                conditions.push(ConditionTrace {
+                    condition: "reuse_deleted_id".into(),
+                    holds: reuse,
+                    detail: if reuse {
+                        "the keygen may re-create a deleted key id".into()
+                    } else {
+                        "the keygen does not re-create a deleted key id".into()
+                    },
+                });
+            } else if !deny && reuse {
+                conditions.push(ConditionTrace {
+                    condition: "reuse_deleted_id".into(),
+                    holds: rule.reuse_deleted_id,
+                    detail: if rule.reuse_deleted_id {
+                        "re-creating a deleted key id allowed by this rule".into()
+                    } else {
+                        "the keygen may re-create a deleted key id and this rule does not set \
+                         reuse_deleted_id = true"
+                            .into()
+                    },
+                });
+            }
+        }
         // The raw-digest gate: allow/approval rules match a raw digest only with
         // raw_digest = true; a deny rule with raw_digest = true applies to raw digests only.
+        // (Rules with raw_digest or plain_message govern sign only, and only a sign request
+        // is a raw digest or a plain message.)
         if deny && rule.raw_digest {
             let holds = self.req.raw_digest;
             conditions.push(ConditionTrace {
@@ -680,7 +911,7 @@ impl Ctx<'_, '_> {
         }
         // The plain-message gate, the same way: opaque bytes match an allow/approval rule
         // only with plain_message = true; a deny rule with it applies to plain messages only.
-        let plain = !self.req.raw_digest && self.req.intent.is_none();
+        let plain = sign && !self.req.raw_digest && self.req.intent.is_none();
         if deny && rule.plain_message {
             conditions.push(ConditionTrace {
                 condition: "plain_message".into(),
@@ -704,7 +935,7 @@ impl Ctx<'_, '_> {
                 },
             });
         }
-        for (name, check) in self.conditions(&rule.conditions) {
+        for (name, check) in self.conditions(&rule.conditions, deny) {
             let (holds, detail) = match check.holds {
                 Some(h) => (h, check.detail),
                 None if deny => (
@@ -818,9 +1049,20 @@ impl Policy {
                 .filter(|t| t.matched && t.effect != Effect::Deny)
                 .map(|t| t.rule.clone())
                 .collect();
+            let delay = matched(Effect::AllowWithApprovals)
+                .filter_map(|(t, r)| {
+                    r.delay.as_ref().map(|d| RuleDelay {
+                        rule: t.rule.clone(),
+                        delay: d.clone(),
+                    })
+                })
+                .max_by_key(|d| d.delay.ms);
             match unmet {
                 Some(o) => o,
-                None if !allowing.is_empty() => Outcome::Allow { rules: allowing },
+                None if !allowing.is_empty() => Outcome::Allow {
+                    rules: allowing,
+                    delay,
+                },
                 None => Outcome::Deny {
                     rule: None,
                     reason: "no rule allows this request (default deny)".into(),
@@ -837,10 +1079,33 @@ impl Decision {
         matches!(self.outcome, Outcome::Allow { .. })
     }
 
+    /// The approver groups of the approval rules that matched (sorted, distinct): a member
+    /// of any of them other than the initiator may reject the request, and so stop it,
+    /// while it waits for approvals or for its delay.
+    pub fn veto_groups(&self) -> Vec<String> {
+        let groups: BTreeSet<String> = self
+            .trace
+            .iter()
+            .filter(|t| t.matched)
+            .filter_map(|t| t.approvals.as_ref().map(|a| a.group.clone()))
+            .collect();
+        groups.into_iter().collect()
+    }
+
     /// The outcome in one line.
     pub fn summary(&self) -> String {
         match &self.outcome {
-            Outcome::Allow { rules } => format!("ALLOW (rules: {})", rules.join(", ")),
+            Outcome::Allow { rules, delay: None } => format!("ALLOW (rules: {})", rules.join(", ")),
+            Outcome::Allow {
+                rules,
+                delay: Some(d),
+            } => format!(
+                "ALLOW after a delay of {} (rule '{}'; any approver of the rule may veto \
+                 meanwhile) (rules: {})",
+                d.delay.window,
+                d.rule,
+                rules.join(", ")
+            ),
             Outcome::NeedsApprovals {
                 rule,
                 group,

@@ -33,6 +33,68 @@ pub fn chain_schemes(chain: &str) -> &'static [&'static str] {
     }
 }
 
+/// The request kinds a rule can govern (its `operations`). `policy`, `approve` and `reject`
+/// requests are not governed by rules: they have checks of their own (bundle signatures by
+/// the policy administrators; approver groups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create a key.
+    Keygen,
+    /// Sign with a key.
+    Sign,
+    /// Move a key to a new committee and/or threshold.
+    Reshare,
+    /// New shares for a key, same committee and threshold.
+    Refresh,
+    /// Erase a key's shares everywhere.
+    Delete,
+    /// Read a key's status.
+    Status,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 6] = [
+        Operation::Keygen,
+        Operation::Sign,
+        Operation::Reshare,
+        Operation::Refresh,
+        Operation::Delete,
+        Operation::Status,
+    ];
+
+    /// `keygen`, `sign`, `reshare`, `refresh`, `delete`, `status` (the request kinds' names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Keygen => "keygen",
+            Operation::Sign => "sign",
+            Operation::Reshare => "reshare",
+            Operation::Refresh => "refresh",
+            Operation::Delete => "delete",
+            Operation::Status => "status",
+        }
+    }
+
+    /// Reads [`Operation::as_str`]'s form.
+    pub fn parse(text: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The values `threshold_change` may list.
+pub const THRESHOLD_CHANGES: [&str; 3] = ["lower", "same", "raise"];
+/// The values `committee_change` may list.
+pub const COMMITTEE_CHANGES: [&str; 3] = ["shrink", "same", "grow"];
+/// The longest `delay` a rule may set.
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Why a policy file was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -232,17 +294,30 @@ pub struct ApprovalRequirement {
     pub required: u16,
 }
 
+/// A rule's time lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delay {
+    /// As written (`24h`).
+    pub window: String,
+    /// In milliseconds.
+    pub ms: u64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
     id: String,
     effect: Effect,
     description: Option<String>,
+    operations: Option<Vec<String>>,
     approvals: Option<toml::Value>,
+    delay: Option<String>,
     #[serde(default)]
     raw_digest: bool,
     #[serde(default)]
     plain_message: bool,
+    #[serde(default)]
+    reuse_deleted_id: bool,
     initiators: Option<Vec<String>>,
     roles: Option<Vec<String>>,
     keys: Option<Vec<String>>,
@@ -264,6 +339,12 @@ struct RuleFile {
     weekdays: Option<Vec<String>>,
     within_limits: Option<Vec<toml::Value>>,
     over_limits: Option<Vec<toml::Value>>,
+    min_new_threshold: Option<u16>,
+    max_new_threshold: Option<u16>,
+    min_new_committee: Option<u16>,
+    max_new_committee: Option<u16>,
+    threshold_change: Option<Vec<String>>,
+    committee_change: Option<Vec<String>>,
 }
 
 /// A rule's conditions: every one given must hold; a list means "any of".
@@ -313,6 +394,18 @@ pub struct Conditions {
     pub within_limits: Option<Vec<Limit>>,
     /// The request would exceed one of these limits.
     pub over_limits: Option<Vec<Limit>>,
+    /// keygen, reshare: the threshold after the request is at least this.
+    pub min_new_threshold: Option<u16>,
+    /// keygen, reshare: the threshold after the request is at most this.
+    pub max_new_threshold: Option<u16>,
+    /// keygen, reshare: the committee after the request has at least this many members.
+    pub min_new_committee: Option<u16>,
+    /// keygen, reshare: the committee after the request has at most this many members.
+    pub max_new_committee: Option<u16>,
+    /// reshare: the threshold goes one of these ways (`lower`, `same`, `raise`).
+    pub threshold_change: Option<Vec<String>>,
+    /// reshare: the committee's size goes one of these ways (`shrink`, `same`, `grow`).
+    pub committee_change: Option<Vec<String>>,
 }
 
 impl Conditions {
@@ -331,8 +424,14 @@ pub struct Rule {
     pub effect: Effect,
     /// For people.
     pub description: Option<String>,
+    /// The request kinds it governs (sorted, distinct). A rule that names none governs
+    /// `sign` (what every rule meant before rules had an operation scope).
+    pub operations: Vec<Operation>,
     /// For `allow-with-approvals`: the group and count.
     pub approvals: Option<ApprovalRequirement>,
+    /// For `allow-with-approvals`: once approved, the request is carried out only after
+    /// this delay, during which any member of the approver group can veto (reject) it.
+    pub delay: Option<Delay>,
     /// Allow and approval rules: whether a raw-digest request may match. Deny rules: whether
     /// the rule applies only to raw-digest requests.
     pub raw_digest: bool,
@@ -341,6 +440,10 @@ pub struct Rule {
     /// plain messages. Opaque bytes can be a chain transaction in disguise (a Solana message
     /// is signed as is), so no rule allows them unless it says so.
     pub plain_message: bool,
+    /// Allow and approval rules: whether a keygen that re-creates a deleted key id may
+    /// match. Deny rules: whether the rule applies only to such keygens. A key id is deleted
+    /// for good unless a rule says otherwise.
+    pub reuse_deleted_id: bool,
     /// What must hold.
     pub conditions: Conditions,
 }
@@ -480,6 +583,57 @@ fn parse_limits(
     Ok(Some(limits))
 }
 
+/// A rule's `operations`: known kinds, listed once each, at least one; `sign` when absent.
+fn parse_operations(path: &str, list: Option<&Vec<String>>) -> Result<Vec<Operation>, PolicyError> {
+    let Some(list) = list else {
+        return Ok(vec![Operation::Sign]);
+    };
+    if list.is_empty() {
+        return Err(field_err(
+            path,
+            "an empty list governs nothing: list request kinds, or leave it out (sign)",
+        ));
+    }
+    let mut ops = Vec::with_capacity(list.len());
+    for name in list {
+        let Some(op) = Operation::parse(name) else {
+            let known: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+            return Err(field_err(
+                path,
+                format!("unknown operation '{name}' (known: {})", known.join(", ")),
+            ));
+        };
+        if ops.contains(&op) {
+            return Err(field_err(path, format!("'{name}' is listed twice")));
+        }
+        ops.push(op);
+    }
+    ops.sort();
+    Ok(ops)
+}
+
+/// In a rule that governs reshare, conditions on the threshold and committee go in deny
+/// rules only: a node that holds no share of the key (one joining its committee) does not
+/// know the key's threshold and committee, so it could not tell whether an allow rule
+/// matches, and would decide differently from the holders (see [`crate::Lifecycle`]).
+fn reshare_deny_only(
+    path: &str,
+    present: bool,
+    effect: Effect,
+    operations: &[Operation],
+) -> Result<(), PolicyError> {
+    if present && effect != Effect::Deny && operations.contains(&Operation::Reshare) {
+        return Err(field_err(
+            path,
+            "in a rule that governs reshare, threshold and committee conditions go in deny \
+             rules only (a node joining the key's committee cannot judge them: the key's \
+             holders do); allow the reshare in a rule without them and deny what must not \
+             happen",
+        ));
+    }
+    Ok(())
+}
+
 impl Policy {
     /// Parses and validates a policy file. Unknown fields, bad values and references to
     /// undefined groups, books or tags are errors naming the field's path.
@@ -586,6 +740,29 @@ impl Policy {
             }
             (_, None) => None,
         };
+        let operations = parse_operations(&p("operations"), f.operations.as_ref())?;
+        let delay = match (f.delay, f.effect) {
+            (None, _) => None,
+            (Some(window), Effect::AllowWithApprovals) => {
+                let ms = parse_duration_ms(&window).map_err(|m| field_err(p("delay"), m))?;
+                if ms > MAX_DELAY_MS {
+                    return Err(field_err(
+                        p("delay"),
+                        format!("{window} is longer than 30 days"),
+                    ));
+                }
+                Some(Delay { window, ms })
+            }
+            (Some(_), effect) => {
+                return Err(field_err(
+                    p("delay"),
+                    format!(
+                        "a delay goes with effect = \"allow-with-approvals\" (this rule is \
+                         {effect}): the approver group is who may veto during it"
+                    ),
+                ))
+            }
+        };
         for (name, list) in [
             ("initiators", &f.initiators),
             ("roles", &f.roles),
@@ -602,8 +779,96 @@ impl Policy {
             ("contracts", &f.contracts),
             ("derivation_paths", &f.derivation_paths),
             ("weekdays", &f.weekdays),
+            ("threshold_change", &f.threshold_change),
+            ("committee_change", &f.committee_change),
         ] {
             non_empty_list(&p(name), list)?;
+        }
+        one_of(
+            &p("threshold_change"),
+            "threshold change",
+            &f.threshold_change,
+            &THRESHOLD_CHANGES,
+        )?;
+        one_of(
+            &p("committee_change"),
+            "committee change",
+            &f.committee_change,
+            &COMMITTEE_CHANGES,
+        )?;
+        // Each condition reads what some request kinds have: a rule may use it only if every
+        // operation it governs has it (else the condition could never be judged, and would
+        // fail closed on every request of that kind).
+        let only = |field: &str, present: bool, allowed: &[Operation], why: &str| match operations
+            .iter()
+            .find(|o| !allowed.contains(o))
+        {
+            Some(o) if present => Err(field_err(
+                p(field),
+                format!(
+                    "{why}; this rule also governs {o}: give it operations = [{}] (or \
+                         fewer)",
+                    allowed
+                        .iter()
+                        .map(|a| format!("\"{a}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        };
+        let payload = "it reads a sign request's payload";
+        for (field, present) in [
+            ("raw_digest", f.raw_digest),
+            ("plain_message", f.plain_message),
+            ("chains", f.chains.is_some()),
+            ("networks", f.networks.is_some()),
+            ("actions", f.actions.is_some()),
+            ("destinations_in", f.destinations_in.is_some()),
+            ("destinations_not_in", f.destinations_not_in.is_some()),
+            ("tokens", f.tokens.is_some()),
+            ("methods", f.methods.is_some()),
+            ("contracts", f.contracts.is_some()),
+            ("min_value", f.min_value.is_some()),
+            ("max_value", f.max_value.is_some()),
+            ("max_fee", f.max_fee.is_some()),
+            ("derivation_paths", f.derivation_paths.is_some()),
+            ("within_limits", f.within_limits.is_some()),
+            ("over_limits", f.over_limits.is_some()),
+        ] {
+            only(field, present, &[Operation::Sign], payload)?;
+        }
+        only(
+            "reuse_deleted_id",
+            f.reuse_deleted_id,
+            &[Operation::Keygen],
+            "it reads a keygen request",
+        )?;
+        for (field, present) in [
+            ("min_new_threshold", f.min_new_threshold.is_some()),
+            ("max_new_threshold", f.max_new_threshold.is_some()),
+            ("min_new_committee", f.min_new_committee.is_some()),
+            ("max_new_committee", f.max_new_committee.is_some()),
+        ] {
+            only(
+                field,
+                present,
+                &[Operation::Keygen, Operation::Reshare],
+                "it reads the threshold and committee a keygen or reshare makes",
+            )?;
+            reshare_deny_only(&p(field), present, f.effect, &operations)?;
+        }
+        for (field, present) in [
+            ("threshold_change", f.threshold_change.is_some()),
+            ("committee_change", f.committee_change.is_some()),
+        ] {
+            only(
+                field,
+                present,
+                &[Operation::Reshare],
+                "it compares a reshare's new threshold and committee with the key's",
+            )?;
+            reshare_deny_only(&p(field), present, f.effect, &operations)?;
         }
         known_names(&p("key_tags"), "key tag", &f.key_tags, tags)?;
         known_names(
@@ -644,9 +909,12 @@ impl Policy {
             id: f.id,
             effect: f.effect,
             description: f.description,
+            operations,
             approvals,
+            delay,
             raw_digest: f.raw_digest,
             plain_message: f.plain_message,
+            reuse_deleted_id: f.reuse_deleted_id,
             conditions: Conditions {
                 initiators: f.initiators,
                 roles: f.roles,
@@ -671,6 +939,12 @@ impl Policy {
                 weekdays: f.weekdays,
                 within_limits,
                 over_limits,
+                min_new_threshold: f.min_new_threshold,
+                max_new_threshold: f.max_new_threshold,
+                min_new_committee: f.min_new_committee,
+                max_new_committee: f.max_new_committee,
+                threshold_change: f.threshold_change,
+                committee_change: f.committee_change,
             },
         })
     }

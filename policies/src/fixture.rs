@@ -4,10 +4,15 @@
 //! ```toml
 //! description = "a small transfer to an exchange"   # optional
 //! policy = "../treasury.toml"    # optional: the policy to run against, relative to this file
+//! operation = "sign"             # default sign; keygen reshare refresh delete status
 //! initiator = "alice"
 //! roles = ["trader"]             # default none
 //! key_id = "hot-1"
-//! scheme = "ecdsa-secp256k1"
+//! scheme = "ecdsa-secp256k1"     # or schemes = ["ecdsa-secp256k1", "ed25519"] (lifecycle)
+//! # keygen, reshare: new_threshold = 3, new_committee = 5 (a reshare's: absent = unchanged)
+//! # reshare, refresh: threshold = 2, committee = 3 (the key's now, at the deciding node;
+//! #                   absent = the node holds no share of it)
+//! # keygen: reuse_deleted_id = true
 //! derivation_path = "m/0/1"      # default "m" (the root key)
 //! raw_digest = false             # default false
 //! now = "2025-03-04T12:00:00Z"   # or now_ms = 1741089600000
@@ -39,6 +44,7 @@
 //! outcome = "allow"              # allow | needs_approvals | deny
 //! rule = "small-transfers"       # optional: a rule that allowed, the approval rule named,
 //!                                # the deny rule, or "(default)" for the default deny
+//! delay = "24h"                  # optional, allow only: the delay (or "none")
 //! ```
 //!
 //! The fixture's request hash is the SHA-256 of its file bytes.
@@ -50,8 +56,8 @@ use keyrack_plugin::{Intent, PayloadFormat, Transfer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::eval::{Approval, Decision, Outcome, Request};
-use crate::file::{Amount, Policy};
+use crate::eval::{Approval, Committee, Decision, Lifecycle, Outcome, Request};
+use crate::file::{Amount, Operation, Policy};
 use crate::ledger::{LedgerEntry, MemoryLedger};
 use crate::pattern::parse_path;
 use crate::time::{parse_duration_ms, parse_rfc3339_ms};
@@ -144,6 +150,9 @@ pub struct Expectation {
     pub outcome: String,
     /// The rule (see the module docs); not checked when absent.
     pub rule: Option<String>,
+    /// For `allow`: the delay the request waits (`24h`), or `"none"`; not checked when
+    /// absent.
+    pub delay: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,11 +160,19 @@ pub struct Expectation {
 struct FixtureFile {
     description: Option<String>,
     policy: Option<String>,
+    operation: Option<String>,
     initiator: String,
     #[serde(default)]
     roles: Vec<String>,
     key_id: String,
-    scheme: String,
+    scheme: Option<String>,
+    schemes: Option<Vec<String>>,
+    new_threshold: Option<u16>,
+    new_committee: Option<u16>,
+    threshold: Option<u16>,
+    committee: Option<u16>,
+    #[serde(default)]
+    reuse_deleted_id: bool,
     derivation_path: Option<String>,
     #[serde(default)]
     raw_digest: bool,
@@ -198,14 +215,25 @@ pub struct Fixture {
     pub description: Option<String>,
     /// The `policy` key: a policy (or bundle) file, relative to the fixture's directory.
     pub policy: Option<String>,
+    /// What the request asks.
+    pub operation: Operation,
     /// The request's initiator.
     pub initiator: String,
     /// Its roles.
     pub roles: Vec<String>,
     /// The key id.
     pub key_id: String,
-    /// The scheme.
-    pub scheme: String,
+    /// The schemes (sign: exactly one).
+    pub schemes: Vec<String>,
+    /// keygen, reshare: the new threshold and committee size asked.
+    pub new_threshold: Option<u16>,
+    /// See `new_threshold`.
+    pub new_committee: Option<u16>,
+    /// reshare, refresh: the key's threshold and committee size at the deciding node, the
+    /// same for every scheme (empty: the node holds no share of the key).
+    pub current: Vec<Committee>,
+    /// keygen: may re-create a deleted key id.
+    pub reuse_deleted_id: bool,
     /// The derivation path.
     pub derivation_path: Vec<u32>,
     /// Whether it is a raw digest.
@@ -378,6 +406,59 @@ impl Fixture {
                 },
             ));
         }
+        let operation = match f.operation.as_deref() {
+            None => Operation::Sign,
+            Some(o) => Operation::parse(o).ok_or_else(|| {
+                invalid(format!(
+                    "operation: '{o}' is not one of keygen, sign, reshare, refresh, delete, status"
+                ))
+            })?,
+        };
+        let schemes = match (f.scheme, f.schemes) {
+            (Some(s), None) => vec![s],
+            (None, Some(list)) => list,
+            (None, None) if operation == Operation::Status => vec![],
+            _ => {
+                return Err(invalid(
+                    "give scheme = \"…\" or schemes = [\"…\"] (one of them)".into(),
+                ))
+            }
+        };
+        let is_sign = operation == Operation::Sign;
+        if is_sign && schemes.len() != 1 {
+            return Err(invalid("a sign request names exactly one scheme".into()));
+        }
+        if !is_sign
+            && (f.raw_digest
+                || f.derivation_path.is_some()
+                || !matches!(source, IntentSource::None))
+        {
+            return Err(invalid(format!(
+                "raw_digest, derivation_path, [intent] and payloads are for sign requests, not {operation}"
+            )));
+        }
+        let lifecycle = f.new_threshold.is_some()
+            || f.new_committee.is_some()
+            || f.threshold.is_some()
+            || f.committee.is_some();
+        if lifecycle
+            && !matches!(
+                operation,
+                Operation::Keygen | Operation::Reshare | Operation::Refresh
+            )
+        {
+            return Err(invalid(format!(
+                "new_threshold, new_committee, threshold and committee are for keygen, reshare and refresh, not {operation}"
+            )));
+        }
+        if f.reuse_deleted_id && operation != Operation::Keygen {
+            return Err(invalid("reuse_deleted_id is for keygen".into()));
+        }
+        let current = match (f.threshold, f.committee) {
+            (Some(threshold), Some(size)) => vec![Committee { threshold, size }],
+            (None, None) => vec![],
+            _ => return Err(invalid("give the key's threshold and committee (its size) together, or neither (the node holds no share of the key)".into())),
+        };
         if !["allow", "needs_approvals", "deny"].contains(&f.expect.outcome.as_str()) {
             return Err(invalid(format!(
                 "expect.outcome: '{}' is not one of allow, needs_approvals, deny",
@@ -390,10 +471,15 @@ impl Fixture {
             request_hash,
             description: f.description,
             policy: f.policy,
+            operation,
             initiator: f.initiator,
             roles: f.roles,
             key_id: f.key_id,
-            scheme: f.scheme,
+            schemes,
+            new_threshold: f.new_threshold,
+            new_committee: f.new_committee,
+            current,
+            reuse_deleted_id: f.reuse_deleted_id,
             derivation_path,
             raw_digest: f.raw_digest,
             now_ms,
@@ -419,12 +505,18 @@ impl Fixture {
                 format,
                 payload,
                 public_key,
-            } => decode(chain, *format, payload, &self.scheme, public_key)
-                .map(Some)
-                .map_err(|message| FixtureError::Decode {
-                    name: self.name.clone(),
-                    message,
-                }),
+            } => decode(
+                chain,
+                *format,
+                payload,
+                self.schemes.first().map_or("", String::as_str),
+                public_key,
+            )
+            .map(Some)
+            .map_err(|message| FixtureError::Decode {
+                name: self.name.clone(),
+                message,
+            }),
         }
     }
 
@@ -440,11 +532,18 @@ impl Fixture {
     /// The request, for an intent from [`Fixture::intent`].
     pub fn request<'a>(&'a self, intent: Option<&'a Intent>) -> Request<'a> {
         Request {
+            operation: self.operation,
             request_hash: self.request_hash,
             initiator: &self.initiator,
             roles: &self.roles,
             key_id: &self.key_id,
-            scheme: &self.scheme,
+            schemes: &self.schemes,
+            lifecycle: Lifecycle {
+                new_threshold: self.new_threshold,
+                new_committee: self.new_committee,
+                current: &self.current,
+                reuse_deleted_id: self.reuse_deleted_id,
+            },
             derivation_path: &self.derivation_path,
             raw_digest: self.raw_digest,
             intent,
@@ -483,7 +582,7 @@ impl Fixture {
             ));
         } else if let Some(want) = &self.expect.rule {
             let ok = match &decision.outcome {
-                Outcome::Allow { rules } => rules.contains(want),
+                Outcome::Allow { rules, .. } => rules.contains(want),
                 Outcome::NeedsApprovals { rule, .. } => rule == want,
                 Outcome::Deny { rule, .. } => match rule {
                     Some(r) => r == want,
@@ -495,6 +594,13 @@ impl Fixture {
                     "expected rule '{want}', got {}",
                     decision.summary()
                 ));
+            }
+        }
+        if let (Some(want), Outcome::Allow { delay, .. }) = (&self.expect.delay, &decision.outcome)
+        {
+            let got = delay.as_ref().map_or("none", |d| d.delay.window.as_str());
+            if got != want {
+                failures.push(format!("expected delay {want}, got {got}"));
             }
         }
         Ok(FixtureResult { decision, failures })

@@ -60,8 +60,12 @@ pub struct LedgerEntry {
 
 /// What the node records if it signs `req`: one entry per transfer of the intent; a single
 /// entry with no destination or asset and amount 0 when there are none (a message, a
-/// digest, a call without value), so that every signed request counts once.
+/// digest, a call without value), so that every signed request counts once. Requests of
+/// other kinds record nothing: limits count signing only.
 pub fn ledger_entries(req: &Request<'_>) -> Vec<LedgerEntry> {
+    if req.operation != crate::file::Operation::Sign {
+        return Vec::new();
+    }
     let entry = |destination: Option<String>, asset: Option<String>, amount: u128| LedgerEntry {
         key_id: req.key_id.to_owned(),
         initiator: req.initiator.to_owned(),

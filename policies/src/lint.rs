@@ -94,13 +94,38 @@ pub(crate) fn implies(a: &Conditions, b: &Conditions) -> bool {
             (None, Some(_)) => false,
             (Some(x), Some(y)) => x.iter().all(|l| y.contains(l)),
         }
+        && at_least_u16(a.min_new_threshold, b.min_new_threshold)
+        && at_most(
+            a.max_new_threshold.map(u128::from),
+            b.max_new_threshold.map(u128::from),
+        )
+        && at_least_u16(a.min_new_committee, b.min_new_committee)
+        && at_most(
+            a.max_new_committee.map(u128::from),
+            b.max_new_committee.map(u128::from),
+        )
+        && subset(&a.threshold_change, &b.threshold_change)
+        && subset(&a.committee_change, &b.committee_change)
+}
+
+/// A lower bound `a` at least as tight as `b`.
+fn at_least_u16(a: Option<u16>, b: Option<u16>) -> bool {
+    match (a, b) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(b)) => a >= b,
+    }
 }
 
 /// Whether deny rule `d` matches every request that rule `r` matches.
 fn deny_covers(d: &Rule, r: &Rule) -> bool {
-    // A deny rule with raw_digest or plain_message = true applies to those requests only; r
-    // also matches others.
-    !d.raw_digest && !d.plain_message && implies(&r.conditions, &d.conditions)
+    // A deny rule with raw_digest, plain_message or reuse_deleted_id = true applies to those
+    // requests only; r also matches others. It covers only the kinds it governs.
+    !d.raw_digest
+        && !d.plain_message
+        && !d.reuse_deleted_id
+        && r.operations.iter().all(|o| d.operations.contains(o))
+        && implies(&r.conditions, &d.conditions)
 }
 
 impl Policy {
@@ -116,8 +141,35 @@ impl Policy {
         };
         for r in &self.rules {
             let c = &r.conditions;
-            if r.effect == Effect::Deny && c.is_empty() && !r.raw_digest && !r.plain_message {
-                warn(&mut out, r, format!("deny rule '{}' has no conditions: it denies every request, so nothing can be signed", r.id));
+            if r.effect == Effect::Deny
+                && c.is_empty()
+                && !r.raw_digest
+                && !r.plain_message
+                && !r.reuse_deleted_id
+            {
+                let kinds: Vec<&str> = r.operations.iter().map(|o| o.as_str()).collect();
+                warn(
+                    &mut out,
+                    r,
+                    format!(
+                        "deny rule '{}' has no conditions: it denies every request ({})",
+                        r.id,
+                        kinds.join(", ")
+                    ),
+                );
+            }
+            for (name, min, max) in [
+                ("threshold", c.min_new_threshold, c.max_new_threshold),
+                ("committee", c.min_new_committee, c.max_new_committee),
+            ] {
+                if let (Some(min), Some(max)) = (min, max) {
+                    if min > max {
+                        warn(&mut out, r, format!(
+                            "rule '{}' can never match: min_new_{name} {min} > max_new_{name} {max}",
+                            r.id
+                        ));
+                    }
+                }
             }
             if let (Some(min), Some(max)) = (c.min_value, c.max_value) {
                 if min > max {
@@ -171,6 +223,8 @@ impl Policy {
                     s.effect == Effect::AllowWithApprovals
                         && (!r.raw_digest || s.raw_digest)
                         && (!r.plain_message || s.plain_message)
+                        && (!r.reuse_deleted_id || s.reuse_deleted_id)
+                        && r.operations.iter().all(|o| s.operations.contains(o))
                         && implies(&r.conditions, &s.conditions)
                 }) {
                     warn(&mut out, r, format!(

@@ -101,6 +101,33 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Writes milliseconds since the epoch as an RFC 3339 UTC instant to the second
+/// (`2025-03-04T12:30:00Z`): what [`parse_rfc3339_ms`] reads.
+pub fn format_rfc3339_ms(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX / 2);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// Parses an RFC 3339 instant in UTC (`2025-03-04T12:30:00Z`, fractional seconds allowed,
 /// `+00:00` accepted as `Z`) into milliseconds since the epoch.
 pub fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
@@ -147,6 +174,20 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_round_trip() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2025-03-04T12:30:00Z",
+            "2100-12-31T00:00:01Z",
+        ] {
+            let ms = parse_rfc3339_ms(text).unwrap();
+            assert_eq!(format_rfc3339_ms(ms), text);
+            assert_eq!(format_rfc3339_ms(ms + 999), text);
+        }
+    }
 
     #[test]
     fn durations() {

@@ -45,12 +45,12 @@ fn run_dir(name: &str) -> usize {
 
 #[test]
 fn treasury_fixtures_pass() {
-    assert!(run_dir("treasury") >= 12);
+    assert!(run_dir("treasury") >= 26);
 }
 
 #[test]
 fn dev_fixtures_pass() {
-    assert!(run_dir("dev") >= 3);
+    assert!(run_dir("dev") >= 5);
 }
 
 #[test]

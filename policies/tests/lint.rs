@@ -62,3 +62,27 @@ fn contradictions_and_deny_everything() {
     let f = findings("[[rules]]\nid = \"d\"\neffect = \"deny\"\nraw_digest = true\n[[rules]]\nid = \"b\"\neffect = \"allow\"\nchains = [\"bitcoin\"]\nschemes = [\"schnorr-secp256k1\"]\n");
     assert!(f.is_empty(), "{f:?}");
 }
+
+#[test]
+fn shadowing_and_subsumption_only_within_the_kinds_a_rule_governs() {
+    // A deny of every delete does not shadow a sign rule, and warns as a deny of everything
+    // it governs.
+    let f = findings("[[rules]]\nid = \"a\"\neffect = \"allow\"\nkeys = [\"hot-*\"]\n[[rules]]\nid = \"d\"\neffect = \"deny\"\noperations = [\"delete\"]\n");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0.as_deref(), Some("d"));
+    assert!(f[0].1.contains("denies every request (delete)"), "{f:?}");
+    // It does shadow an allow of deletes.
+    one(
+        "[[rules]]\nid = \"a\"\neffect = \"allow\"\noperations = [\"delete\"]\nroles = [\"admin\"]\n[[rules]]\nid = \"d\"\neffect = \"deny\"\noperations = [\"delete\", \"reshare\"]\n",
+        "a",
+        "unreachable",
+    );
+    // An approval rule for deletes does not subsume an allow of signatures.
+    let f = findings("[[rules]]\nid = \"a\"\neffect = \"allow\"\n[[rules]]\nid = \"b\"\neffect = \"allow-with-approvals\"\noperations = [\"delete\"]\napprovals = { group = \"treasury\", required = 1 }\n");
+    assert!(f.is_empty(), "{f:?}");
+    one(
+        "[[rules]]\nid = \"k\"\neffect = \"allow\"\noperations = [\"keygen\"]\nmin_new_threshold = 4\nmax_new_threshold = 3\n",
+        "k",
+        "min_new_threshold 4 > max_new_threshold 3",
+    );
+}

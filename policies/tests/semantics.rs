@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use keyrack_plugin::{actions, Intent, Transfer, NATIVE};
 use keyrack_policy::{
-    ledger_entries, Approval, Ledger, LedgerEntry, MemoryLedger, Outcome, Policy, PolicyError,
-    Request, Usage, UsageQuery,
+    ledger_entries, Approval, Ledger, LedgerEntry, Lifecycle, MemoryLedger, Operation, Outcome,
+    Policy, PolicyError, Request, Usage, UsageQuery,
 };
 
 const NOW: u64 = 1_741_089_600_000; // 2025-03-04T12:00:00Z, a Tuesday
@@ -44,6 +44,7 @@ struct Req {
     intent: Option<Intent>,
     now: u64,
     hash: [u8; 32],
+    schemes: Vec<String>,
 }
 
 impl Req {
@@ -57,15 +58,18 @@ impl Req {
             intent,
             now: NOW,
             hash: [7; 32],
+            schemes: vec!["ecdsa-secp256k1".into()],
         }
     }
     fn get(&self) -> Request<'_> {
         Request {
+            operation: Operation::Sign,
             request_hash: self.hash,
             initiator: &self.initiator,
             roles: &self.roles,
             key_id: &self.key_id,
-            scheme: "ecdsa-secp256k1",
+            schemes: &self.schemes,
+            lifecycle: Lifecycle::default(),
             derivation_path: &self.path,
             raw_digest: self.raw,
             intent: self.intent.as_ref(),
@@ -177,7 +181,8 @@ approvals = { group = "treasury", required = 2 }
     assert_eq!(
         o,
         Outcome::Allow {
-            rules: vec!["allow".into(), "one".into(), "two".into()]
+            rules: vec!["allow".into(), "one".into(), "two".into()],
+            delay: None,
         }
     );
 }

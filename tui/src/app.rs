@@ -7,16 +7,18 @@
 
 use keyrack_client::api::{
     AuditEntryView, AuditPage, AuditVerification, BackendHealth, KeyView, Keys, NodeStatus, Peers,
-    Policies, Pools, Readiness, Sessions, Submitted, WaitingRequest,
+    Policies, Pools, Readiness, Sessions, Submitted, WaitState, WaitingRequest,
 };
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::api::ApiError;
 use crate::approval::Verdict;
+use crate::asks::{Asks, CheckedRequest};
 
 /// What the approver's check ([`crate::approval::Approver::check`]) says of each waiting
-/// request, by request hash.
-pub type Checks = std::collections::BTreeMap<String, Result<(), String>>;
+/// request, by request hash: what it asks (read from its signed body), or why it cannot be
+/// approved.
+pub type Checks = std::collections::BTreeMap<String, Result<CheckedRequest, String>>;
 
 /// The most audit entries kept in memory (the newest).
 pub const AUDIT_KEPT: usize = 2000;
@@ -171,6 +173,11 @@ pub struct Confirm {
     pub summary: String,
     /// One line per transfer: amount, asset, destination.
     pub transfers: Vec<String>,
+    /// What approving or rejecting does, where it is not plain (requests other than sign,
+    /// and a time-locked request's veto).
+    pub effect: Option<String>,
+    /// A rejection of a time-locked (approved) request: a veto.
+    pub veto: bool,
 }
 
 /// The routes' answers: in a [`Poll`], what one poll got; in the [`App`], the last answer
@@ -589,8 +596,8 @@ impl App {
             self.message = Some(format!("nothing to {}: no request waits", verdict.as_str()));
             return;
         };
-        match self.checks.get(&w.request_hash) {
-            Some(Ok(())) => {}
+        let checked = match self.checks.get(&w.request_hash) {
+            Some(Ok(checked)) => checked.clone(),
             Some(Err(why)) => {
                 self.message = Some(format!("cannot {}: {why}", verdict.as_str()));
                 return;
@@ -602,17 +609,36 @@ impl App {
                 ));
                 return;
             }
+        };
+        let locked = w.state == WaitState::TimeLocked;
+        if locked && verdict == Verdict::Approve {
+            self.message = Some(format!(
+                "request {} is approved and time-locked{}: another approval changes nothing; r \
+                 vetoes it",
+                crate::fmt::short(&w.request_id, 12),
+                run_at_text(&w, "until", self.now_ms())
+            ));
+            return;
         }
         if w.initiator == approver && verdict == Verdict::Approve {
             self.message = Some(format!(
                 "note: {approver} made this request; its own approval will not count"
             ));
         }
-        let (summary, transfers) = confirm_summary(&w);
+        let (summary, transfers) = match checked.asks {
+            Asks::Sign => confirm_summary(&w),
+            _ => (
+                format!("{} · asked by {}", checked.summary(), w.initiator),
+                vec![],
+            ),
+        };
+        let effect = confirm_effect(&w, &checked, verdict, self.now_ms());
         self.confirm = Some(Confirm {
             verdict,
             summary,
             transfers,
+            effect,
+            veto: locked && verdict == Verdict::Reject,
             request_id: w.request_id,
             request_hash: w.request_hash,
         });
@@ -712,6 +738,48 @@ impl App {
     }
 }
 
+/// " {word} HH:MM:SS UTC (in …)" for a time-locked request's run time, if listed.
+fn run_at_text(w: &WaitingRequest, word: &str, now_ms: u64) -> String {
+    w.run_at_ms.map_or_else(String::new, |at| {
+        format!(
+            " {word} {} UTC ({})",
+            crate::fmt::clock(at),
+            crate::fmt::until(at, now_ms)
+        )
+    })
+}
+
+/// What approving or rejecting `w` does, where the confirmation must say it: a veto of a
+/// time-locked request, and every verdict on a request other than sign (a sign request's
+/// confirmation shows its transfers instead).
+fn confirm_effect(
+    w: &WaitingRequest,
+    checked: &CheckedRequest,
+    verdict: Verdict,
+    now_ms: u64,
+) -> Option<String> {
+    if w.state == WaitState::TimeLocked {
+        return Some(format!(
+            "VETO: it is approved and runs{}; rejecting stops it at every node, so it is never \
+             carried out",
+            run_at_text(w, "at", now_ms)
+        ));
+    }
+    if checked.asks == Asks::Sign {
+        return None;
+    }
+    Some(match verdict {
+        Verdict::Approve => format!(
+            "approving counts toward the approvals it needs; with enough, {}, after its rule's \
+             delay if it has one (an approver may veto it meanwhile)",
+            checked.outcome()
+        ),
+        Verdict::Reject => "rejecting refuses it at every node at once; a later approval of \
+                            yours cannot undo it"
+            .to_owned(),
+    })
+}
+
 /// What the confirmation shows of a waiting request: action, chain, key and initiator, and
 /// each transfer (amount, asset, destination), so that two requests from one key and
 /// initiator cannot look alike.
@@ -756,7 +824,11 @@ mod tests {
             request_hash: hash.into(),
             initiator: "bob".into(),
             key_id: "treasury-sol".into(),
+            kind: "sign".into(),
+            state: Default::default(),
+            run_at_ms: None,
             scheme: "ed25519".into(),
+            schemes: vec!["ed25519".into()],
             chain: Some("solana".into()),
             waiting_since_ms: 1_000,
             expires_at_ms: 600_000,
@@ -766,6 +838,16 @@ mod tests {
             decision: json!({}),
             approvals: vec![],
             request: None,
+        }
+    }
+
+    /// What the approver's check says of `waiting`'s sign request.
+    fn sign_checked() -> CheckedRequest {
+        CheckedRequest {
+            kind: keyrack_client::request::RequestKind::Sign,
+            key_id: "treasury-sol".into(),
+            schemes: vec![keyrack_client::scheme::Scheme::Ed25519],
+            asks: Asks::Sign,
         }
     }
 
@@ -779,7 +861,12 @@ mod tests {
                 }),
                 ..Data::default()
             },
-            checks: Some(hashes.iter().map(|h| (h.to_string(), Ok(()))).collect()),
+            checks: Some(
+                hashes
+                    .iter()
+                    .map(|h| (h.to_string(), Ok(sign_checked())))
+                    .collect(),
+            ),
             ..Poll::default()
         }))
     }

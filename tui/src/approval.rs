@@ -1,19 +1,26 @@
 //! Signed approve and reject requests, as the console sends them for an operator who holds an
-//! approver key (the same initiator key file `keyrack client approve` uses).
+//! approver key (the same initiator key file `keyrack client approve` uses), and the check
+//! of a waiting request that comes before them.
 //!
-//! What it owns: building and signing the request body. It never sends anything (the
-//! worker posts it to the node's API) and never shows the key.
+//! What it owns: checking a node's listing against the request its initiator signed, with
+//! the approver's own manifest and trusted keys (never the node's word for a key), and
+//! building and signing the approve or reject body. It never sends anything (the worker
+//! posts it to the node's API) and never shows the key.
 
 use std::sync::Arc;
 
-use keyrack_client::api::{KeyView, SubmitRequest, WaitingRequest};
+use keyrack_client::api::{KeyView, SubmitRequest, WaitState, WaitingRequest};
 use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::request::{
     InitiatorKey, PayloadKind, RequestBody, RequestError, RequestKind, SignedRequest,
     VerifiedRequest,
 };
+use keyrack_client::scheme::Scheme;
 use keyrack_client::sdk::APPROVAL_KEY_ID;
+use keyrack_client::trusted::{short_hex, TrustedKey, TrustedKeys};
 use serde_json::Value;
+
+use crate::asks::{Asks, CheckedRequest, Committee, Current};
 
 /// How long an approval or rejection counts: the nodes' longest request lifetime, as
 /// `keyrack client approve` defaults to.
@@ -22,17 +29,31 @@ pub const VALID_FOR_MS: u64 = 600_000;
 /// Approve or reject (the wire's own type).
 pub use keyrack_client::request::Verdict;
 
+/// The request kinds a node may hold for approvals (every kind but approve, reject and
+/// policy activation).
+pub const WAITING_KINDS: [RequestKind; 6] = [
+    RequestKind::Sign,
+    RequestKind::Keygen,
+    RequestKind::Reshare,
+    RequestKind::Refresh,
+    RequestKind::Delete,
+    RequestKind::Status,
+];
+
 /// Decodes a sign request's chain payload as the nodes do, for the key it names (`key`:
-/// its root public key and chain code, from the node's key list): the intent as JSON
-/// (`keyrack_plugin::Intent`). The binary supplies it: it holds the chain plugins.
-pub type Decoder = Arc<dyn Fn(&VerifiedRequest, &KeyView) -> Result<Value, String> + Send + Sync>;
+/// its root public key and chain code, from the approver's trusted keys, never from the
+/// node): the intent as JSON (`keyrack_plugin::Intent`). The binary supplies it: it holds
+/// the chain plugins.
+pub type Decoder =
+    Arc<dyn Fn(&VerifiedRequest, &TrustedKey) -> Result<Value, String> + Send + Sync>;
 
 /// An operator's approver identity: the initiator key (its id is the client id too), the
-/// cluster manifest the operator trusts (their own copy, not the node's), and the decoder
-/// that reads payloads here. `Debug` shows ids only.
+/// cluster manifest and the keys the operator trusts (their own copies, not the node's),
+/// and the decoder that reads payloads here. `Debug` shows ids only.
 pub struct Approver {
     key: InitiatorKey,
     manifest: VerifiedManifest,
+    trusted: TrustedKeys,
     decoder: Decoder,
 }
 
@@ -41,25 +62,34 @@ impl std::fmt::Debug for Approver {
         f.debug_struct("Approver")
             .field("id", &self.key.id())
             .field("cluster", &self.manifest.cluster_id())
+            .field("trusted_keys", &self.trusted.path())
             .finish_non_exhaustive()
     }
 }
 
 /// A waiting request whose listing the approver checked against the request itself: the
-/// hash to sign.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// hash to sign, and what the request asks (read from its signed body).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
     /// The request hash, computed here from the signed body.
     pub request_hash: [u8; 32],
+    /// What it asks.
+    pub request: CheckedRequest,
 }
 
 impl Approver {
-    /// An approver signing as `key` for the cluster of `manifest`, reading payloads with
-    /// `decoder`.
-    pub fn new(key: InitiatorKey, manifest: VerifiedManifest, decoder: Decoder) -> Self {
+    /// An approver signing as `key` for the cluster of `manifest`, trusting the keys of
+    /// `trusted` (see [`keyrack_client::trusted`]), reading payloads with `decoder`.
+    pub fn new(
+        key: InitiatorKey,
+        manifest: VerifiedManifest,
+        trusted: TrustedKeys,
+        decoder: Decoder,
+    ) -> Self {
         Approver {
             key,
             manifest,
+            trusted,
             decoder,
         }
     }
@@ -74,12 +104,22 @@ impl Approver {
         self.manifest.cluster_id()
     }
 
+    /// The keys this approver trusts.
+    pub fn trusted(&self) -> &TrustedKeys {
+        &self.trusted
+    }
+
     /// Checks that what the node lists for a waiting request is what its initiator signed,
     /// so that an operator approves what they were shown even if the node lies: the
-    /// request verifies under the approver's manifest, hashes to the listed hash, names
-    /// the listed id, initiator, key, scheme and chain, has not expired at `now_ms`, and
-    /// its payload decodes here to the listed intent. `keys` is the node's key list (for
-    /// the public key and chain code the payload is decoded with).
+    /// request verifies under the approver's manifest, hashes to the listed hash, is of a
+    /// kind that waits, names the listed id, initiator, kind, key, schemes and chain, and
+    /// is still open at `now_ms` (before its expiry while it waits; before its run time
+    /// once time-locked).
+    ///
+    /// A sign request's key must be in the approver's trusted keys, the node's key list
+    /// (`keys`) must not report another public key or chain code for it, and its payload
+    /// must decode here, with the trusted key, to the listed intent. Any other kind has no
+    /// payload (its listed intent must be null); what it would do is read from its body.
     pub fn check(
         &self,
         waiting: &WaitingRequest,
@@ -102,18 +142,26 @@ impl Approver {
             ));
         }
         let body = &verified.body;
+        if !WAITING_KINDS.contains(&body.kind) {
+            return Err(format!(
+                "the request is of kind {}, which never waits for approvals",
+                body.kind.as_str()
+            ));
+        }
+        let schemes: Vec<&str> = body.schemes.iter().map(|s| s.as_str()).collect();
         let listed = [
             ("request id", body.request_id == waiting.request_id),
             ("initiator", verified.initiator == waiting.initiator),
+            ("kind", body.kind.as_str() == waiting.kind),
             ("key", body.key_id == waiting.key_id),
             ("chain", body.chain == waiting.chain),
             (
                 "scheme",
-                body.schemes.iter().any(|s| s.as_str() == waiting.scheme),
+                schemes.is_empty() || schemes.contains(&waiting.scheme.as_str()),
             ),
             (
-                "kind (only sign requests wait)",
-                body.kind == RequestKind::Sign,
+                "schemes",
+                waiting.schemes.is_empty() || waiting.schemes == schemes,
             ),
         ];
         if let Some((what, _)) = listed.iter().find(|(_, same)| !same) {
@@ -121,20 +169,52 @@ impl Approver {
                 "the node's listing differs from the signed request: {what}"
             ));
         }
-        if body.expires_at_ms <= now_ms {
-            return Err("the request has expired".to_owned());
-        }
+        check_open(waiting, body, now_ms)?;
+        let asks = match body.kind {
+            RequestKind::Sign => {
+                self.check_sign(&verified, waiting, keys)?;
+                Asks::Sign
+            }
+            kind => {
+                if !waiting.intent.is_null() {
+                    return Err(format!(
+                        "the node shows an intent for a {} request, which has no payload",
+                        kind.as_str()
+                    ));
+                }
+                self.lifecycle(body)?
+            }
+        };
+        Ok(Checked {
+            request_hash,
+            request: CheckedRequest {
+                kind: body.kind,
+                key_id: body.key_id.clone(),
+                schemes: body.schemes.clone(),
+                asks,
+            },
+        })
+    }
+
+    /// A sign request: its key is trusted, the node does not report another, and the
+    /// payload decodes with the trusted key to the listed intent.
+    fn check_sign(
+        &self,
+        verified: &VerifiedRequest,
+        waiting: &WaitingRequest,
+        keys: &[KeyView],
+    ) -> Result<(), String> {
+        let body = &verified.body;
+        let scheme = *body
+            .schemes
+            .first()
+            .ok_or("the sign request names no scheme")?;
+        let trusted = self.trusted_key(&body.key_id, scheme, keys)?;
         let decoded = match body.payload_kind {
             Some(
                 PayloadKind::Transaction | PayloadKind::PersonalMessage | PayloadKind::TypedData,
-            ) => {
-                let key = keys
-                    .iter()
-                    .find(|k| k.key_id == body.key_id && k.scheme == waiting.scheme)
-                    .ok_or_else(|| format!("key {} is not in the node's key list", body.key_id))?;
-                (self.decoder)(&verified, key)
-                    .map_err(|e| format!("the payload does not decode here: {e}"))?
-            }
+            ) => (self.decoder)(verified, trusted)
+                .map_err(|e| format!("the payload does not decode here: {e}"))?,
             // A plain message or raw digest: nothing to decode (as at the nodes).
             _ => Value::Null,
         };
@@ -143,7 +223,113 @@ impl Approver {
                 "the intent the node shows is not what the signed payload decodes to".to_owned(),
             );
         }
-        Ok(Checked { request_hash })
+        Ok(())
+    }
+
+    /// The trusted key `key_id` of `scheme`, if the node's key list does not contradict it.
+    fn trusted_key(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        keys: &[KeyView],
+    ) -> Result<&TrustedKey, String> {
+        let trusted = self.trusted.get(key_id, scheme).ok_or_else(|| {
+            format!(
+                "key {key_id} ({scheme}) is not in your trusted keys {}: run `keyrack client \
+                 trust {key_id}` with your client.toml (it records the key when a threshold \
+                 of its nodes agree in signed answers), then look again",
+                self.trusted.path().display()
+            )
+        })?;
+        let listed = keys
+            .iter()
+            .find(|k| k.key_id == key_id && k.scheme == scheme.as_str());
+        if let Some(view) = listed {
+            let differs = |listed: &str, trusted: &[u8]| {
+                !listed.is_empty() && !listed.eq_ignore_ascii_case(&hex::encode(trusted))
+            };
+            let what = if differs(&view.public_key, &trusted.public_key) {
+                Some((
+                    "public key",
+                    &view.public_key,
+                    short_hex(&trusted.public_key),
+                ))
+            } else if differs(&view.chain_code, &trusted.chain_code) {
+                Some((
+                    "chain code",
+                    &view.chain_code,
+                    short_hex(&trusted.chain_code),
+                ))
+            } else {
+                None
+            };
+            if let Some((what, listed, trusted)) = what {
+                let listed = hex::decode(listed)
+                    .map(|b| short_hex(&b))
+                    .unwrap_or_else(|_| crate::fmt::short(listed, 16));
+                return Err(format!(
+                    "the node reports {what} {listed} for key {key_id} ({scheme}) but your \
+                     trusted keys hold {trusted}: the node may be compromised, so nothing is \
+                     approved on its word (if the key id was re-created, run `keyrack client \
+                     trust {key_id} --replace`)"
+                ));
+            }
+        }
+        Ok(trusted)
+    }
+
+    /// What a keygen, reshare, refresh, delete or status request would do.
+    fn lifecycle(&self, body: &RequestBody) -> Result<Asks, String> {
+        Ok(match body.kind {
+            RequestKind::Keygen => Asks::Keygen {
+                threshold: body
+                    .threshold
+                    .ok_or("the keygen request names no threshold")?,
+                nodes: self
+                    .manifest
+                    .nodes()
+                    .iter()
+                    .map(|n| n.node_id().to_owned())
+                    .collect(),
+                reuse_deleted_id: body.reuse_deleted_id,
+            },
+            RequestKind::Reshare => Asks::Reshare {
+                current: self.current(&body.key_id, &body.schemes),
+                threshold: body.threshold,
+                participants: body.participants.clone(),
+            },
+            RequestKind::Refresh => Asks::Refresh {
+                current: self.current(&body.key_id, &body.schemes),
+            },
+            RequestKind::Delete => Asks::Delete {
+                current: self.current(&body.key_id, &body.schemes),
+            },
+            _ => Asks::Status,
+        })
+    }
+
+    /// The key's committee as the trusted keys know it, for every scheme of `schemes`.
+    fn current(&self, key_id: &str, schemes: &[Scheme]) -> Current {
+        let entries: Option<Vec<&TrustedKey>> = schemes
+            .iter()
+            .map(|s| self.trusted.get(key_id, *s))
+            .collect();
+        let Some((first, rest)) = entries.as_deref().and_then(<[_]>::split_first) else {
+            return Current::NotTrusted;
+        };
+        if rest
+            .iter()
+            .any(|k| (k.threshold, &k.participants) != (first.threshold, &first.participants))
+        {
+            return Current::DiffersByScheme;
+        }
+        Current::Trusted {
+            committee: Committee {
+                threshold: first.threshold,
+                participants: first.participants.clone(),
+            },
+            version: first.version,
+        }
     }
 
     /// A signed `verdict` request on the `checked` request, created at `now_ms` and valid
@@ -177,6 +363,25 @@ impl Approver {
     }
 }
 
+/// Whether the request is still open at `now_ms`: while it waits, before its own expiry;
+/// once time-locked (approved), before its run time (a veto is still possible).
+fn check_open(waiting: &WaitingRequest, body: &RequestBody, now_ms: u64) -> Result<(), String> {
+    match (waiting.state, waiting.run_at_ms) {
+        (WaitState::WaitingForApprovals, _) if body.expires_at_ms <= now_ms => {
+            Err("the request has expired".to_owned())
+        }
+        (WaitState::WaitingForApprovals, _) => Ok(()),
+        (WaitState::TimeLocked, None) => {
+            Err("the node lists it as time-locked but gives no run time".to_owned())
+        }
+        (WaitState::TimeLocked, Some(run_at)) if run_at <= now_ms => Err(format!(
+            "its time lock ended at {} UTC: it is carried out now, too late to veto",
+            crate::fmt::clock(run_at)
+        )),
+        (WaitState::TimeLocked, Some(_)) => Ok(()),
+    }
+}
+
 /// Parses a request hash as the API shows it (64 hex digits).
 pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
@@ -185,202 +390,4 @@ pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ed25519_dalek::SigningKey;
-    use keyrack_client::identity::PublicIdentity;
-    use keyrack_client::manifest::{Admin, Initiator, Manifest, SignedManifest};
-    use keyrack_client::scheme::Scheme;
-
-    const NOW: u64 = 1_700_000_000_000;
-
-    fn carol() -> InitiatorKey {
-        InitiatorKey::from_seed("carol", &[7u8; 32]).unwrap()
-    }
-
-    fn bob() -> InitiatorKey {
-        InitiatorKey::from_seed("bob", &[9u8; 32]).unwrap()
-    }
-
-    /// Cluster `prod`: one node, initiators bob (asks) and carol (approves), one admin.
-    fn manifest() -> VerifiedManifest {
-        let node_key = SigningKey::from_bytes(&[1u8; 32]);
-        let node = PublicIdentity::sign("node0", &node_key, [2u8; 32]).unwrap();
-        let admin = SigningKey::from_bytes(&[3u8; 32]);
-        let initiator = |k: &InitiatorKey| Initiator {
-            id: k.id().into(),
-            public_key: k.public_key(),
-            roles: vec!["sign".into(), "approve".into()],
-        };
-        let mut m = SignedManifest::new(Manifest {
-            cluster_id: "prod".into(),
-            version: 1,
-            previous: None,
-            admin_threshold: 1,
-            nodes: vec![node],
-            initiators: vec![initiator(&bob()), initiator(&carol())],
-            admins: vec![Admin {
-                id: "admin".into(),
-                public_key: admin.verifying_key(),
-            }],
-        })
-        .unwrap();
-        m.sign(&admin).unwrap();
-        m.verify_bootstrap().unwrap()
-    }
-
-    /// Decodes as the nodes would: here, a fixed intent naming the payload's first byte.
-    fn decoder() -> Decoder {
-        Arc::new(|r: &VerifiedRequest, key: &KeyView| {
-            let first = r.body.payload.as_deref().and_then(|p| p.first().copied());
-            Ok(serde_json::json!({"action": "transfer", "byte": first, "key": key.public_key}))
-        })
-    }
-
-    fn approver() -> Approver {
-        Approver::new(carol(), manifest(), decoder())
-    }
-
-    fn key_view() -> KeyView {
-        KeyView {
-            key_id: "treasury".into(),
-            scheme: "ed25519".into(),
-            status: "READY".into(),
-            version: 1,
-            threshold: 2,
-            participants: vec!["node0".into()],
-            public_key: "ab".repeat(32),
-            chain_code: "cd".repeat(32),
-            created_at_ms: 1,
-            error: None,
-            addresses: vec![],
-        }
-    }
-
-    /// bob's transaction on solana with key `treasury`, listed as a node would list it.
-    fn listed(signer: &InitiatorKey) -> (WaitingRequest, VerifiedRequest) {
-        let mut body = RequestBody::new(RequestKind::Sign, "prod", "treasury", "app", NOW, 60_000);
-        body.schemes = vec![Scheme::Ed25519];
-        body.chain = Some("solana".into());
-        body.payload_kind = Some(PayloadKind::Transaction);
-        body.payload = Some(vec![0x42, 1, 2]);
-        let signed = signer.sign_request(&body).unwrap();
-        let verified = SignedRequest::parse(&signed.to_json())
-            .unwrap()
-            .verify(&signer.public_key())
-            .unwrap();
-        let w = WaitingRequest {
-            request_id: body.request_id.clone(),
-            request_hash: hex::encode(verified.hash()),
-            initiator: signer.id().into(),
-            key_id: "treasury".into(),
-            scheme: "ed25519".into(),
-            chain: Some("solana".into()),
-            waiting_since_ms: NOW,
-            expires_at_ms: NOW + 60_000,
-            intent: serde_json::json!({"action": "transfer", "byte": 0x42, "key": "ab".repeat(32)}),
-            decision: serde_json::json!({}),
-            approvals: vec![],
-            request: Some(String::from_utf8(verified.to_json()).unwrap()),
-        };
-        (w, verified)
-    }
-
-    fn refused(w: &WaitingRequest) -> String {
-        approver().check(w, &[key_view()], NOW + 1).unwrap_err()
-    }
-
-    #[test]
-    fn an_approval_of_a_checked_request_verifies_and_names_its_hash() {
-        let a = approver();
-        let (w, request) = listed(&bob());
-        let checked = a.check(&w, &[key_view()], NOW + 1).unwrap();
-        assert_eq!(checked.request_hash, request.hash());
-        let submit = a.sign(Verdict::Approve, &checked, NOW + 2).unwrap();
-        let signed = SignedRequest::parse(submit.signed_request.as_bytes()).unwrap();
-        assert_eq!(signed.initiator(), "carol");
-        let body = signed.verify_with(&manifest()).unwrap().body;
-        assert_eq!(body.kind, RequestKind::Approve);
-        assert_eq!(body.approves, Some(request.hash()));
-        assert_eq!(body.rejects, None);
-        assert_eq!(body.cluster_id, "prod");
-        assert_eq!(body.client_id, "carol");
-        assert_eq!(body.key_id, APPROVAL_KEY_ID);
-        assert_eq!(body.created_at_ms, NOW + 2);
-        assert_eq!(body.expires_at_ms, NOW + 2 + VALID_FOR_MS);
-        let reject = a.sign(Verdict::Reject, &checked, NOW + 2).unwrap();
-        let body = SignedRequest::parse(reject.signed_request.as_bytes())
-            .unwrap()
-            .verify_with(&manifest())
-            .unwrap()
-            .body;
-        assert_eq!(
-            (body.kind, body.rejects, body.approves),
-            (RequestKind::Reject, Some(request.hash()), None)
-        );
-    }
-
-    #[test]
-    fn a_listing_that_is_not_the_signed_request_is_refused() {
-        let (w, _) = listed(&bob());
-        // The node shows another hash than the request's.
-        let mut other = w.clone();
-        other.request_hash = "11".repeat(32);
-        assert!(refused(&other).contains("hashes to"), "{}", refused(&other));
-        // …or a harmless intent for a payload that decodes to something else.
-        let mut other = w.clone();
-        other.intent["byte"] = serde_json::json!(0x01);
-        assert!(refused(&other).contains("not what the signed payload decodes to"));
-        // …or other fields than the request's.
-        for (field, edit) in [
-            (
-                "initiator",
-                (|w: &mut WaitingRequest| w.initiator = "carol".into()) as fn(&mut WaitingRequest),
-            ),
-            ("key", |w| w.key_id = "petty-cash".into()),
-            ("chain", |w| w.chain = Some("evm".into())),
-            ("scheme", |w| w.scheme = "ecdsa-secp256k1".into()),
-            ("request id", |w| w.request_id = "00".repeat(16)),
-        ] {
-            let mut other = w.clone();
-            edit(&mut other);
-            let e = refused(&other);
-            assert!(
-                e.contains(&format!("differs from the signed request: {field}")),
-                "{field}: {e}"
-            );
-        }
-        // …or no request at all.
-        let mut other = w.clone();
-        other.request = None;
-        assert!(refused(&other).contains("did not send the signed request"));
-        // A key the node does not list cannot be decoded.
-        let e = approver().check(&w, &[], NOW + 1).unwrap_err();
-        assert!(e.contains("not in the node's key list"), "{e}");
-        // Expired.
-        let e = approver()
-            .check(&w, &[key_view()], NOW + 60_000)
-            .unwrap_err();
-        assert!(e.contains("expired"), "{e}");
-    }
-
-    #[test]
-    fn a_request_not_signed_by_a_manifest_initiator_is_refused() {
-        // Signed by a key the approver's manifest does not list under that id.
-        let mallory = InitiatorKey::from_seed("bob", &[66u8; 32]).unwrap();
-        let (w, _) = listed(&mallory);
-        let e = refused(&w);
-        assert!(e.contains("does not verify under your manifest"), "{e}");
-        let stranger = InitiatorKey::from_seed("eve", &[67u8; 32]).unwrap();
-        let (w, _) = listed(&stranger);
-        let e = refused(&w);
-        assert!(e.contains("does not verify under your manifest"), "{e}");
-    }
-
-    #[test]
-    fn hashes_parse_only_as_64_hex_digits() {
-        assert_eq!(parse_hash(&"ab".repeat(32)), Some([0xab; 32]));
-        assert_eq!(parse_hash("abcd"), None);
-        assert_eq!(parse_hash(&"zz".repeat(32)), None);
-    }
-}
+mod tests;

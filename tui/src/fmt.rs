@@ -97,6 +97,32 @@ pub fn fit(text: &str, width: usize) -> String {
     }
 }
 
+/// Text broken into lines of at most `width` characters, at spaces where it can be (a word
+/// longer than a line is cut).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        let used = line.chars().count();
+        if used > 0 && used + 1 + word.len() <= width {
+            line.push(' ');
+            line.extend(&word);
+            continue;
+        }
+        if used > 0 {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > width {
+            lines.push(word.drain(..width).collect());
+        }
+        line.extend(&word);
+    }
+    lines.push(line);
+    lines
+}
+
 /// A base-unit amount from the JSON (a number or a string), with thousands separators.
 /// Amounts past 2^64 reach the console as floating point (JSON numbers): shown as such, with
 /// `≈`, never as a made-up exact integer.
@@ -167,6 +193,13 @@ mod tests {
         assert_eq!(amount(&json!("1000")), "1_000");
         let big: Value = serde_json::from_str("340282366920938463463374607431768211455").unwrap();
         assert!(amount(&big).starts_with('≈'), "{}", amount(&big));
+    }
+
+    #[test]
+    fn long_text_wraps_at_spaces() {
+        assert_eq!(wrap("one two three", 7), ["one two", "three"]);
+        assert_eq!(wrap("abcdefghij k", 4), ["abcd", "efgh", "ij k"]);
+        assert_eq!(wrap("", 5), [""]);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! ([`keyrack_client::api`]), run on the appliance as `keyrack tui`.
 //!
 //! - [`api`]: the blocking API client (also used by the node's integration tests).
-//! - [`approval`]: signed approve / reject requests for an operator with an approver key.
+//! - [`approval`]: the check of a waiting request against what its initiator signed (with
+//!   the approver's own manifest and trusted keys), and signed approve / reject requests for
+//!   an operator with an approver key; [`asks`]: what a checked request would do, in words.
 //! - [`app`]: the console's state and keys (pure); [`ui`]: drawing it.
 //! - [`run`]: the terminal, and a worker thread that polls the node and performs actions, so
 //!   the screen never waits on the network.
@@ -23,6 +25,7 @@ use zeroize::Zeroizing;
 pub mod api;
 pub mod app;
 pub mod approval;
+pub mod asks;
 pub mod fmt;
 pub mod ui;
 
@@ -283,7 +286,7 @@ impl Worker {
             .waiting
             .iter()
             .map(|w| {
-                let checked = approver.check(w, keys, now).map(|_| ());
+                let checked = approver.check(w, keys, now).map(|c| c.request);
                 (w.request_hash.clone(), checked)
             })
             .collect()

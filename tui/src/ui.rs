@@ -265,7 +265,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "Keys: show / hide the selected key's detail"),
     ("Esc", "close the detail, clear the search, close this help"),
     ("a", "Approvals: approve the selected request (asks y/n)"),
-    ("r", "Approvals: reject the selected request (asks y/n)"),
+    ("r", "Approvals: reject (a time-locked one: veto), asks y/n"),
     ("v", "Audit: have the node verify its whole audit log"),
     ("R", "refresh now"),
     ("?", "show / hide this help"),
@@ -313,6 +313,7 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect) {
     let Some(c) = &app.confirm else { return };
     let (verb, colour) = match c.verdict {
         Verdict::Approve => ("APPROVE", OK),
+        Verdict::Reject if c.veto => ("VETO", BAD),
         Verdict::Reject => ("REJECT", BAD),
     };
     let who = app.approver.as_deref().unwrap_or("?");
@@ -324,6 +325,9 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(c.summary.clone()),
     ];
     lines.extend(c.transfers.iter().map(|t| Line::from(t.clone()).bold()));
+    if let Some(effect) = &c.effect {
+        lines.push(Line::from(effect.clone()).fg(colour));
+    }
     lines.extend([
         Line::from(format!("hash {}", c.request_hash)),
         Line::from(format!("signed as {who}, valid for 10 minutes")),

@@ -3,8 +3,11 @@
 //! own JSON, so they also check that the console reads what the node serves).
 
 use keyrack_client::api::{AuditVerification, Submitted};
+use keyrack_client::request::RequestKind;
+use keyrack_client::scheme::Scheme;
 use keyrack_tui::app::{Action, App, Data, Poll, Problem, ProblemKind, Tab, Update};
 use keyrack_tui::approval::Verdict;
+use keyrack_tui::asks::{Asks, CheckedRequest};
 use keyrack_tui::ui;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -38,7 +41,17 @@ fn full_poll() -> Poll {
         audit: Some(fixture("audit")),
         problem: None,
         // The approver's check of the one waiting request passed.
-        checks: Some([(WAITING_HASH.to_owned(), Ok(()))].into()),
+        checks: Some([(WAITING_HASH.to_owned(), Ok(sign_checked()))].into()),
+    }
+}
+
+/// What the approver's check read from the sign request in approvals.json.
+fn sign_checked() -> CheckedRequest {
+    CheckedRequest {
+        kind: RequestKind::Sign,
+        key_id: "treasury-sol".into(),
+        schemes: vec![Scheme::Ed25519],
+        asks: Asks::Sign,
     }
 }
 

@@ -319,19 +319,34 @@ pub struct Approvals {
     pub waiting: Vec<WaitingRequest>,
 }
 
-/// A sign request waiting for approvals.
+/// A request the policy holds at this node: waiting for approvals, or approved and
+/// time-locked (carried out at `run_at_ms` unless an approver vetoes it meanwhile).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WaitingRequest {
     /// The request id.
     pub request_id: String,
     /// The hash an approver signs (SHA-256 of the request body).
     pub request_hash: String,
+    /// What is asked: `sign`, `keygen`, `reshare`, `refresh`, `delete` or `status`
+    /// (`keyrack_client::request::RequestKind`); `sign` when absent.
+    #[serde(default = "sign_kind")]
+    pub kind: String,
+    /// Where it stands: waiting for approvals, or approved and time-locked.
+    #[serde(default)]
+    pub state: WaitState,
+    /// A time-locked request: when it is carried out (ms since the Unix epoch), unless a
+    /// member of an approver group it needed rejects it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<u64>,
     /// Who asked.
     pub initiator: String,
     /// The key.
     pub key_id: String,
-    /// The scheme.
+    /// The scheme (the first of `schemes`).
     pub scheme: String,
+    /// Every scheme the request names (a keygen or reshare may name several).
+    #[serde(default)]
+    pub schemes: Vec<String>,
     /// The chain plugin that decoded the payload, if any.
     pub chain: Option<String>,
     /// When it started waiting.
@@ -350,6 +365,21 @@ pub struct WaitingRequest {
     /// recorded before it kept them.
     #[serde(default)]
     pub request: Option<String>,
+}
+
+fn sign_kind() -> String {
+    "sign".into()
+}
+
+/// Where a request the policy holds stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitState {
+    /// It needs (more) approvals, before it expires.
+    #[default]
+    WaitingForApprovals,
+    /// Approved; carried out at `run_at_ms` unless vetoed meanwhile.
+    TimeLocked,
 }
 
 /// An approval a node holds.

@@ -54,9 +54,18 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The policy allows it only with approvals that have not (yet) been given.
     ApprovalsRequired,
-    /// An approver of the group a request waited for rejected it (a `reject` request); the
-    /// message names the approver, the group and the rule. Final: a new request is needed.
+    /// An approver of a group whose approvals the request needed rejected it (a `reject`
+    /// request), while it waited for approvals or, time-locked, for its delay (a veto); the
+    /// message names the approver and the group. Final: a new request is needed.
     ApprovalRejected,
+    /// Not a refusal: a `pending` notice that the request is approved and time-locked; it is
+    /// carried out once its rule's delay has passed (the message says when), unless an
+    /// approver vetoes it meanwhile. The node's final answer follows.
+    TimeLocked,
+    /// The initiator has as many requests waiting (for approvals or a delay) at the node as
+    /// it keeps per initiator (`[cluster] max_waiting_per_initiator`); retry once some are
+    /// decided.
+    TooManyWaiting,
     /// A policy bundle was not activated: unsigned, under-signed, an unknown signer, older
     /// than or not a successor of the active bundle, or a policy that does not parse.
     PolicyBundleRefused,
@@ -77,7 +86,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::BadSignature,
@@ -99,6 +108,8 @@ impl ErrorCode {
         ErrorCode::PolicyDenied,
         ErrorCode::ApprovalsRequired,
         ErrorCode::ApprovalRejected,
+        ErrorCode::TimeLocked,
+        ErrorCode::TooManyWaiting,
         ErrorCode::PolicyBundleRefused,
         ErrorCode::Busy,
         ErrorCode::Timeout,
@@ -133,6 +144,8 @@ impl ErrorCode {
             ErrorCode::PolicyBundleRefused => "policy_bundle_refused",
             ErrorCode::ApprovalsRequired => "approvals_required",
             ErrorCode::ApprovalRejected => "approval_rejected",
+            ErrorCode::TimeLocked => "time_locked",
+            ErrorCode::TooManyWaiting => "too_many_waiting",
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ProtocolFailed => "protocol_failed",
@@ -155,6 +168,7 @@ impl ErrorCode {
                 | ErrorCode::HsmFailure
                 | ErrorCode::Interrupted
                 | ErrorCode::ApprovalsRequired
+                | ErrorCode::TooManyWaiting
                 | ErrorCode::NotYetValid
         )
     }

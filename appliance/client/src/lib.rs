@@ -29,6 +29,7 @@ pub mod scheme;
 #[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod subjects;
+pub mod trusted;
 pub mod verdict;
 mod wire;
 

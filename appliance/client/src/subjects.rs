@@ -71,16 +71,39 @@ pub fn request_stream_subjects(cluster: &str) -> Result<String, InvalidToken> {
     Ok(format!("keyrack.{cluster}.req.*"))
 }
 
+/// The kinds that travel on the verdict stream, not the request stream: an approver's
+/// `approve` and `reject`. They have a stream and node consumers of their own so that no
+/// amount of other work (long keygens, floods of sign requests) delays a verdict.
+pub const VERDICT_KINDS: [&str; 2] = ["approve", "reject"];
+
 /// Where a client publishes a request of `kind` (`RequestKind::as_str`):
-/// `keyrack.<cluster>.req.<kind>`.
+/// `keyrack.<cluster>.req.<kind>`, or for the [`VERDICT_KINDS`]
+/// `keyrack.<cluster>.verdict.<kind>`.
 pub fn request_subject(cluster: &str, kind: &str) -> Result<String, InvalidToken> {
     check_token("cluster id", cluster)?;
     check_token("request kind", kind)?;
+    if VERDICT_KINDS.contains(&kind) {
+        return Ok(format!("keyrack.{cluster}.verdict.{kind}"));
+    }
     Ok(format!("keyrack.{cluster}.req.{kind}"))
 }
 
-/// The durable pull consumer of one node on the request stream: `node-<node_id>`
-/// (explicit ack; every node has its own, so every node sees every request).
+/// The JetStream stream holding a cluster's verdicts (approve and reject requests):
+/// `KEYRACK_VERDICT_<cluster>`.
+pub fn verdict_stream(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("KEYRACK_VERDICT_{cluster}"))
+}
+
+/// The subjects the verdict stream captures: `keyrack.<cluster>.verdict.*`.
+pub fn verdict_stream_subjects(cluster: &str) -> Result<String, InvalidToken> {
+    check_token("cluster id", cluster)?;
+    Ok(format!("keyrack.{cluster}.verdict.*"))
+}
+
+/// The durable pull consumer of one node on the request stream and on the verdict stream:
+/// `node-<node_id>` (explicit ack; every node has its own, so every node sees every
+/// request).
 pub fn node_consumer(node_id: &str) -> Result<String, InvalidToken> {
     check_token("node id", node_id)?;
     Ok(format!("node-{node_id}"))

@@ -29,6 +29,8 @@ fn error_code_strings_are_stable() {
             "policy_denied",
             "approvals_required",
             "approval_rejected",
+            "time_locked",
+            "too_many_waiting",
             "policy_bundle_refused",
             "busy",
             "timeout",
@@ -76,6 +78,19 @@ fn subjects() {
         request_subject("prod", RequestKind::Sign.as_str()).unwrap(),
         "keyrack.prod.req.sign"
     );
+    // Verdicts travel apart from the other requests.
+    assert_eq!(verdict_stream("prod").unwrap(), "KEYRACK_VERDICT_prod");
+    assert_eq!(
+        verdict_stream_subjects("prod").unwrap(),
+        "keyrack.prod.verdict.*"
+    );
+    for (kind, subject) in [
+        (RequestKind::Approve, "keyrack.prod.verdict.approve"),
+        (RequestKind::Reject, "keyrack.prod.verdict.reject"),
+        (RequestKind::Delete, "keyrack.prod.req.delete"),
+    ] {
+        assert_eq!(request_subject("prod", kind.as_str()).unwrap(), subject);
+    }
     assert_eq!(node_consumer("node0").unwrap(), "node-node0");
     assert_eq!(result_stream("prod").unwrap(), "KEYRACK_RES_prod");
     let rid = "0123456789abcdef0123456789abcdef";

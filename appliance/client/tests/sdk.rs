@@ -82,14 +82,18 @@ type Answer = (String, SignedResult);
 
 impl Cluster {
     /// Starts a server and creates the streams with the names, subjects and retention the
-    /// nodes use.
+    /// nodes use (the request stream takes the verdict subjects too, so that the one test
+    /// consumer sees every request the client sends).
     async fn start() -> Self {
         let server = NatsServer::start();
         let js = jetstream::new(async_nats::connect(&server.url).await.unwrap());
         let request_stream = js
             .create_stream(stream::Config {
                 name: subjects::request_stream(CLUSTER).unwrap(),
-                subjects: vec![subjects::request_stream_subjects(CLUSTER).unwrap()],
+                subjects: vec![
+                    subjects::request_stream_subjects(CLUSTER).unwrap(),
+                    subjects::verdict_stream_subjects(CLUSTER).unwrap(),
+                ],
                 retention: stream::RetentionPolicy::Interest,
                 storage: stream::StorageType::File,
                 max_age: Duration::from_secs(24 * 3600),

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use keyrack_client::api::KeyView;
 use keyrack_client::request::{PayloadKind, VerifiedRequest};
+use keyrack_client::trusted::TrustedKey;
 use keyrack_plugin::{
     ChainError, ChainPlugin, Decoded, PayloadFormat, Registry, SchemePlugin, SignerKey,
 };
@@ -68,20 +68,20 @@ pub fn decode_for_key(
 
 /// The console's decoder (see [`keyrack_tui::approval::Decoder`]): a sign request's chain
 /// payload decoded as [`crate::daemon`] decodes it before policy (the same plugins, the
-/// child key derived along the request's path), so an approver sees the intent computed on
-/// their side, not the node's word for it.
+/// child key derived along the request's path) but with the approver's trusted key, so an
+/// approver sees the intent computed on their side, not the node's word for it.
 pub fn intent_decoder(bitcoin_network: &str) -> Result<keyrack_tui::approval::Decoder, ChainError> {
     let mut registry = crate::daemon::default_registry();
     register(&mut registry, bitcoin_network)?;
-    Ok(Arc::new(move |request: &VerifiedRequest, key: &KeyView| {
-        decode_intent(&registry, request, key)
-    }))
+    Ok(Arc::new(
+        move |request: &VerifiedRequest, key: &TrustedKey| decode_intent(&registry, request, key),
+    ))
 }
 
 fn decode_intent(
     registry: &Registry,
     request: &VerifiedRequest,
-    key: &KeyView,
+    key: &TrustedKey,
 ) -> Result<serde_json::Value, String> {
     let body = &request.body;
     // A plain message or raw digest: no intent (as at the nodes).
@@ -97,20 +97,16 @@ fn decode_intent(
         .chain(chain_id)
         .ok_or_else(|| format!("no chain plugin '{chain_id}'"))?;
     let scheme = registry
-        .scheme(&key.scheme)
+        .scheme(key.scheme.as_str())
         .ok_or_else(|| format!("no scheme plugin '{}'", key.scheme))?;
-    let root = hex::decode(&key.public_key).map_err(|e| format!("the key's public key: {e}"))?;
-    let mut chain_code = [0u8; 32];
-    hex::decode_to_slice(&key.chain_code, &mut chain_code)
-        .map_err(|e| format!("the key's chain code: {e}"))?;
     let path = &body.derivation_path;
     let (_, decoded) = decode_for_key(
         chain.as_ref(),
         scheme.as_ref(),
         format,
         payload,
-        &root,
-        &chain_code,
+        &key.public_key,
+        &key.chain_code,
         path,
     )
     .map_err(|e| match e {

@@ -111,6 +111,10 @@ pub struct ClusterSection {
     /// milliseconds.
     #[serde(default = "default_hot_window_ms")]
     pub hot_window_ms: u64,
+    /// Requests the policy holds at this node (waiting for approvals, or approved and
+    /// time-locked) per initiator, at most; more are refused `too_many_waiting`.
+    #[serde(default = "default_max_waiting_per_initiator")]
+    pub max_waiting_per_initiator: usize,
     /// A signed policy bundle to activate at start (if it succeeds the active one; a file
     /// that does not verify stops the start). Absent: the active bundle in the store, if any
     /// (bundles also arrive as `policy` requests).
@@ -149,6 +153,9 @@ fn default_presign_pool() -> usize {
 }
 fn default_hot_window_ms() -> u64 {
     600_000
+}
+fn default_max_waiting_per_initiator() -> usize {
+    16
 }
 
 /// `[node]`.

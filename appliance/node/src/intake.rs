@@ -10,6 +10,10 @@
 //! client id and request id that are valid tokens; a request too broken for that is only
 //! logged.
 //!
+//! A `reject` request is the one exception to expiry: a rejection only ever stops something,
+//! so one that arrives late (the node was down while it was valid) is still taken, up to
+//! [`REJECTIONS_STAND_MS`] after its expiry, and a replay of it changes nothing.
+//!
 //! A replay of a request this node already handled is refused as `replayed` and nothing is
 //! signed again; telling a JetStream redelivery of a request still in hand from a replay is
 //! the daemon's job (it knows its sessions).
@@ -18,12 +22,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
-use keyrack_client::request::{request_hash, SignedRequest, VerifiedRequest};
+use keyrack_client::request::{
+    request_hash, RequestError, RequestKind, SignedRequest, VerifiedRequest,
+};
 use keyrack_client::result::{ResultBody, SignedResult, Status};
 use keyrack_client::subjects;
 
 use crate::identity::NodeIdentity;
 use crate::store::{ReplayEntry, Store, StoreError};
+
+/// How long a recorded rejection stands, and how long after its own expiry a `reject` request
+/// is still taken: longer than any request can wait at a node (its lifetime, then the
+/// longest delay a policy may set).
+pub const REJECTIONS_STAND_MS: u64 = keyrack_policy::MAX_DELAY_MS + 24 * 3600 * 1000;
 
 /// Time rules for requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +86,7 @@ pub enum Intake {
 }
 
 /// Reads the routing fields of a body without trusting it (for refusals only).
-fn route_of(body_bytes: &[u8]) -> Option<Route> {
+pub(crate) fn route_of(body_bytes: &[u8]) -> Option<Route> {
     let value: serde_json::Value = serde_json::from_slice(body_bytes).ok()?;
     let request_id = value.get("request_id")?.as_str()?.to_owned();
     let client_id = value.get("client_id")?.as_str()?.to_owned();
@@ -131,14 +142,26 @@ pub fn intake(
         );
     }
     let now_ms = millis(now);
-    if let Err(e) = request.check_time(now_ms, limits.max_clock_skew_ms, limits.max_lifetime_ms) {
-        return refuse(e.code(), e.to_string(), route);
+    let rejection = request.body.kind == RequestKind::Reject;
+    let expires_at_ms = request.body.expires_at_ms;
+    match request.check_time(now_ms, limits.max_clock_skew_ms, limits.max_lifetime_ms) {
+        Ok(()) => {}
+        // A rejection is final: one that reaches this node late (it was down) still stops
+        // what it rejects, as long as that could still be carried out.
+        Err(RequestError::Expired { .. })
+            if rejection && now_ms < expires_at_ms.saturating_add(REJECTIONS_STAND_MS) => {}
+        Err(e) => return refuse(e.code(), e.to_string(), route),
     }
+    let replay_until_ms = if rejection {
+        expires_at_ms.saturating_add(REJECTIONS_STAND_MS)
+    } else {
+        expires_at_ms
+    };
     let entry = ReplayEntry {
         request_id: &request.body.request_id,
         nonce: request.body.nonce.as_bytes(),
         initiator: &request.initiator,
-        expires_at: UNIX_EPOCH + Duration::from_millis(request.body.expires_at_ms),
+        expires_at: UNIX_EPOCH + Duration::from_millis(replay_until_ms),
     };
     match store.check_and_record(&entry, now) {
         Ok(()) => Intake::Accepted(Box::new(request)),

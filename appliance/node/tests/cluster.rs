@@ -1207,8 +1207,9 @@ async fn a_member_that_cannot_keep_its_new_share_stops_the_commit_and_the_next_r
     ed25519_sign_and_verify(&mut c, "wallet-f", &key, b"at version 2").await;
 }
 
-/// A policy that denies every request.
-const DENY_ALL: &str = "format = 1\n[[rules]]\nid = \"deny-all\"\neffect = \"deny\"\n";
+/// A policy that denies every signature (and lets keys be created).
+const DENY_ALL: &str = "format = 1\n[[rules]]\nid = \"deny-all\"\neffect = \"deny\"\n\
+                        [[rules]]\nid = \"keys\"\neffect = \"allow\"\noperations = [\"keygen\"]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_signing_that_times_out_releases_its_velocity_reservation() {
@@ -1277,10 +1278,11 @@ async fn a_signing_that_times_out_releases_its_velocity_reservation() {
     assert!(c.stores[0].verify_audit_log(&key).unwrap().is_ok());
 }
 
-/// One signing per key per hour.
+/// One signing per key per hour (and keys may be created).
 const ONE_PER_HOUR: &str = "format = 1\n[[rules]]\nid = \"one-per-hour\"\neffect = \"allow\"\n\
                             plain_message = true\n\
-                            within_limits = [{ per = \"key\", window = \"1h\", max_count = 1 }]\n";
+                            within_limits = [{ per = \"key\", window = \"1h\", max_count = 1 }]\n\
+                            [[rules]]\nid = \"keys\"\neffect = \"allow\"\noperations = [\"keygen\"]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_requests_decided_at_once_never_both_fit_one_limit() {

@@ -1,5 +1,5 @@
 //! The node's policy state and audit log against real SQLite files: policy bundles,
-//! approvals, the pending-approval queue, the velocity ledger, the hash-chained signed audit
+//! approvals, parked requests, the velocity ledger, the hash-chained signed audit
 //! log (and what tampering with its rows does to verification), the current schema reached
 //! from schema v3 and v4 stores, read-only opening, and the `keyrack audit` command as a
 //! process.
@@ -17,7 +17,8 @@ use keyrack_client::identity::PublicIdentity;
 use keyrack_hsm::soft::SoftSealer;
 use keyrack_node::store::{
     audit_signature_message, verify_audit, AuditBreak, AuditBreakReason, AuditRecord, NewApproval,
-    Store, StoreError, VelocityEntry, VelocityPer, VelocityQuery, Verdict, SCHEMA_VERSION,
+    Parked, ParkedRequest, ParkedState, Store, StoreError, VelocityEntry, VelocityPer,
+    VelocityQuery, Verdict, SCHEMA_VERSION,
 };
 use sha2::{Digest, Sha256};
 
@@ -284,59 +285,107 @@ fn an_approval_never_replaces_a_rejection() {
     );
 }
 
-// The pending-approval queue.
+// Parked requests (waiting for approvals, or time-locked).
+
+fn parked(id: &str, hash: u8, initiator: &str, state: ParkedState) -> ParkedRequest {
+    ParkedRequest {
+        request_id: id.into(),
+        request_hash: [hash; 32],
+        kind: "delete".into(),
+        initiator: initiator.into(),
+        key_id: "vault-1".into(),
+        signed_request: format!("{{\"signed\":\"{id}\"}}").into_bytes(),
+        state,
+        expires_at_ms: 5_000_100,
+        approvers: vec![],
+        summary_json: r#"{"n":1}"#.into(),
+        added_at_ms: 0,
+    }
+}
 
 #[test]
-fn the_pending_queue_lists_unexpired_requests_oldest_first() {
-    let (_dir, store) = fresh();
-    let t = 5_000_000;
-    store
-        .add_pending("r1", &[1; 32], t + 100, r#"{"n":1}"#)
-        .unwrap();
-    store
-        .add_pending("r2", &[2; 32], t + 50, r#"{"n":2}"#)
-        .unwrap();
-    let listed = store.pending(t).unwrap();
-    assert_eq!(
-        listed
-            .iter()
-            .map(|p| (p.request_id.as_str(), p.request_hash, p.expires_at_ms))
-            .collect::<Vec<_>>(),
-        [("r1", [1; 32], t + 100), ("r2", [2; 32], t + 50)]
-    );
-    assert_eq!(listed[1].summary_json, r#"{"n":2}"#);
-
-    // Queued again (a restart): the same hash updates it; another hash is refused.
-    store
-        .add_pending("r2", &[2; 32], t + 400, r#"{"n":3}"#)
-        .unwrap();
-    let err = store
-        .add_pending("r2", &[3; 32], t + 400, "{}")
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::InvalidRequest(m) if m.contains("'r2' is queued")),
-        "{err}"
-    );
-    let r2 = store.pending(t).unwrap().pop().unwrap();
-    assert_eq!(
-        (r2.expires_at_ms, r2.summary_json.as_str()),
-        (t + 400, r#"{"n":3}"#)
-    );
-
-    // Expired requests are not listed, then pruned.
+fn parked_requests_keep_their_bytes_and_state_per_initiator_up_to_a_cap() {
+    let (dir, store) = fresh();
     assert_eq!(
         store
-            .pending(t + 100)
-            .unwrap()
-            .iter()
-            .map(|p| p.request_id.as_str())
-            .collect::<Vec<_>>(),
-        ["r2"]
+            .park(&parked("r1", 1, "bot", ParkedState::Waiting), 2)
+            .unwrap(),
+        Parked::New
     );
-    assert_eq!(store.prune_pending(t + 100).unwrap(), 1);
-    store.remove_pending("r2").unwrap();
-    store.remove_pending("r2").unwrap(); // not queued: nothing to do
-    assert!(store.pending(0).unwrap().is_empty());
+    assert_eq!(
+        store
+            .park(&parked("r2", 2, "bot", ParkedState::Waiting), 2)
+            .unwrap(),
+        Parked::New
+    );
+    // The cap counts the initiator's parked requests; others have their own.
+    let err = store
+        .park(&parked("r3", 3, "bot", ParkedState::Waiting), 2)
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::TooManyParked { initiator, cap: 2 } if initiator == "bot"),
+        "{err}"
+    );
+    assert!(store.parked("r3").unwrap().is_none(), "nothing of r3 kept");
+    store
+        .park(&parked("r4", 4, "alice", ParkedState::Waiting), 2)
+        .unwrap();
+    // Parked again as it is: unchanged (and not counted twice against the cap).
+    assert_eq!(
+        store
+            .park(&parked("r1", 1, "bot", ParkedState::Waiting), 2)
+            .unwrap(),
+        Parked::Unchanged
+    );
+    // Time-locked: its times and approvers kept.
+    let lock = ParkedState::Locked {
+        locked_at_ms: 5_000_000,
+        run_at_ms: 5_086_400,
+    };
+    let mut locked = parked("r1", 1, "bot", lock);
+    locked.approvers = vec!["bob".into(), "carol".into()];
+    assert_eq!(store.park(&locked, 2).unwrap(), Parked::Changed);
+    let r1 = store.parked("r1").unwrap().unwrap();
+    assert_eq!((r1.state, r1.due_at_ms()), (lock, 5_086_400));
+    assert_eq!(r1.approvers, ["bob", "carol"]);
+    assert_eq!(r1.signed_request, br#"{"signed":"r1"}"#);
+    assert_eq!(
+        store.parked("r2").unwrap().unwrap().due_at_ms(),
+        5_000_100,
+        "a waiting request is due at its expiry"
+    );
+    // Another request under a parked id is refused.
+    let err = store
+        .park(&parked("r1", 9, "bot", ParkedState::Waiting), 2)
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidRequest(m) if m.contains("'r1' is parked")),
+        "{err}"
+    );
+    // They survive reopening (a restart), oldest first.
+    drop(store);
+    let store = Store::open(&db_path(&dir), CLUSTER, NODE).unwrap();
+    let ids: Vec<String> = store
+        .parked_requests()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    assert_eq!(ids, ["r1", "r2", "r4"]);
+    // Taken out: then the initiator has room again.
+    assert!(store.unpark("r2").unwrap());
+    assert!(!store.unpark("r2").unwrap());
+    store
+        .park(&parked("r3", 3, "bot", ParkedState::Waiting), 2)
+        .unwrap();
+    // A time-locked row must have its times.
+    let err = raw(&store)
+        .execute(
+            "UPDATE parked_requests SET state = 'LOCKED', run_at = NULL WHERE request_id = 'r3'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
 }
 
 // The velocity ledger.
@@ -853,9 +902,9 @@ fn a_schema_v3_store_migrates_to_the_current_schema_and_keeps_its_keys() {
     assert!(err.to_string().contains("start the node"), "{err}");
 
     let store = Store::open(&path, "golden", "node0").unwrap();
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5]);
+    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5, 6]);
     // What v3 held still loads.
     let sealer = SoftSealer::from_passphrase(b"test", &[7; 16]).unwrap();
     let share = store
@@ -883,7 +932,9 @@ fn a_schema_v4_store_migrates_and_its_approvals_become_approves() {
     assert_eq!(version, 4, "the fixture is a schema v4 store");
     let store = Store::open(&path, "golden", "node0").unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5]);
+    assert_eq!(schema_history(&store), [1, 2, 3, 4, 5, 6]);
+    // The approval queue of v4 is gone; parked requests start empty.
+    assert!(store.parked_requests().unwrap().is_empty());
     let (h, t) = ([7; 32], now_ms());
     let far = 4_102_444_800_000;
     assert_eq!(

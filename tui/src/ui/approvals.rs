@@ -1,6 +1,8 @@
-//! The Approvals tab: requests waiting for approvals, and for the selected one what it does
-//! (the chain plugin's decoded intent), why it waits (every policy rule's verdict) and the
-//! approvals collected.
+//! The Approvals tab: requests waiting for approvals (or approved and time-locked), and for
+//! the selected one what it does (a sign request: the chain plugin's decoded intent; any
+//! other kind: what its signed body asks, as the approver's check read it, with the key's
+//! committee from the approver's trusted keys), why it waits (every policy rule's verdict)
+//! and the approvals collected.
 //!
 //! The intent and decision arrive as JSON (`keyrack_plugin::Intent`,
 //! `keyrack_policy::Decision`): read field by field, so a field this build does not know is
@@ -15,8 +17,9 @@ use serde_json::Value;
 
 use super::{block, field, mark, missing, ACCENT, BAD, DIM, OK, SELECTED, WARN};
 use crate::app::App;
+use crate::asks::CheckedRequest;
 use crate::fmt;
-use keyrack_client::api::WaitingRequest;
+use keyrack_client::api::{WaitState, WaitingRequest};
 
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     if app.data.approvals.is_none() {
@@ -40,17 +43,32 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             .iter()
             .filter(|a| a.verdict == "approve")
             .count();
+        let locked = w.state == WaitState::TimeLocked;
         let count = match required {
+            _ if locked => "time-lock".to_owned(),
             Some(r) => format!("{approved} of {r}"),
             None => approved.to_string(),
+        };
+        let action = if w.kind == "sign" {
+            text(&w.intent, "action")
+        } else {
+            match app.checks.get(&w.request_hash) {
+                Some(Ok(checked)) => checked.kind.as_str().to_owned(),
+                _ => w.kind.clone(),
+            }
+        };
+        // A time-locked request: when its lock runs out (it is carried out then).
+        let due = match (locked, w.run_at_ms) {
+            (true, Some(run_at)) => run_at,
+            _ => w.expires_at_ms,
         };
         Row::new(vec![
             w.key_id.clone(),
             w.chain.clone().unwrap_or_else(|| "—".into()),
-            text(&w.intent, "action"),
+            action,
             w.initiator.clone(),
             fmt::duration(now.saturating_sub(w.waiting_since_ms)),
-            fmt::until(w.expires_at_ms, now),
+            fmt::until(due, now),
             count,
         ])
     });
@@ -88,9 +106,11 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_stateful_widget(table, list, &mut state);
     match app.selected_waiting() {
         Some(w) => {
-            let mut lines = detail_lines(w, now);
+            let check = app.checks.get(&w.request_hash);
+            let width = usize::from(detail.width.saturating_sub(2));
+            let mut lines = detail_lines(w, check, now, width);
             if app.approver.is_some() {
-                lines.insert(1, check_line(app.checks.get(&w.request_hash)));
+                lines.splice(1..1, check_lines(w, check, width));
             }
             let inner = detail.height.saturating_sub(2);
             let total = u16::try_from(lines.len()).unwrap_or(u16::MAX);
@@ -124,36 +144,100 @@ fn heading(s: &str) -> Line<'static> {
     Line::from(Span::styled(s.to_owned(), Style::new().fg(ACCENT).bold()))
 }
 
-/// What the approver's own check of the request says (see `Approver::check`).
-fn check_line(check: Option<&Result<(), String>>) -> Line<'static> {
-    match check {
-        Some(Ok(())) => field(
-            "checked",
-            "the request verifies under your manifest; hash and intent match it",
-        )
-        .fg(OK),
-        Some(Err(why)) => field("checked", format!("cannot approve: {why}")).fg(BAD),
-        None => field("checked", "not yet (on the next refresh)").fg(WARN),
-    }
+/// What the approver's own check of the request says (see `Approver::check`), wrapped to
+/// `width`: a refusal is read whole.
+fn check_lines(
+    w: &WaitingRequest,
+    check: Option<&Result<CheckedRequest, String>>,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let matched = if w.kind == "sign" {
+        "hash and intent match it"
+    } else {
+        "hash and listing match it"
+    };
+    let (text, colour) = match check {
+        Some(Ok(_)) => (
+            format!("the request verifies under your manifest; {matched}"),
+            OK,
+        ),
+        Some(Err(why)) => (format!("cannot approve: {why}"), BAD),
+        None => ("not yet (on the next refresh)".to_owned(), WARN),
+    };
+    wrapped_field("checked", &text, width, colour)
 }
 
-fn detail_lines(w: &WaitingRequest, now: u64) -> Vec<Line<'static>> {
+/// A [`field`] whose value wraps to `width`, continued under the value.
+fn wrapped_field(
+    label: &str,
+    value: &str,
+    width: usize,
+    colour: ratatui::style::Color,
+) -> Vec<Line<'static>> {
+    const LABEL: usize = 13;
+    fmt::wrap(value, width.saturating_sub(LABEL))
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                field(label, part).fg(colour)
+            } else {
+                Line::from(format!("{:LABEL$}{part}", "")).fg(colour)
+            }
+        })
+        .collect()
+}
+
+/// A time-locked request's state: when it runs, and that only a veto matters now.
+fn time_lock_lines(w: &WaitingRequest, now: u64, width: usize) -> Vec<Line<'static>> {
+    let when = match w.run_at_ms {
+        Some(at) => format!("runs at {} UTC ({})", fmt::clock(at), fmt::until(at, now)),
+        None => "run time not listed".to_owned(),
+    };
+    let text =
+        format!("TIME-LOCKED: approved; {when} unless vetoed · approving is moot; r vetoes it");
+    wrapped_field("state", &text, width, WARN)
+}
+
+fn detail_lines(
+    w: &WaitingRequest,
+    check: Option<&Result<CheckedRequest, String>>,
+    now: u64,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let sign = w.kind == "sign";
+    let schemes = if sign || w.schemes.is_empty() {
+        w.scheme.clone()
+    } else {
+        w.schemes.join(", ")
+    };
+    let locked = w.state == WaitState::TimeLocked;
+    let until = if locked {
+        String::new()
+    } else {
+        format!(" · expires {}", fmt::until(w.expires_at_ms, now))
+    };
     let mut lines = vec![
         field("hash", w.request_hash.clone()),
         field(
             "asked",
             format!(
-                "by {} · key {} ({}) · waiting {} · expires {}",
+                "by {} · key {} ({schemes}) · waiting {}{until}",
                 w.initiator,
                 w.key_id,
-                w.scheme,
                 fmt::duration(now.saturating_sub(w.waiting_since_ms)),
-                fmt::until(w.expires_at_ms, now)
             ),
         ),
     ];
+    if locked {
+        lines.extend(time_lock_lines(w, now, width));
+    }
     lines.push(heading("what it does"));
-    lines.extend(intent_lines(&w.intent));
+    if sign {
+        lines.extend(intent_lines(&w.intent));
+    } else {
+        lines.extend(lifecycle_lines(w, check));
+    }
     lines.push(heading("policy decision"));
     lines.extend(decision_lines(&w.decision));
     lines.push(heading(&format!(
@@ -179,6 +263,33 @@ fn detail_lines(w: &WaitingRequest, now: u64) -> Vec<Line<'static>> {
         ]));
     }
     lines
+}
+
+/// What a request other than sign would do: from its signed body when the approver checked
+/// it, else the node's listing, marked as unchecked.
+fn lifecycle_lines(
+    w: &WaitingRequest,
+    check: Option<&Result<CheckedRequest, String>>,
+) -> Vec<Line<'static>> {
+    match check {
+        Some(Ok(checked)) => {
+            let mut lines = vec![Line::from(format!("  {}", checked.summary())).bold()];
+            lines.extend(
+                checked
+                    .details()
+                    .into_iter()
+                    .map(|d| Line::from(format!("  {d}"))),
+            );
+            lines
+        }
+        _ => vec![Line::from(format!(
+            "  {} {} ({}): as the node lists it; not checked here",
+            w.kind,
+            w.key_id,
+            w.schemes.join(", ")
+        ))
+        .fg(WARN)],
+    }
 }
 
 fn intent_lines(intent: &Value) -> Vec<Line<'static>> {

@@ -36,7 +36,8 @@ use std::time::Duration;
 pub(crate) enum Step {
     /// Keep waiting.
     Wait,
-    /// Keep waiting; a node says the request waits there (for approvals).
+    /// Keep waiting; a node says the request waits there (for approvals, or time-locked
+    /// until its delay has passed).
     Notice(NodeAnswer),
     /// Complete.
     Done(Outcome),
@@ -56,7 +57,8 @@ pub(crate) struct Collector {
     answers: Vec<NodeAnswer>,
     /// `replayed` refusals of these bytes, waiting for the node's real answer.
     replayed: BTreeMap<String, NodeAnswer>,
-    /// `pending` notices (waiting for approvals): not final, the node's answer follows.
+    /// `pending` notices (waiting for approvals, or time-locked): not final, the node's
+    /// answer follows.
     waiting: BTreeMap<String, NodeAnswer>,
     /// Keys reported by nodes that answered `ok` (not sign; empty for delete).
     keys: Vec<(String, Vec<KeyInfo>)>,
@@ -94,6 +96,10 @@ impl Collector {
         self.tolerated = n.min(self.members.len().saturating_sub(1));
     }
 
+    pub(crate) fn request_hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
     pub(crate) fn ignored(&self) -> Ignored {
         self.ignored
     }
@@ -118,7 +124,11 @@ impl Collector {
             return Step::Wait;
         }
         if answer.status == Status::Pending {
-            let new = !self.waiting.contains_key(&answer.node);
+            // A node says so once per stage: waiting for approvals, then time-locked.
+            let new = self
+                .waiting
+                .get(&answer.node)
+                .is_none_or(|w| w.code != answer.code);
             self.waiting.insert(answer.node.clone(), answer.clone());
             return if new {
                 Step::Notice(answer)

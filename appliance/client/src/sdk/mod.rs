@@ -622,7 +622,7 @@ impl Client {
     }
 
     /// Signs `body` with the initiator key and publishes it to
-    /// `keyrack.<cluster>.req.<kind>` (`Nats-Msg-Id` = request id). Results are routed to
+    /// its subject (`subjects::request_subject`; `Nats-Msg-Id` = request id). Results are routed to
     /// the returned [`Pending`] from before the publish, so none is missed. A reshare whose
     /// committee does not fit the manifest ([`check_committee`]) is not sent.
     pub async fn submit(&self, body: RequestBody) -> Result<Pending, SdkError> {
@@ -680,6 +680,11 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Pending {
+    /// The request's hash (SHA-256 of the body bytes sent): what approvers approve or reject.
+    pub fn request_hash(&self) -> [u8; 32] {
+        self.collector.request_hash()
+    }
+
     /// Sign only: tolerate `n` refusals or failures while waiting for an `ok` (default
     /// `n - t_min`, with `t_min = n/2 + 1` the smallest threshold a keygen accepts; pass
     /// `n - t` when the key's threshold `t` is known).
@@ -693,8 +698,9 @@ impl Pending {
         self.wait_with_notices(timeout, |_| {}).await
     }
 
-    /// [`Pending::wait`], calling `notice` once per node that says the request waits there
-    /// (`pending` results: for approvals, with the rule and group in the message).
+    /// [`Pending::wait`], calling `notice` once per node and stage when a node says the
+    /// request waits there (`pending` results: for approvals, with the rule and group in the
+    /// message; then, time-locked, with the time it is carried out).
     pub async fn wait_with_notices(
         mut self,
         timeout: Duration,

@@ -16,7 +16,7 @@ use keyrack_policy::SignedBundle;
 use serde::Deserialize;
 
 use super::{ApiState, Failure};
-use crate::store::{KeyRecord, Store, StoredBundle};
+use crate::store::{KeyRecord, ParkedState, Store, StoredBundle};
 use crate::telemetry::Levels;
 
 type Answer<T> = Result<Json<T>, Failure>;
@@ -224,7 +224,7 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, Failure> {
             presignatures,
             primes: s.prime_count()? as u64,
             peers_live,
-            approvals_waiting: s.pending(keyrack_client::now_ms())?.len() as u64,
+            approvals_waiting: s.parked_requests()?.len() as u64,
         })
     })
     .await?;
@@ -289,7 +289,7 @@ async fn status(State(state): State<ApiState>) -> Answer<api::NodeStatus> {
     let manifest = node.manifest();
     let now_ms = keyrack_client::now_ms();
     let (active, waiting) = with_store(&state, move |s| {
-        Ok((s.active_bundle()?, s.pending(now_ms)?.len() as u64))
+        Ok((s.active_bundle()?, s.parked_requests()?.len() as u64))
     })
     .await?;
     let signers = node.policy.active().map(|b| b.signers());
@@ -487,8 +487,10 @@ async fn pools(State(state): State<ApiState>) -> Answer<api::Pools> {
 async fn approvals(State(state): State<ApiState>) -> Answer<api::Approvals> {
     let now = keyrack_client::now_ms();
     let rows = with_store(&state, move |s| {
-        s.pending(now)?
+        s.parked_requests()?
             .into_iter()
+            // One that just expired is about to be refused: no longer approvable.
+            .filter(|p| p.state != ParkedState::Waiting || p.expires_at_ms > now)
             .map(|p| {
                 let approvals = s.approvals_for(&p.request_hash, now)?;
                 Ok((p, approvals))
@@ -501,19 +503,36 @@ async fn approvals(State(state): State<ApiState>) -> Answer<api::Approvals> {
         .map(|(p, approvals)| {
             let summary: serde_json::Value =
                 serde_json::from_str(&p.summary_json).unwrap_or_default();
-            let text = |field: &str| summary[field].as_str().unwrap_or_default().to_owned();
+            let schemes: Vec<String> = summary["schemes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (state, run_at_ms) = match p.state {
+                ParkedState::Waiting => (api::WaitState::WaitingForApprovals, None),
+                ParkedState::Locked { run_at_ms, .. } => {
+                    (api::WaitState::TimeLocked, Some(run_at_ms))
+                }
+            };
             api::WaitingRequest {
-                request_id: p.request_id,
                 request_hash: hex::encode(p.request_hash),
-                initiator: text("initiator"),
-                key_id: text("key_id"),
-                scheme: text("scheme"),
+                kind: p.kind,
+                state,
+                run_at_ms,
+                initiator: p.initiator,
+                key_id: p.key_id,
+                scheme: schemes.first().cloned().unwrap_or_default(),
+                schemes,
                 chain: summary["chain"].as_str().map(str::to_owned),
                 waiting_since_ms: p.added_at_ms,
                 expires_at_ms: p.expires_at_ms,
                 intent: summary["intent"].clone(),
                 decision: summary["decision"].clone(),
-                request: summary["request"].as_str().map(str::to_owned),
+                request: String::from_utf8(p.signed_request).ok(),
+                request_id: p.request_id,
                 approvals: approvals
                     .into_iter()
                     .map(|a| api::ApprovalView {

@@ -3,8 +3,10 @@
 //! through the client SDK ([`keyrack_client::sdk`]), which checks every node's signature on
 //! every result and verifies threshold signatures itself before anything is printed.
 //!
-//! What it owns: the command line, `client.toml` ([`ClientConfig`], docs/CONFIG.md) and what
-//! is printed ([`report`]). It never holds a node's keys, and never prints the initiator's.
+//! What it owns: the command line, `client.toml` ([`ClientConfig`], docs/CONFIG.md), what
+//! is printed ([`report`]), and recording the keys this client trusts
+//! ([`keyrack_client::trusted`]: on keygen, and from agreeing status answers with `trust`).
+//! It never holds a node's keys, and never prints the initiator's.
 //!
 //! Exit status: 0 done; 1 sent but refused, failed, or not answered in time (the error code
 //! and the node's message are printed); 2 nothing was sent: a usage or configuration error.
@@ -18,7 +20,8 @@ use clap::{Args, Subcommand};
 use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::request::{InitiatorKey, PayloadKind, RequestBody};
 use keyrack_client::scheme::Scheme;
-use keyrack_client::sdk::{check_committee, Client, Outcome, SdkError};
+use keyrack_client::sdk::{check_committee, Client, KeyStatusReport, Outcome, SdkError};
+use keyrack_client::trusted::{self, TrustSource, TrustedKey, TrustedKeys};
 use serde::{Deserialize, Serialize};
 
 mod parse;
@@ -28,7 +31,8 @@ use parse::{DerivationPath, HexBytes};
 
 /// Send keygen, sign, reshare, refresh, delete, approve, reject and status requests to a
 /// cluster, as
-/// the initiator named in client.toml (and show a key's addresses).
+/// the initiator named in client.toml (and show a key's addresses, or record the keys this
+/// client trusts).
 ///
 /// Every result is checked before it is printed: each node's signature on it (against the
 /// cluster manifest), that it answers this very request, and for a signature, the signature
@@ -65,6 +69,11 @@ enum ClientCommand {
     /// (exit 1) if a node refuses or fails, or if the nodes report different keys. A keygen
     /// for a key id that exists with the same schemes and threshold returns the existing
     /// keys.
+    ///
+    /// The keys are recorded in this client's trusted keys (client.toml's trusted_keys,
+    /// default trusted-keys.toml beside it), which the console's approver decodes payloads
+    /// with. A trusted entry with another public key under the id is replaced only with
+    /// --reuse-deleted-id; otherwise the keys are printed but not recorded (exit 1).
     #[command(after_long_help = report::KEYGEN_JSON)]
     Keygen(KeygenArgs),
     /// Sign a message, a digest or a chain payload with a key, and print the verified
@@ -143,6 +152,34 @@ enum ClientCommand {
     /// hold the key READY must agree); the child key and the addresses are computed here,
     /// with the same plugins the nodes use.
     Address(AddressArgs),
+    /// Record a key's public keys in this client's trusted keys, from the nodes' signed
+    /// status answers (as an approver does before approving from the console).
+    ///
+    /// Sends a status request for the key and records each scheme's key (public key, chain
+    /// code, threshold, committee, version) only if every node that answers READY reports
+    /// the same, and at least the threshold of that committee answered READY: one lying
+    /// node cannot decide it. Otherwise nothing is recorded (exit 1), saying which nodes
+    /// disagree or how many answered. A key already trusted under the id with another
+    /// public key is replaced only with --replace (the key id was deleted and re-created,
+    /// or a node lies: find out which first). The file is client.toml's trusted_keys,
+    /// default trusted-keys.toml beside client.toml.
+    #[command(after_long_help = report::TRUST_JSON)]
+    Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrustArgs {
+    /// The key (wallet) id.
+    key_id: String,
+    /// Only this scheme (repeatable). Default: every scheme a node reports READY.
+    #[arg(long = "scheme", value_name = "SCHEME", value_parser = parse::scheme)]
+    schemes: Vec<Scheme>,
+    /// Replace a trusted entry that holds another public key or chain code.
+    #[arg(long)]
+    replace: bool,
+    /// Seconds to wait for the nodes' answers.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +409,10 @@ pub(crate) struct ClientConfig {
     pub initiator: String,
     /// The initiator's Ed25519 key file (`keyrack keys generate`; mode 0600).
     pub initiator_key: PathBuf,
+    /// The keys this client trusts ([`keyrack_client::trusted`]); default
+    /// `trusted-keys.toml` beside this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_keys: Option<PathBuf>,
 }
 
 /// A client configuration with its manifest verified and its key loaded (also the
@@ -380,6 +421,9 @@ pub(super) struct Loaded {
     pub(super) config: ClientConfig,
     pub(super) manifest: VerifiedManifest,
     pub(super) key: InitiatorKey,
+    /// Where the trusted keys are (client.toml's `trusted_keys`, resolved; else
+    /// trusted-keys.toml beside it).
+    pub(super) trusted_keys: PathBuf,
 }
 
 impl Loaded {
@@ -406,11 +450,28 @@ impl Loaded {
         let key_path = base.join(&config.initiator_key);
         let key = InitiatorKey::load(&config.initiator, &key_path)
             .with_context(|| format!("{shown}: initiator_key = {:?}", config.initiator_key))?;
+        let trusted_keys = base.join(
+            config
+                .trusted_keys
+                .as_deref()
+                .unwrap_or(Path::new(trusted::DEFAULT_FILE)),
+        );
         Ok(Loaded {
             config,
             manifest,
             key,
+            trusted_keys,
         })
+    }
+
+    /// The trusted keys (none yet if the file does not exist).
+    pub(super) fn trusted(&self) -> anyhow::Result<TrustedKeys> {
+        let entry = match &self.config.trusted_keys {
+            Some(p) => format!(" (trusted_keys = {p:?})"),
+            None => String::new(),
+        };
+        TrustedKeys::load_or_empty(&self.trusted_keys)
+            .with_context(|| format!("this client's trusted keys{entry}"))
     }
 
     async fn connect(self) -> Result<Client, SdkError> {
@@ -431,6 +492,12 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         check_committee(&loaded.manifest, a.threshold, a.committee())
             .context("--threshold / --participants")?;
     }
+    // Read before anything is sent: a file that cannot be read stops here (exit 2), not
+    // after the nodes made a key it cannot record.
+    let trusted = match &args.command {
+        ClientCommand::Keygen(_) | ClientCommand::Trust(_) => Some(loaded.trusted()?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -441,7 +508,8 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return failure(e, None, json),
         };
         match args.command {
-            ClientCommand::Keygen(a) => keygen(&client, a, json).await,
+            ClientCommand::Keygen(a) => keygen(&client, a, trusted, json).await,
+            ClientCommand::Trust(a) => trust(&client, a, trusted, json).await,
             ClientCommand::Sign(a) => sign(&client, a, json).await,
             ClientCommand::Reshare(a) => {
                 let body = client.reshare_body(
@@ -452,13 +520,13 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
                     Duration::from_secs(a.timeout),
                 );
                 let op = report::KeysOp::Reshared;
-                agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
+                agreed_keys(&client, body, a.timeout, op, &a.key_id, None, json).await
             }
             ClientCommand::Refresh(a) => {
                 let body =
                     client.refresh_body(&a.key_id, &a.schemes, Duration::from_secs(a.timeout));
                 let op = report::KeysOp::Refreshed;
-                agreed_keys(&client, body, a.timeout, op, &a.key_id, json).await
+                agreed_keys(&client, body, a.timeout, op, &a.key_id, None, json).await
             }
             ClientCommand::Delete(a) => delete(&client, a, json).await,
             ClientCommand::Address(a) => address(&client, a, json).await,
@@ -483,7 +551,13 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn keygen(client: &Client, a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
+async fn keygen(
+    client: &Client,
+    a: KeygenArgs,
+    trusted: Option<TrustedKeys>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut trusted = trusted.context("internal: keygen without the trusted keys")?;
     let n = client.manifest().nodes().len();
     let threshold = match a.threshold {
         Some(t) => t,
@@ -498,17 +572,114 @@ async fn keygen(client: &Client, a: KeygenArgs, json: bool) -> anyhow::Result<Ex
         Duration::from_secs(a.timeout),
     );
     body.reuse_deleted_id = a.reuse_deleted_id;
+    // Every node of the manifest reports the keys (the SDK checks that they agree): they are
+    // recorded as trusted. Another key under the id is replaced only when the id was asked
+    // to be re-used.
+    let record = Some((&mut trusted, a.reuse_deleted_id));
     let op = report::KeysOp::Created;
-    agreed_keys(client, body, a.timeout, op, &a.key_id, json).await
+    agreed_keys(client, body, a.timeout, op, &a.key_id, record, json).await
 }
 
-/// Sends a keygen, reshare or refresh and prints the keys the nodes agreed on.
+/// `trust`: records the keys the nodes' signed status answers agree on.
+async fn trust(
+    client: &Client,
+    a: TrustArgs,
+    trusted: Option<TrustedKeys>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut trusted = trusted.context("internal: trust without the trusted keys")?;
+    let timeout = Duration::from_secs(a.timeout);
+    let body = client.status_body(&a.key_id, &a.schemes, timeout);
+    let request_id = body.request_id.clone();
+    let status = match client.request(body, timeout).await {
+        Ok(Outcome::KeyStatus(report)) => report,
+        Ok(_) => bail!("internal: a status request completed with another kind of outcome"),
+        Err(e) => return failure(e, Some(&request_id), json),
+    };
+    let agreed = match agreed_from_status(&a, &status) {
+        Ok(keys) => keys,
+        Err(message) => {
+            report::untrusted(&request_id, &message, json)?;
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut recorded = Vec::new();
+    for key in agreed {
+        match trusted.record(key.clone(), a.replace) {
+            Ok(r) => recorded.push((key, r)),
+            Err(e) => {
+                let hint = format!(
+                    "{e}; once you know the key was re-created, run `keyrack client trust {} \
+                     --replace`",
+                    a.key_id
+                );
+                report::untrusted(&request_id, &hint, json)?;
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    trusted.save()?;
+    let answered: Vec<&str> = status
+        .nodes
+        .iter()
+        .map(|n| n.answer.node.as_str())
+        .collect();
+    report::trusted(
+        &request_id,
+        &a.key_id,
+        &recorded,
+        &answered,
+        &status.missing,
+        trusted.path(),
+        json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The keys of `a.key_id` the status answers establish (each scheme asked, or each scheme
+/// some node reports READY), or why not (naming the nodes that disagree or how many
+/// answered).
+fn agreed_from_status(a: &TrustArgs, status: &KeyStatusReport) -> Result<Vec<TrustedKey>, String> {
+    let answers: Vec<trusted::StatusAnswer<'_>> = status.nodes.iter().map(Into::into).collect();
+    let mut schemes = a.schemes.clone();
+    if schemes.is_empty() {
+        for k in status.nodes.iter().flat_map(|n| &n.keys) {
+            let ready = k.status == Some(keyrack_client::result::KeyStatus::Ready);
+            if ready && k.key_id == a.key_id && !schemes.contains(&k.scheme) {
+                schemes.push(k.scheme);
+            }
+        }
+        schemes.sort();
+    }
+    let silent = if status.missing.is_empty() {
+        String::new()
+    } else {
+        format!(" (no answer from {})", status.missing.join(", "))
+    };
+    if schemes.is_empty() {
+        return Err(format!(
+            "no node that answered holds a READY key '{}'{silent}: nothing to trust",
+            a.key_id
+        ));
+    }
+    let now = keyrack_client::now_ms();
+    schemes
+        .iter()
+        .map(|s| trusted::agree(&a.key_id, *s, &answers, now))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{e}{silent}; nothing was recorded"))
+}
+
+/// Sends a keygen, reshare or refresh and prints the keys the nodes agreed on; with
+/// `record` (the trusted keys, and whether another key may replace a trusted one), records
+/// them as trusted first.
 async fn agreed_keys(
     client: &Client,
     body: RequestBody,
     timeout: u64,
     op: report::KeysOp,
     key_id: &str,
+    record: Option<(&mut TrustedKeys, bool)>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let request_id = body.request_id.clone();
@@ -520,7 +691,26 @@ async fn agreed_keys(
         ),
         Err(e) => return failure(e, Some(&request_id), json),
     };
-    report::agreed_keys(op, &request_id, key_id, &agreed, json)?;
+    let recorded = record.map(|(trusted, replace)| {
+        let now = keyrack_client::now_ms();
+        for k in &agreed.keys {
+            trusted.record(TrustedKey::from_info(k, TrustSource::Keygen, now), replace)?;
+        }
+        trusted.save()?;
+        anyhow::Ok(trusted.path().to_owned())
+    });
+    let written = match &recorded {
+        Some(Ok(path)) => Some(path.as_path()),
+        _ => None,
+    };
+    report::agreed_keys(op, &request_id, key_id, &agreed, written, json)?;
+    if let Some(Err(e)) = recorded {
+        eprintln!(
+            "error: the keys were made but not recorded as trusted: {e:#}\n(`keyrack client \
+             trust {key_id} --replace` records them once you know why)"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -840,6 +1030,7 @@ mod tests {
         assert_eq!(c.manifest, PathBuf::from("manifest.toml"));
         assert_eq!(c.initiator, "alice");
         assert_eq!(c.initiator_key, PathBuf::from("alice.key"));
+        assert_eq!(c.trusted_keys, Some(PathBuf::from("trusted-keys.toml")));
         for key in [
             "cluster",
             "client_id",
@@ -847,6 +1038,7 @@ mod tests {
             "manifest",
             "initiator",
             "initiator_key",
+            "trusted_keys",
         ] {
             assert!(
                 section.contains(&format!("| `{key}` |")),

@@ -100,9 +100,8 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
              stay counted (this node cannot know whether its share left)"
         );
     }
-    // Requests that waited for approvals died with the last run (they are answered
-    // `interrupted` when NATS delivers them again): clear the approval queue.
-    store.prune_pending(u64::MAX)?;
+    // Requests the policy holds stay parked across a restart (the daemon carries them on);
+    // expired approvals go.
     store.prune_approvals(keyrack_client::now_ms())?;
     let policy_file = cluster.policy_bundle.as_ref().map(|p| loaded.resolve(p));
     let (bundle, from_file) =
@@ -119,7 +118,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(version = b.version(), hash = %hex::encode(b.hash()), "policy bundle active")
         }
         None => tracing::warn!(
-            "no policy bundle is active: every sign request is refused until one is activated"
+            "no policy bundle is active: every request but policy activations is refused until one is activated"
         ),
     }
     let mut registry = default_registry();
@@ -134,6 +133,7 @@ pub(super) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         intake: IntakeLimits::default(),
         presign_pool: cluster.presign_pool,
         hot_window: Duration::from_millis(cluster.hot_window_ms),
+        max_waiting_per_initiator: cluster.max_waiting_per_initiator,
     };
     let store = Arc::new(store);
     let telemetry = Arc::new(crate::telemetry::Telemetry::default());

@@ -46,8 +46,10 @@ pub struct TuiArgs {
     ///
     /// Before signing, the console checks each waiting request against what its
     /// initiator signed: the signature under this client's own manifest, the hash, and the
-    /// payload decoded here with the chain plugins; a request that does not match is
-    /// neither approved nor rejected.
+    /// payload decoded here with the chain plugins and the key from this client's trusted
+    /// keys (trusted-keys.toml beside it, or its trusted_keys; `keyrack client trust KEY_ID`
+    /// records a key); a request that does not match, or whose key is not trusted or is
+    /// listed by the node with another public key, is neither approved nor rejected.
     #[arg(long, value_name = "FILE")]
     approver_config: Option<PathBuf>,
     /// The Bitcoin network the nodes show addresses for (their [cluster] bitcoin_network),
@@ -171,14 +173,17 @@ fn read_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     Ok(token)
 }
 
-/// The approver: client.toml's initiator, its key and its manifest (the file read as
-/// `keyrack client` reads it), with the chain plugins for `bitcoin_network` to decode
-/// payloads.
+/// The approver: client.toml's initiator, its key, its manifest and its trusted keys (the
+/// files read as `keyrack client` reads them), with the chain plugins for
+/// `bitcoin_network` to decode payloads.
 fn load_approver(path: &Path, bitcoin_network: &str) -> anyhow::Result<Approver> {
     let loaded = super::client::Loaded::load(path)?;
+    let trusted = loaded
+        .trusted()
+        .with_context(|| format!("--approver-config {}", path.display()))?;
     let decoder = crate::chains::intent_decoder(bitcoin_network)
         .with_context(|| format!("--bitcoin-network {bitcoin_network}"))?;
-    Ok(Approver::new(loaded.key, loaded.manifest, decoder))
+    Ok(Approver::new(loaded.key, loaded.manifest, trusted, decoder))
 }
 
 #[cfg(test)]

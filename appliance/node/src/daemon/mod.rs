@@ -2,15 +2,22 @@
 //! agrees with its peers who runs them ([`crate::coordinator`]), runs the protocol over NATS
 //! ([`crate::session`]), keeps the outcome sealed in its store, and publishes a signed result.
 //!
+//! Every request kind but `policy`, `approve` and `reject` passes the policy gate first
+//! ([`gate`]); what it holds (waiting for approvals, time-locked) is parked in the store and
+//! carried on later ([`parked`]). Approvers' verdicts arrive on a stream and consumer of
+//! their own, read apart from the requests, so that no other work delays them.
+//!
 //! Hot keys get presignature pools, refilled in the background ([`pool`]).
 //!
 //! Schemes served: `ecdsa-secp256k1` (cggmp21; committee setup in [`crate::ecdsa`]),
 //! `ed25519` and `schnorr-secp256k1` (FROST).
 
 mod control;
+mod gate;
 pub mod heartbeat;
 pub mod lifecycle;
 mod membership;
+mod parked;
 pub mod policy;
 pub mod pool;
 mod request;
@@ -21,7 +28,7 @@ use std::time::Duration;
 
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
-use keyrack_client::request::RequestKind;
+use keyrack_client::request::{RequestKind, VerifiedRequest};
 use keyrack_client::result::Status;
 use keyrack_hsm::Sealer;
 use keyrack_plugin::{Channel, PartyIndex, ProtocolError, Registry};
@@ -63,6 +70,9 @@ pub struct Settings {
     pub presign_pool: usize,
     /// How long a (key, signer set) stays hot after its last signing.
     pub hot_window: Duration,
+    /// Requests the policy holds (waiting for approvals or a delay) per initiator, at most;
+    /// more are refused `too_many_waiting`.
+    pub max_waiting_per_initiator: usize,
 }
 
 impl Default for Settings {
@@ -75,6 +85,7 @@ impl Default for Settings {
             intake: IntakeLimits::default(),
             presign_pool: 4,
             hot_window: Duration::from_secs(600),
+            max_waiting_per_initiator: 16,
         }
     }
 }
@@ -202,6 +213,9 @@ impl Node {
         tokio::spawn(heartbeat::beat(self.clone()));
         tokio::spawn(pool::refill(self.clone()));
         tokio::spawn(membership::watch(self.clone()));
+        let verdicts = self.bus.verdict_consumer(self.identity.node_id()).await?;
+        tokio::spawn(self.clone().verdicts(verdicts));
+        tokio::spawn(parked::keep(self.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         tracing::info!(
             node = self.identity.node_id(),
@@ -242,6 +256,29 @@ impl Node {
                 }
                 drop(permit);
             });
+        }
+    }
+
+    /// Reads the verdict consumer (approve and reject requests) until the node stops, one
+    /// at a time and apart from every other request; says when its backlog has been read
+    /// (the keeper of parked requests waits for that). A NATS error is logged and the read
+    /// tried again.
+    async fn verdicts(self: Arc<Self>, consumer: async_nats::jetstream::consumer::PullConsumer) {
+        loop {
+            match Bus::next_request(&consumer, Duration::from_secs(1)).await {
+                Ok(None) => self.policy.set_verdicts_caught_up(),
+                Ok(Some(delivery)) => {
+                    self.handle(&delivery.payload, &delivery.subject, delivery.delivered)
+                        .await;
+                    if let Err(e) = delivery.ack().await {
+                        tracing::warn!(error = %e, "cannot acknowledge a verdict");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the verdict consumer; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
     }
 
@@ -315,6 +352,12 @@ impl Node {
                 return;
             }
         };
+        self.run_verified(*request).await;
+    }
+
+    /// Handles a verified request to the end (listed among the requests in flight meanwhile):
+    /// one taken from a consumer, or a parked one carried on.
+    pub(crate) async fn run_verified(self: &Arc<Self>, request: VerifiedRequest) {
         let _listed = self.telemetry.live.begin(
             &request.body.request_id,
             request.body.kind.as_str(),
@@ -323,7 +366,7 @@ impl Node {
             keyrack_client::now_ms(),
         );
         let id = request.body.request_id.clone();
-        crate::telemetry::Live::scope(id, request::handle(self.clone(), *request)).await;
+        crate::telemetry::Live::scope(id, request::handle(self.clone(), request)).await;
     }
 
     /// A request this node had taken before came again (it stopped while handling it, or its
@@ -331,7 +374,20 @@ impl Node {
     /// answered already; anything else did not complete here and is answered `interrupted`.
     async fn redelivered(self: &Arc<Self>, route: &Route) {
         let (store, id) = (self.store.clone(), route.request_id.clone());
-        let record = tokio::task::spawn_blocking(move || store.session(&id)).await;
+        let record = tokio::task::spawn_blocking(move || {
+            // Parked (waiting for approvals or a delay): still in hand, not interrupted.
+            if store.parked(&id)?.is_some() {
+                return Ok(None);
+            }
+            store.session(&id).map(Some)
+        })
+        .await;
+        let record = match record {
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(r))) => Ok(Ok(r)),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
         let why = match record {
             Ok(Ok(Some(r))) if r.state == SessionState::Completed => return,
             Ok(Ok(Some(r))) if r.state == SessionState::Running => return, // still in hand

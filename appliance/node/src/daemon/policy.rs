@@ -1,6 +1,6 @@
-//! Policy at one node: the active bundle, its activation, approvals, and the decision on a
-//! sign request — every node decides for itself, so the signing threshold is also a policy
-//! quorum.
+//! Policy at one node: the active bundle and its activation, and the approvers' verdicts —
+//! every node decides for itself ([`super::gate`]), so the signing threshold is also a
+//! policy quorum.
 //!
 //! - **Bundles.** The policy administrators are the manifest's initiators holding the role
 //!   [`POLICY_ADMIN_ROLE`]. A bundle is activated by a `policy` request (any
@@ -8,53 +8,49 @@
 //!   the file the node config names; either way the node checks the signatures and that it
 //!   succeeds the active one ([`keyrack_policy::SignedBundle::verify`]). At start the stored
 //!   bundle is verified again; one that does not verify stops the node.
-//! - **Approvals.** An `approve` request records its initiator's approval of a request hash at
-//!   every node until the approve request's own expiry, a `reject` request its rejection (which
-//!   replaces the approver's approval and is never replaced by one); a sign request waiting for
-//!   approvals re-evaluates each time one is recorded. Only approvals count towards a quorum.
-//! - **Decision.** [`decide`] evaluates a sign request on the active policy with the approvals
-//!   and the velocity ledger in the store. Allow: the request's ledger entries are
-//!   reserved (released if the signing fails, committed when it ends or when this node stands
-//!   down). Needs approvals: the node says so (a `pending` result) and waits, at most until
-//!   the request expires; an unexpired rejection by a member of the approver group waited for
-//!   (not the initiator) refuses it at once, `approval_rejected`. Deny, or no active bundle:
-//!   refused `policy_denied`, naming the rule. Every decision and outcome goes to the audit log.
+//! - **Verdicts.** An `approve` request records its initiator's approval of a request hash at
+//!   every node until the approve request's own expiry; a `reject` request its rejection,
+//!   which replaces the approver's approval, is never replaced by one, and stands for
+//!   [`REJECTIONS_STAND_MS`] (longer than anything can wait). Each verdict wakes the keeper of
+//!   parked requests ([`super::parked`]) for the request it is about. Only approvals count
+//!   towards a quorum; what a rejection stops is the gate's.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use ed25519_dalek::Signer as _;
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::request::VerifiedRequest;
-use keyrack_client::result::{ResultBody, Status};
-use keyrack_plugin::Intent;
-use keyrack_policy::{
-    ledger_entries, Approval, BundleError, Decision, Outcome as PolicyOutcome, PolicyAdmin,
-    Request as PolicyRequest, SignedBundle, VerifiedBundle,
-};
+use keyrack_policy::{BundleError, PolicyAdmin, SignedBundle, VerifiedBundle};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::parked::Wake;
 use super::request::{blocking, fail, refuse, Outcome};
 use super::Node;
 use crate::identity::NodeIdentity;
-use crate::store::{audit_signature_message, NewApproval, Store, VelocityEntry, Verdict};
+use crate::intake::REJECTIONS_STAND_MS;
+use crate::store::{audit_signature_message, NewApproval, Store, Verdict};
 
 /// The manifest role of policy administrators.
 pub const POLICY_ADMIN_ROLE: &str = "policy-admin";
 
-/// The node's policy state: the active bundle and a signal for new approvals.
+/// The node's policy state: the active bundle, the decisions' turn, and the signals of the
+/// keeper of parked requests.
 pub struct PolicyGate {
     active: RwLock<Option<Arc<VerifiedBundle>>>,
     /// Serialises activations (check against the active bundle, store, switch).
     activating: Mutex<()>,
     /// Serialises decisions: a velocity limit is read and the request's reservation written
-    /// under it, so that two requests decided at once cannot both fit in the same room.
-    deciding: tokio::sync::Mutex<()>,
-    approvals: watch::Sender<u64>,
+    /// under it, so that two requests decided at once cannot both fit in the same room (and
+    /// an initiator's parked requests are counted with the new one).
+    pub(super) deciding: tokio::sync::Mutex<()>,
+    wakes: mpsc::UnboundedSender<Wake>,
+    wakes_to_take: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
+    /// Whether the verdict consumer has read its backlog (since the node started).
+    caught_up: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for PolicyGate {
@@ -68,12 +64,40 @@ impl std::fmt::Debug for PolicyGate {
 impl PolicyGate {
     /// A gate with `active` (what [`load`] returned).
     pub fn new(active: Option<VerifiedBundle>) -> Self {
+        let (wakes, rx) = mpsc::unbounded_channel();
         PolicyGate {
             active: RwLock::new(active.map(Arc::new)),
             activating: Mutex::new(()),
             deciding: tokio::sync::Mutex::new(()),
-            approvals: watch::channel(0).0,
+            wakes,
+            wakes_to_take: Mutex::new(Some(rx)),
+            caught_up: watch::channel(false).0,
         }
+    }
+
+    /// Tells the keeper of parked requests that something may have changed for them.
+    pub(super) fn wake(&self, wake: Wake) {
+        let _ = self.wakes.send(wake);
+    }
+
+    /// The keeper's end of [`PolicyGate::wake`] (once).
+    pub(super) fn take_wakes(&self) -> Option<mpsc::UnboundedReceiver<Wake>> {
+        self.wakes_to_take
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Whether the verdict consumer has read its backlog: nothing parked is carried on
+    /// before (a veto sent while the node was down must be seen first).
+    pub(super) fn verdicts_caught_up(&self) -> watch::Receiver<bool> {
+        self.caught_up.subscribe()
+    }
+
+    /// The verdict consumer has read its backlog.
+    pub(super) fn set_verdicts_caught_up(&self) {
+        self.caught_up
+            .send_if_modified(|c| !std::mem::replace(c, true));
     }
 
     /// The active bundle, if any.
@@ -86,10 +110,6 @@ impl PolicyGate {
 
     fn set_active(&self, bundle: VerifiedBundle) {
         *self.active.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bundle));
-    }
-
-    fn approval_recorded(&self) {
-        self.approvals.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -309,6 +329,7 @@ pub(super) async fn activate(node: &Arc<Node>, request: &VerifiedRequest) -> Opt
         verified.signers().join(", ")
     );
     tracing::info!(version = verified.version(), "policy bundle activated");
+    node.policy.wake(Wake::Bundle);
     let _ = audit(
         node,
         "policy",
@@ -352,11 +373,19 @@ async fn record_verdict(
     hash: [u8; 32],
     verdict: Verdict,
 ) -> Option<Outcome> {
-    let (store, approver, id, expires, evidence) = (
+    // A rejection stands for as long as what it rejects could be carried out.
+    let expires = match verdict {
+        Verdict::Approve => request.body.expires_at_ms,
+        Verdict::Reject => request
+            .body
+            .expires_at_ms
+            .max(keyrack_client::now_ms())
+            .saturating_add(REJECTIONS_STAND_MS),
+    };
+    let (store, approver, id, evidence) = (
         node.store.clone(),
         request.initiator.clone(),
         request.body.request_id.clone(),
-        request.body.expires_at_ms,
         request.body_bytes.clone(),
     );
     let added = blocking(move || {
@@ -375,392 +404,18 @@ async fn record_verdict(
         Ok(Err(e)) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
         Err(e) => return Some(Err(e)),
     }
-    node.policy.approval_recorded();
+    node.policy.wake(Wake::Verdict(hash));
     let (what, field) = match verdict {
         Verdict::Approve => ("approval", "approves"),
         Verdict::Reject => ("rejection", "rejects"),
     };
     let mut entry = json!({"approver": request.initiator, "verdict": verdict.as_str(),
-                           "expires_at_ms": request.body.expires_at_ms});
+                           "expires_at_ms": expires});
     entry[field] = json!(hex::encode(hash));
     let _ = audit(node, "approval", Some(&request.body.request_id), entry).await;
     Some(Ok(super::request::Done::message(format!(
-        "{what} by '{}' of request {} recorded, valid until {} ms",
+        "{what} by '{}' of request {} recorded, valid until {expires} ms",
         request.initiator,
         hex::encode(hash),
-        request.body.expires_at_ms
     ))))
-}
-
-/// What a sign request asks, as policy reads it.
-#[derive(Clone, Debug)]
-pub(super) struct SignFacts {
-    /// The key's scheme id.
-    pub scheme: &'static str,
-    /// Whether a raw digest is asked.
-    pub raw_digest: bool,
-    /// The decoded intent (chain payloads).
-    pub intent: Option<Intent>,
-}
-
-/// A sign request the policy allowed: its reservation in the velocity ledger is held until
-/// [`Allowed::settle`].
-#[derive(Debug)]
-pub(super) struct Allowed {
-    request_id: String,
-    /// The bundle version decided on.
-    pub bundle_version: u64,
-}
-
-impl Allowed {
-    /// Ends the reservation: `signed` commits it, otherwise it is released.
-    pub async fn settle(self, node: &Node, signed: bool) {
-        let (store, id) = (node.store.clone(), self.request_id);
-        let done = blocking(move || {
-            if signed {
-                store.commit_reservation(&id).map(|_| ())
-            } else {
-                store.release_reservation(&id).map(|_| ())
-            }
-        })
-        .await;
-        if let Ok(Err(e)) = done {
-            tracing::error!(error = %e, "cannot settle a velocity reservation");
-        }
-    }
-}
-
-/// Decides on a sign request (see the module docs); waits for approvals if the policy asks
-/// for them, at most until the request expires.
-pub(super) async fn decide(
-    node: &Arc<Node>,
-    request: &VerifiedRequest,
-    facts: &SignFacts,
-) -> Result<Allowed, (Status, ErrorCode, String)> {
-    let mut approvals = node.policy.approvals.subscribe();
-    let mut waiting = false;
-    loop {
-        let Some(bundle) = node.policy.active() else {
-            let reason = "no policy bundle is active at this node (default deny): activate one \
-                          with `keyrack policy activate`";
-            let _ = audit(
-                node,
-                "decision",
-                Some(&request.body.request_id),
-                decision_entry(request, facts, None, None, "deny (no active policy bundle)"),
-            )
-            .await;
-            return Err(refuse(ErrorCode::PolicyDenied, reason));
-        };
-        approvals.borrow_and_update();
-        node.telemetry.live.phase("deciding");
-        // Held until this round's outcome is recorded (and released before any wait).
-        let turn = node.policy.deciding.lock().await;
-        let Evaluated {
-            decision,
-            entries,
-            at_ms,
-            rejections,
-        } = evaluate(node, request, facts, &bundle).await?;
-        match &decision.outcome {
-            PolicyOutcome::Allow { .. } => {
-                let reserved = reserve(node, &request.body.request_id, at_ms, entries).await;
-                let entry = decision_entry(request, facts, Some(&bundle), Some(&decision), "allow");
-                if waiting {
-                    remove_pending(node, &request.body.request_id).await;
-                }
-                if let Err(e) = reserved {
-                    return Err(fail(ErrorCode::Internal, format!("velocity ledger: {e}")));
-                }
-                let allowed = Allowed {
-                    request_id: request.body.request_id.clone(),
-                    bundle_version: bundle.version(),
-                };
-                // No share leaves without its decision on record.
-                if let Err(e) = audit(node, "decision", Some(&request.body.request_id), entry).await
-                {
-                    allowed.settle(node, false).await;
-                    return Err(fail(ErrorCode::Internal, format!("audit log: {e}")));
-                }
-                return Ok(allowed);
-            }
-            PolicyOutcome::Deny { reason, .. } => {
-                if waiting {
-                    remove_pending(node, &request.body.request_id).await;
-                }
-                let _ = audit(
-                    node,
-                    "decision",
-                    Some(&request.body.request_id),
-                    decision_entry(request, facts, Some(&bundle), Some(&decision), "deny"),
-                )
-                .await;
-                return Err(refuse(ErrorCode::PolicyDenied, reason.clone()));
-            }
-            PolicyOutcome::NeedsApprovals {
-                rule,
-                group,
-                required,
-                have,
-            } => {
-                if let Some(by) = rejected_by(&bundle, group, &request.initiator, &rejections) {
-                    drop(turn);
-                    if waiting {
-                        remove_pending(node, &request.body.request_id).await;
-                    }
-                    let outcome =
-                        format!("rejected by '{by}' of approver group '{group}' (rule '{rule}')");
-                    let _ = audit(
-                        node,
-                        "decision",
-                        Some(&request.body.request_id),
-                        decision_entry(request, facts, Some(&bundle), Some(&decision), &outcome),
-                    )
-                    .await;
-                    return Err(refuse(
-                        ErrorCode::ApprovalRejected,
-                        format!(
-                            "approver '{by}' of group '{group}' rejected the request (rule \
-                             '{rule}' needed {required} approvals of the group)"
-                        ),
-                    ));
-                }
-                let message = format!(
-                    "waiting for approvals: rule '{rule}' needs {required} of group '{group}' \
-                     (have {}: {}); approve request hash {}",
-                    have.len(),
-                    if have.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        have.join(", ")
-                    },
-                    hex::encode(request.hash())
-                );
-                drop(turn);
-                node.telemetry.live.phase("waiting for approvals");
-                if !waiting {
-                    waiting = true;
-                    announce_pending(node, request, facts, &decision, &message).await;
-                }
-                let now = keyrack_client::now_ms();
-                let left = request.body.expires_at_ms.saturating_sub(now);
-                let expired = tokio::select! {
-                    changed = approvals.changed() => changed.is_err(),
-                    () = tokio::time::sleep(Duration::from_millis(left)) => true,
-                };
-                if expired {
-                    remove_pending(node, &request.body.request_id).await;
-                    let _ = audit(
-                        node,
-                        "decision",
-                        Some(&request.body.request_id),
-                        decision_entry(
-                            request,
-                            facts,
-                            Some(&bundle),
-                            Some(&decision),
-                            "expired waiting for approvals",
-                        ),
-                    )
-                    .await;
-                    return Err(refuse(
-                        ErrorCode::ApprovalsRequired,
-                        format!("the request expired {message}"),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// One evaluation, off the runtime: the decision, and the ledger entries the request
-/// records if it is allowed (at the instant it was evaluated).
-struct Evaluated {
-    decision: Decision,
-    entries: Vec<VelocityEntry>,
-    at_ms: u64,
-    /// Who rejected the request (unexpired rejections), by approver.
-    rejections: Vec<String>,
-}
-
-/// The approver whose rejection refuses a request waiting for `group`: a member of the
-/// group in the active bundle who is not the request's initiator (anyone else's rejection
-/// is ignored, as their approval would be).
-fn rejected_by<'a>(
-    bundle: &VerifiedBundle,
-    group: &str,
-    initiator: &str,
-    rejections: &'a [String],
-) -> Option<&'a str> {
-    let members = bundle.policy().approver_group(group).unwrap_or(&[]);
-    rejections
-        .iter()
-        .find(|by| by.as_str() != initiator && members.contains(by))
-        .map(String::as_str)
-}
-
-async fn evaluate(
-    node: &Arc<Node>,
-    request: &VerifiedRequest,
-    facts: &SignFacts,
-    bundle: &Arc<VerifiedBundle>,
-) -> Result<Evaluated, (Status, ErrorCode, String)> {
-    let (store, bundle, facts, body, initiator, hash) = (
-        node.store.clone(),
-        bundle.clone(),
-        facts.clone(),
-        request.body.clone(),
-        request.initiator.clone(),
-        request.hash(),
-    );
-    let roles = node
-        .manifest()
-        .initiator(&initiator)
-        .map(|i| i.roles.clone())
-        .unwrap_or_default();
-    blocking(move || {
-        let now_ms = keyrack_client::now_ms();
-        // Only approves count towards a quorum; rejections are [`decide`]'s.
-        let (approves, rejects): (Vec<_>, Vec<_>) = store
-            .approvals_for(&hash, now_ms)
-            .map_err(|e| fail(ErrorCode::Internal, format!("approvals: {e}")))?
-            .into_iter()
-            .partition(|a| a.verdict == Verdict::Approve);
-        let approvals: Vec<Approval> = approves
-            .into_iter()
-            .map(|a| Approval {
-                approver: a.approver,
-                request_hash: a.request_hash,
-                expires_at_ms: a.expires_at_ms,
-            })
-            .collect();
-        let req = PolicyRequest {
-            request_hash: hash,
-            initiator: &initiator,
-            roles: &roles,
-            key_id: &body.key_id,
-            scheme: facts.scheme,
-            derivation_path: &body.derivation_path,
-            raw_digest: facts.raw_digest,
-            intent: facts.intent.as_ref(),
-            now_ms,
-        };
-        Ok(Evaluated {
-            decision: bundle.policy().evaluate(&req, &approvals, store.as_ref()),
-            entries: ledger_entries(&req),
-            at_ms: now_ms,
-            rejections: rejects.into_iter().map(|a| a.approver).collect(),
-        })
-    })
-    .await?
-}
-
-/// Records an allowed request's ledger entries as reserved.
-async fn reserve(
-    node: &Node,
-    request_id: &str,
-    at_ms: u64,
-    entries: Vec<VelocityEntry>,
-) -> Result<(), String> {
-    let (store, id) = (node.store.clone(), request_id.to_owned());
-    blocking(move || store.reserve(&id, at_ms, &entries))
-        .await
-        .map_err(|(_, _, e)| e)?
-        .map_err(|e| e.to_string())
-}
-
-/// Tells the client the request waits for approvals (a `pending` result under its own
-/// de-duplication id, so the final result still goes out) and lists it in the store's
-/// approval queue.
-async fn announce_pending(
-    node: &Arc<Node>,
-    request: &VerifiedRequest,
-    facts: &SignFacts,
-    decision: &Decision,
-    message: &str,
-) {
-    let summary = json!({
-        "request_id": request.body.request_id,
-        "initiator": request.initiator,
-        "key_id": request.body.key_id,
-        "scheme": facts.scheme,
-        "chain": request.body.chain,
-        "intent": facts.intent,
-        "decision": decision,
-        // For approvers to check what they sign (see keyrack_client::api::WaitingRequest).
-        "request": String::from_utf8_lossy(&request.to_json()),
-    })
-    .to_string();
-    let (store, id, hash, expires) = (
-        node.store.clone(),
-        request.body.request_id.clone(),
-        request.hash(),
-        request.body.expires_at_ms,
-    );
-    if let Ok(Err(e)) = blocking(move || store.add_pending(&id, &hash, expires, &summary)).await {
-        tracing::error!(error = %e, "cannot record a request waiting for approvals");
-    }
-    let body = ResultBody {
-        version: 1,
-        request_id: request.body.request_id.clone(),
-        request_hash: request.hash(),
-        node_id: node.identity.node_id().to_owned(),
-        client_id: request.body.client_id.clone(),
-        status: Status::Pending,
-        code: Some(ErrorCode::ApprovalsRequired),
-        message: message.to_owned(),
-        keys: vec![],
-        signature: None,
-        signatures: vec![],
-        signed_payload: None,
-        at_ms: keyrack_client::now_ms(),
-    };
-    let Ok(signed) = body.sign(node.identity.signing_key()) else {
-        return tracing::error!("cannot sign a pending notice");
-    };
-    let published = node
-        .bus
-        .publish_refusal(
-            &request.body.client_id,
-            &request.body.request_id,
-            node.identity.node_id(),
-            ErrorCode::ApprovalsRequired,
-            signed.to_json(),
-        )
-        .await;
-    if let Err(e) = published {
-        tracing::warn!(error = %e, "cannot publish a pending notice");
-    }
-}
-
-async fn remove_pending(node: &Node, request_id: &str) {
-    let (store, id) = (node.store.clone(), request_id.to_owned());
-    if let Ok(Err(e)) = blocking(move || store.remove_pending(&id)).await {
-        tracing::error!(error = %e, "cannot remove a request from the approval queue");
-    }
-}
-
-/// The audit entry of a decision.
-fn decision_entry(
-    request: &VerifiedRequest,
-    facts: &SignFacts,
-    bundle: Option<&VerifiedBundle>,
-    decision: Option<&Decision>,
-    outcome: &str,
-) -> serde_json::Value {
-    json!({
-        "request_id": request.body.request_id,
-        "request_hash": hex::encode(request.hash()),
-        "initiator": request.initiator,
-        "key_id": request.body.key_id,
-        "scheme": facts.scheme,
-        "chain": request.body.chain,
-        "payload_kind": request.body.payload_kind.map(|k| k.as_str()),
-        "derivation_path": request.body.derivation_path,
-        "raw_digest": facts.raw_digest,
-        "intent": facts.intent,
-        "bundle": bundle.map(|b| json!({"version": b.version(), "hash": hex::encode(b.hash())})),
-        "decision": decision,
-        "outcome": outcome,
-    })
 }

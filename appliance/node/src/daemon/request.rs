@@ -14,8 +14,10 @@ use keyrack_plugin::{
 use sha2::{Digest, Sha256};
 
 use keyrack_ecdsa_cggmp21::EcdsaPlugin;
+use keyrack_policy::Committee;
 
 use super::control::{self, Control};
+use super::gate::{self, Facts};
 use super::pool::{self, PoolKey, PoolUse};
 use super::Node;
 use crate::chains::KeyDecodeError;
@@ -65,60 +67,33 @@ pub(super) fn fail(code: ErrorCode, message: impl Into<String>) -> (Status, Erro
 }
 
 /// Handles an accepted request to the end and publishes this node's result (if it has one:
-/// a node left out of a signing session stands down silently).
+/// a node left out of a signing session stands down silently, and a request the policy
+/// parks has had its `pending` notice).
 pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     let started = Instant::now();
     let request_id = request.body.request_id.clone();
-    let runs_protocol = matches!(
-        request.body.kind,
-        RequestKind::Keygen | RequestKind::Sign | RequestKind::Reshare | RequestKind::Refresh
-    );
-    if runs_protocol {
-        // One session record per request this node works on (keyed by the request id): what
-        // a redelivery after a crash is answered from, and what the console lists.
-        let body = request.body.clone();
-        record_session(&node, move |store| {
-            store.start_session(&NewSession {
-                session_id: &body.request_id,
-                request_id: &body.request_id,
-                kind: body.kind.as_str(),
-                key: body
-                    .schemes
-                    .first()
-                    .map(|s| (body.key_id.as_str(), s.as_str())),
-            })
-        })
-        .await;
-    }
     let outcome = match request.body.kind {
-        RequestKind::Keygen => keygen(&node, &request).await,
-        RequestKind::Sign => sign(&node, &request).await,
-        RequestKind::Status => super::status::status(&node, &request).await,
-        RequestKind::Reshare | RequestKind::Refresh => {
-            super::lifecycle::reshare(&node, &request).await
-        }
-        RequestKind::Delete => super::lifecycle::delete(&node, &request).await,
         RequestKind::Approve => super::policy::approve(&node, &request).await,
         RequestKind::Reject => super::policy::reject(&node, &request).await,
         RequestKind::Policy => super::policy::activate(&node, &request).await,
+        RequestKind::Keygen
+        | RequestKind::Sign
+        | RequestKind::Reshare
+        | RequestKind::Refresh
+        | RequestKind::Delete
+        | RequestKind::Status => governed(&node, &request).await,
     };
     node.control.unregister(&request_id);
-    if runs_protocol {
-        let id = request_id.clone();
-        let error = match &outcome {
-            Some(Err((_, code, message))) => Some(format!("{code}: {message}")),
-            _ => None,
-        };
-        record_session(&node, move |store| {
-            store.finish_session(&id, error.as_deref().map_or(Ok(()), Err))
-        })
-        .await;
-    }
     let metrics = &node.telemetry.metrics;
     let kind = request.body.kind.as_str();
     let Some(outcome) = outcome else {
         return metrics.request_done(kind, "stood_down", None, started.elapsed());
     };
+    if let Err((Status::Pending, code, _)) = &outcome {
+        // Parked by the policy: the client has its notice; the answer comes when it is
+        // carried on.
+        return metrics.request_done(kind, "parked", Some(code.as_str()), started.elapsed());
+    }
     let (status, code, done) = match outcome {
         Ok(mut done) if request.body.kind == RequestKind::Status => {
             // What is under way on the key here (a reshare's committee setup, say).
@@ -191,6 +166,150 @@ pub async fn handle(node: Arc<Node>, request: VerifiedRequest) {
     {
         tracing::error!(error = %e, request = request_id, "cannot publish a result");
     }
+}
+
+/// A request the policy governs, through its one door: what it asks ([`facts`]), the
+/// policy's decision at this node ([`gate::decide`]), the work of its kind, and the audit of
+/// what came of it.
+async fn governed(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+    let kind = request.body.kind;
+    // One session record per request this node works on or refuses (keyed by the request
+    // id; none while the policy holds it): what a redelivery after a crash is answered
+    // from, and what the console lists.
+    let runs_protocol = matches!(
+        kind,
+        RequestKind::Keygen | RequestKind::Sign | RequestKind::Reshare | RequestKind::Refresh
+    );
+    let decided = match facts(node, request).await {
+        Ok((facts, sign)) => gate::decide(node, request, &facts)
+            .await
+            .map(|allowed| (allowed, sign)),
+        Err(stop) => Err(stop),
+    };
+    let (allowed, sign) = match decided {
+        Ok(decided) => decided,
+        Err(stop) => {
+            if runs_protocol && stop.0 != Status::Pending {
+                start_session(node, request).await;
+                finish_session(node, request, &Some(Err(stop.clone()))).await;
+            }
+            return Some(Err(stop));
+        }
+    };
+    if runs_protocol {
+        start_session(node, request).await;
+    }
+    let (outcome, spent) = match (kind, sign) {
+        (RequestKind::Sign, Some(sign)) => {
+            let (outcome, shared) = sign_allowed(node, request, &sign).await;
+            // What was reserved stays spent unless this node's share never went out: a node
+            // left out of the signer set stands down (the others sign); a session that
+            // failed may still have given the others this node's partial signature (a peer
+            // that withholds its own part can finish the signature alone). Only a failure
+            // before any session releases it.
+            let spent = shared || !matches!(outcome, Some(Err(_)));
+            (outcome, spent)
+        }
+        (RequestKind::Keygen, _) => (keygen(node, request).await, true),
+        (RequestKind::Status, _) => (super::status::status(node, request).await, true),
+        (RequestKind::Reshare | RequestKind::Refresh, _) => {
+            (super::lifecycle::reshare(node, request).await, true)
+        }
+        (RequestKind::Delete, _) => (super::lifecycle::delete(node, request).await, true),
+        _ => (
+            Some(Err(fail(ErrorCode::Internal, "no door for this kind"))),
+            false,
+        ),
+    };
+    let bundle_version = allowed.bundle_version;
+    allowed.settle(node, spent).await;
+    if runs_protocol {
+        finish_session(node, request, &outcome).await;
+    }
+    gate::audit_outcome(node, request, bundle_version, &outcome).await;
+    outcome
+}
+
+async fn start_session(node: &Node, request: &VerifiedRequest) {
+    let body = request.body.clone();
+    record_session(node, move |store| {
+        store.start_session(&NewSession {
+            session_id: &body.request_id,
+            request_id: &body.request_id,
+            kind: body.kind.as_str(),
+            key: body
+                .schemes
+                .first()
+                .map(|s| (body.key_id.as_str(), s.as_str())),
+        })
+    })
+    .await;
+}
+
+async fn finish_session(node: &Node, request: &VerifiedRequest, outcome: &Option<Outcome>) {
+    let id = request.body.request_id.clone();
+    let error = match outcome {
+        Some(Err((_, code, message))) => Some(format!("{code}: {message}")),
+        _ => None,
+    };
+    record_session(node, move |store| {
+        store.finish_session(&id, error.as_deref().map_or(Ok(()), Err))
+    })
+    .await;
+}
+
+/// What a governed request asks, as the policy reads it, and for a sign request what it
+/// signs. Read here, never taken from a peer: the key's current threshold and committee
+/// (reshare, refresh) from this node's store, the intent from its own chain plugins.
+async fn facts(
+    node: &Arc<Node>,
+    request: &VerifiedRequest,
+) -> Result<(Facts, Option<SignPrep>), gate::Stop> {
+    let body = &request.body;
+    let Some(mut facts) = Facts::of(request) else {
+        return Err(fail(ErrorCode::Internal, "not a governed request kind"));
+    };
+    match body.kind {
+        RequestKind::Sign => {
+            let prep = sign_prep(node, request).await?;
+            facts.raw_digest = prep.prepared.raw_digest;
+            facts.intent = prep.prepared.intent.clone();
+            return Ok((facts, Some(prep)));
+        }
+        RequestKind::Keygen => {
+            facts.new_threshold = body.threshold;
+            facts.new_committee = Some(node.manifest().nodes().len() as u16);
+            facts.reuse_deleted_id = body.reuse_deleted_id;
+        }
+        RequestKind::Reshare | RequestKind::Refresh => {
+            facts.new_threshold = body.threshold;
+            facts.new_committee = body.participants.as_ref().map(|p| p.len() as u16);
+            let (store, key_id, schemes) = (
+                node.store.clone(),
+                body.key_id.clone(),
+                body.schemes.clone(),
+            );
+            let records = blocking(move || {
+                schemes
+                    .iter()
+                    .map(|s| store.key(&key_id, s.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+            .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
+            facts.current = records
+                .into_iter()
+                .flatten()
+                .filter(|r| r.status == KeyStatus::Ready)
+                .map(|r| Committee {
+                    threshold: r.threshold,
+                    size: r.participants.len() as u16,
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    Ok((facts, None))
 }
 
 /// The plugin serving `scheme`, or the refusal to answer with.
@@ -496,77 +615,56 @@ async fn keygen(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> 
     Some(Ok(Done::keys(keys)))
 }
 
-async fn sign(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome> {
+/// A sign request, ready for policy: the scheme's plugin, the key's record and what is
+/// signed.
+struct SignPrep {
+    plugin: Arc<dyn SchemePlugin>,
+    scheme: Scheme,
+    record: crate::store::KeyRecord,
+    prepared: Prepared,
+}
+
+async fn sign_prep(node: &Arc<Node>, request: &VerifiedRequest) -> Result<SignPrep, gate::Stop> {
     let body = &request.body;
     let [scheme] = body.schemes.as_slice() else {
-        return Some(Err(refuse(
+        return Err(refuse(
             ErrorCode::InvalidRequest,
             "a sign request names exactly one scheme",
-        )));
+        ));
     };
     let scheme = *scheme;
-    let plugin = match plugin_for(node, scheme) {
-        Ok(plugin) => plugin,
-        Err(e) => return Some(Err(e)),
-    };
+    let plugin = plugin_for(node, scheme)?;
     let (store, key_id) = (node.store.clone(), body.key_id.clone());
-    let record = match blocking(move || store.key(&key_id, scheme.as_str())).await {
-        Ok(Ok(Some(r))) if r.status == KeyStatus::Ready => r,
-        Ok(Ok(Some(r))) if r.status == KeyStatus::Deleted => {
-            return Some(Err(refuse(ErrorCode::KeyDeleted, "this key was deleted")))
+    let record = match blocking(move || store.key(&key_id, scheme.as_str())).await? {
+        Ok(Some(r)) if r.status == KeyStatus::Ready => r,
+        Ok(Some(r)) if r.status == KeyStatus::Deleted => {
+            return Err(refuse(ErrorCode::KeyDeleted, "this key was deleted"))
         }
-        Ok(Ok(_)) => {
-            return Some(Err(refuse(
+        Ok(_) => {
+            return Err(refuse(
                 ErrorCode::UnknownKey,
                 format!("no READY {} key '{}'", scheme.as_str(), body.key_id),
-            )))
+            ))
         }
-        Ok(Err(e)) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Err(fail(ErrorCode::Internal, e.to_string())),
     };
-    let prepared = match prepare(node, plugin.as_ref(), scheme, &record, request) {
-        Ok(p) => p,
-        Err(e) => return Some(Err(e)),
-    };
-    // Every node decides on its own; only those that allow go on to the handshake, so the
-    // signing threshold is also a policy quorum.
-    let allowed = match super::policy::decide(node, request, &prepared.facts).await {
-        Ok(allowed) => allowed,
-        Err(e) => return Some(Err(e)),
-    };
-    let bundle_version = allowed.bundle_version;
-    let (outcome, shared) = sign_allowed(node, request, plugin, scheme, &record, &prepared).await;
-    // What was reserved stays spent unless this node's share never went out: a node left out
-    // of the signer set stands down (the others sign); a session that failed may still have
-    // given the others this node's partial signature (a peer that withholds its own part
-    // can finish the signature alone). Only a failure before any session releases it.
-    let spent = shared || !matches!(outcome, Some(Err(_)));
-    allowed.settle(node, spent).await;
-    let entry = match &outcome {
-        None => serde_json::json!({"outcome": "stood down (another signer set signs)"}),
-        Some(Ok(done)) => serde_json::json!({
-            "outcome": "signed",
-            "bundle_version": bundle_version,
-            "signatures": done.signatures.iter().map(|s| hex::encode(s.signature)).collect::<Vec<_>>(),
-            "digests": done.signatures.iter().map(|s| hex::encode(&s.digest_or_message)).collect::<Vec<_>>(),
-            "public_key": done.signatures.first().map(|s| hex::encode(&s.public_key)),
-        }),
-        Some(Err((status, code, message))) => serde_json::json!({
-            "outcome": if *status == Status::Refused { "refused" } else { "failed" },
-            "code": code.as_str(),
-            "message": message,
-        }),
-    };
-    let _ = super::policy::audit(node, "outcome", Some(&body.request_id), entry).await;
-    outcome
+    let prepared = prepare(node, plugin.as_ref(), scheme, &record, request)?;
+    Ok(SignPrep {
+        plugin,
+        scheme,
+        record,
+        prepared,
+    })
 }
 
 /// What a sign request signs, and what policy reads about it.
 struct Prepared {
     /// The messages to sign, in order.
     items: Vec<SigningItem>,
-    /// For policy.
-    facts: super::policy::SignFacts,
+    /// For policy: a raw digest was asked.
+    raw_digest: bool,
+    /// For policy: the chain plugin's decoded intent.
+    intent: Option<keyrack_plugin::Intent>,
     /// A chain payload: its plugin, format and the (derived) key it signs with.
     chain: Option<(Arc<dyn ChainPlugin>, PayloadFormat, Vec<u8>)>,
 }
@@ -585,18 +683,13 @@ fn prepare(
     let Some(payload) = body.payload.as_deref() else {
         return Err(refuse(ErrorCode::InvalidRequest, "nothing to sign"));
     };
-    let facts =
-        |raw_digest: bool, intent: Option<keyrack_plugin::Intent>| super::policy::SignFacts {
-            scheme: scheme.as_str(),
-            raw_digest,
-            intent,
-        };
     let plain = |message: Vec<u8>, raw_digest: bool| Prepared {
         items: vec![SigningItem {
             label: if raw_digest { "digest" } else { "message" }.into(),
             message,
         }],
-        facts: facts(raw_digest, None),
+        raw_digest,
+        intent: None,
         chain: None,
     };
     let Some(format) = crate::chains::chain_format(body.payload_kind) else {
@@ -661,7 +754,8 @@ fn prepare(
     }
     Ok(Prepared {
         items: decoded.items,
-        facts: facts(false, Some(decoded.intent)),
+        raw_digest: false,
+        intent: Some(decoded.intent),
         chain: Some((chain, format, key)),
     })
 }
@@ -672,13 +766,19 @@ fn prepare(
 async fn sign_allowed(
     node: &Arc<Node>,
     request: &VerifiedRequest,
-    plugin: Arc<dyn SchemePlugin>,
-    scheme: Scheme,
-    record: &crate::store::KeyRecord,
-    prepared: &Prepared,
+    sign: &SignPrep,
 ) -> (Option<Outcome>, bool) {
     let mut shared = false;
-    let outcome = sign_sessions(node, request, plugin, scheme, record, prepared, &mut shared).await;
+    let outcome = sign_sessions(
+        node,
+        request,
+        sign.plugin.clone(),
+        sign.scheme,
+        &sign.record,
+        &sign.prepared,
+        &mut shared,
+    )
+    .await;
     (outcome, shared)
 }
 

@@ -26,6 +26,7 @@ mod error;
 mod keys;
 mod lifecycle;
 mod manifests;
+mod parked;
 mod policy;
 mod pools;
 mod replay;
@@ -52,9 +53,9 @@ pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
 #[cfg(test)]
 pub(crate) use manifests::test_chain;
 pub use manifests::StoredManifest;
+pub use parked::{Parked, ParkedRequest, ParkedState};
 pub use policy::{
-    NewApproval, PendingRecord, StoredApproval, StoredBundle, VelocityEntry, VelocityPer,
-    VelocityQuery, Verdict,
+    NewApproval, StoredApproval, StoredBundle, VelocityEntry, VelocityPer, VelocityQuery, Verdict,
 };
 pub use pools::{PoolLevel, TakenPresignature};
 pub use replay::ReplayEntry;

@@ -1,5 +1,6 @@
-//! Policy state: the activated policy bundles, the approvals received, the queue of requests
-//! waiting for approvals, and the velocity ledger that rolling-window limits are counted on.
+//! Policy state: the activated policy bundles, the approvals received and the velocity ledger
+//! that rolling-window limits are counted on (requests the policy holds are in
+//! [`super::parked`]).
 //!
 //! The store keeps what it is given and enforces only the rules that keep the state
 //! consistent: a bundle version is activated once and only above the newest stored one; one
@@ -68,21 +69,6 @@ pub struct StoredApproval {
     pub received_at_ms: u64,
     /// The approve request's wire bytes (the evidence).
     pub signed_request: Vec<u8>,
-}
-
-/// A request waiting for approvals.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingRecord {
-    /// The waiting request's id.
-    pub request_id: String,
-    /// Its hash: the value approvals approve.
-    pub request_hash: [u8; 32],
-    /// When the request expires, ms since the Unix epoch.
-    pub expires_at_ms: u64,
-    /// What the console shows about it (JSON text, as given).
-    pub summary_json: String,
-    /// When it was queued, ms since the Unix epoch.
-    pub added_at_ms: u64,
 }
 
 /// The velocity ledger's rows and questions are the policy engine's own types: one
@@ -327,111 +313,6 @@ impl Store {
     pub fn prune_approvals(&self, now_ms: u64) -> Result<usize> {
         Ok(self.conn().execute(
             "DELETE FROM approvals WHERE expires_at <= ?1",
-            [ms_bound(now_ms)],
-        )?)
-    }
-
-    // The pending approval queue.
-
-    /// Queues a request that waits for approvals. Queuing the same request again (same hash)
-    /// updates its expiry and summary; another hash under a queued request id is refused
-    /// ([`StoreError::InvalidRequest`]).
-    pub fn add_pending(
-        &self,
-        request_id: &str,
-        request_hash: &[u8; 32],
-        expires_at_ms: u64,
-        summary_json: &str,
-    ) -> Result<()> {
-        non_empty("request id", request_id)?;
-        let expires = ms_column("request expiry", expires_at_ms)?;
-        self.write(|tx| {
-            let stored: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT request_hash FROM pending_approvals WHERE request_id = ?1",
-                    [request_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match stored {
-                Some(h) if h != request_hash.as_slice() => {
-                    Err(StoreError::InvalidRequest(format!(
-                        "request '{request_id}' is queued for approvals with hash {}, not {}",
-                        hex::encode(h),
-                        hex::encode(request_hash)
-                    )))
-                }
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE pending_approvals SET expires_at = ?2, summary_json = ?3
-                         WHERE request_id = ?1",
-                        (request_id, expires, summary_json),
-                    )?;
-                    Ok(())
-                }
-                None => {
-                    tx.execute(
-                        "INSERT INTO pending_approvals
-                             (request_id, request_hash, expires_at, summary_json, added_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        (
-                            request_id,
-                            request_hash.as_slice(),
-                            expires,
-                            summary_json,
-                            now_ms(),
-                        ),
-                    )?;
-                    Ok(())
-                }
-            }
-        })
-    }
-
-    /// Takes a request off the queue (signed, refused or expired). Removing one that is not
-    /// queued changes nothing.
-    pub fn remove_pending(&self, request_id: &str) -> Result<()> {
-        self.conn().execute(
-            "DELETE FROM pending_approvals WHERE request_id = ?1",
-            [request_id],
-        )?;
-        Ok(())
-    }
-
-    /// The queued requests that have not expired at `now_ms`, oldest first.
-    pub fn pending(&self, now_ms: u64) -> Result<Vec<PendingRecord>> {
-        let conn = self.conn();
-        let mut query = conn.prepare(
-            "SELECT request_id, request_hash, expires_at, summary_json, added_at
-             FROM pending_approvals WHERE expires_at > ?1 ORDER BY added_at, request_id",
-        )?;
-        let rows = query.query_map([ms_bound(now_ms)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (request_id, hash, expires, summary_json, added) = row?;
-            out.push(PendingRecord {
-                request_hash: hash32(&format!("hash of queued request '{request_id}'"), hash)?,
-                expires_at_ms: ms_value("queued request expiry", expires)?,
-                added_at_ms: ms_value("queued request time", added)?,
-                request_id,
-                summary_json,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Deletes the queued requests expired at `now_ms`. Returns how many.
-    pub fn prune_pending(&self, now_ms: u64) -> Result<usize> {
-        Ok(self.conn().execute(
-            "DELETE FROM pending_approvals WHERE expires_at <= ?1",
             [ms_bound(now_ms)],
         )?)
     }

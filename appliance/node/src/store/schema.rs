@@ -241,8 +241,36 @@ ALTER TABLE approvals ADD COLUMN verdict TEXT NOT NULL DEFAULT 'approve'
     CHECK (verdict IN ('approve', 'reject'));
 "#;
 
+/// Version 6: requests the policy holds (waiting for approvals, or approved and time-locked)
+/// are parked in the store, with their signed wire form, so that they wait without holding
+/// the node's capacity and survive a restart. They replace the approval queue of version 4,
+/// whose entries were only listings of requests waiting in memory (dropped with it: those
+/// requests died with the process that held them).
+const V6: &str = r#"
+DROP TABLE pending_approvals;
+
+CREATE TABLE parked_requests (
+    request_id     TEXT PRIMARY KEY,
+    request_hash   BLOB NOT NULL CHECK (length(request_hash) = 32),
+    kind           TEXT NOT NULL,
+    initiator      TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    signed_request BLOB NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('WAITING', 'LOCKED')),
+    expires_at     INTEGER NOT NULL,
+    locked_at      INTEGER,
+    run_at         INTEGER,
+    approvers      TEXT NOT NULL DEFAULT '[]',
+    summary_json   TEXT NOT NULL,
+    added_at       INTEGER NOT NULL,
+    CHECK (state = 'WAITING' OR (locked_at IS NOT NULL AND run_at IS NOT NULL))
+) STRICT;
+CREATE INDEX parked_requests_by_initiator ON parked_requests (initiator);
+CREATE INDEX parked_requests_by_hash ON parked_requests (request_hash);
+"#;
+
 /// The migrations, oldest first. Never edit a released step; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

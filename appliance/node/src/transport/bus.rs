@@ -179,6 +179,16 @@ impl Bus {
             duplicate_window: DEDUP_WINDOW,
             ..Default::default()
         };
+        // Approvers' verdicts, apart from the requests: no backlog of other work delays them.
+        let verdicts = stream::Config {
+            name: subjects::verdict_stream(&self.cluster)?,
+            subjects: vec![subjects::verdict_stream_subjects(&self.cluster)?],
+            retention: stream::RetentionPolicy::Interest,
+            storage: stream::StorageType::File,
+            max_age: REQUEST_MAX_AGE,
+            duplicate_window: DEDUP_WINDOW,
+            ..Default::default()
+        };
         let results = stream::Config {
             name: subjects::result_stream(&self.cluster)?,
             subjects: vec![subjects::result_stream_subjects(&self.cluster)?],
@@ -188,7 +198,7 @@ impl Bus {
             duplicate_window: DEDUP_WINDOW,
             ..Default::default()
         };
-        for config in [requests, results] {
+        for config in [requests, verdicts, results] {
             self.get_or_create_stream(config, "create stream").await?;
         }
         self.ensure_manifest_stream().await
@@ -312,9 +322,33 @@ impl Bus {
         node_id: &str,
         max_in_flight: i64,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, TransportError> {
+        self.node_consumer(
+            subjects::request_stream(&self.cluster)?,
+            node_id,
+            max_in_flight,
+        )
+        .await
+    }
+
+    /// The node's durable consumer on the verdict stream (approve and reject requests),
+    /// read apart from the request stream so that other work never delays a verdict.
+    pub async fn verdict_consumer(
+        &self,
+        node_id: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, TransportError> {
+        self.node_consumer(subjects::verdict_stream(&self.cluster)?, node_id, 256)
+            .await
+    }
+
+    async fn node_consumer(
+        &self,
+        stream_name: String,
+        node_id: &str,
+        max_in_flight: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, TransportError> {
         let stream = self
             .js
-            .get_stream(subjects::request_stream(&self.cluster)?)
+            .get_stream(stream_name)
             .await
             .map_err(|e| js_err("open request stream")(&e))?;
         let name = subjects::node_consumer(node_id)?;

@@ -361,6 +361,22 @@ async fn softhsm_client_keygen_sign_and_status_on_three_node_processes() {
         ed_key["participants"],
         serde_json::json!(["node0", "node1", "node2"])
     );
+    // keygen recorded both keys as trusted, beside client.toml.
+    assert!(
+        text.contains("trusted: recorded in "),
+        "the text keygen names the trusted keys:\n{text}"
+    );
+    let alice_trusted = cluster.work.path().join("trusted-keys.toml");
+    assert_eq!(keygen["trusted_keys"], path(&alice_trusted));
+    let trusted = keyrack_client::trusted::TrustedKeys::load(&alice_trusted).unwrap();
+    for k in keys {
+        let scheme = serde_json::from_value(k["scheme"].clone()).unwrap();
+        let entry = trusted.get("wallet-1", scheme).expect("recorded by keygen");
+        assert_eq!(entry.public_key, unhex(&k["public_key"]));
+        assert_eq!(entry.chain_code.to_vec(), unhex(&k["chain_code"]));
+        assert_eq!(entry.source, keyrack_client::trusted::TrustSource::Keygen);
+    }
+    trust_as_another_initiator(&cluster, &ed_public);
 
     // sign --message with --path, as text: verified by the client, and again here under
     // the child key, which is the one the scheme derives from the root key.
@@ -693,6 +709,120 @@ async fn softhsm_client_refresh_reshare_and_delete_on_three_node_processes() {
     let out = cluster.client(&["keygen", "w", "--scheme", "ed25519", "--json"]);
     exits(&out, 1);
     assert!(stdout(&out).contains("key_deleted"), "{}", stdout(&out));
+}
+
+/// `keyrack client trust` as the officer (another initiator, with a client.toml of its own):
+/// it records wallet-1's keys from the nodes' signed answers (the keys keygen made), leaves
+/// an entry it agrees with unchanged, refuses a tampered entry (another public key) unless
+/// --replace, and refuses a key no node holds and a file with unknown fields.
+fn trust_as_another_initiator(cluster: &Cluster, ed_public: &[u8]) {
+    let dir = cluster.work.path().join("officer");
+    std::fs::create_dir(&dir).unwrap();
+    let config = dir.join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster = \"{CLUSTER}\"\nclient_id = \"officer\"\nnats = [\"{}\"]\n\
+             manifest = \"../manifest.toml\"\ninitiator = \"officer\"\n\
+             initiator_key = \"../officer.key\"\ntrusted_keys = \"officer-keys.toml\"\n",
+            cluster.server.url
+        ),
+    )
+    .unwrap();
+    let officer = |args: &[&str]| {
+        let mut all = vec!["client", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        keyrack(&all)
+    };
+    let file = dir.join("officer-keys.toml");
+    // Both schemes, from every node's READY answer.
+    let out = officer(&["trust", "wallet-1", "--json"]);
+    exits(&out, 0);
+    let trusted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trusted["trusted_keys"], path(&file), "{trusted}");
+    assert_eq!(
+        trusted["answered"].as_array().unwrap().len(),
+        3,
+        "{trusted}"
+    );
+    let keys = trusted["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{trusted}");
+    assert!(keys.iter().all(|k| k["recorded"] == "added"), "{trusted}");
+    let recorded = keyrack_client::trusted::TrustedKeys::load(&file).unwrap();
+    let alice =
+        keyrack_client::trusted::TrustedKeys::load(&cluster.work.path().join("trusted-keys.toml"))
+            .unwrap();
+    for (mine, hers) in recorded.keys().iter().zip(alice.keys()) {
+        assert_eq!((&mine.key_id, mine.scheme), (&hers.key_id, hers.scheme));
+        assert_eq!(
+            (&mine.public_key, mine.chain_code),
+            (&hers.public_key, hers.chain_code)
+        );
+        assert_eq!(mine.source, keyrack_client::trusted::TrustSource::Status);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Again, as text: the same keys, unchanged.
+    let text = ok(officer(&["trust", "wallet-1", "--scheme", "eddsa"]));
+    assert!(text.contains("ed25519 (unchanged)"), "{text}");
+    assert!(text.contains(&hex::encode(ed_public)), "{text}");
+    // The file tampered with (another ed25519 key for wallet-1): refused, naming both keys.
+    let original = std::fs::read_to_string(&file).unwrap();
+    let tampered = original.replace(&hex::encode(ed_public), &"11".repeat(32));
+    assert_ne!(tampered, original);
+    std::fs::write(&file, &tampered).unwrap();
+    let out = officer(&["trust", "wallet-1", "--scheme", "ed25519"]);
+    exits(&out, 1);
+    let e = stderr(&out);
+    assert!(e.contains("is trusted in"), "{e}");
+    assert!(e.contains("11111111…11111111"), "{e}");
+    assert!(e.contains(&hex::encode(&ed_public[..4])), "{e}");
+    assert!(e.contains("or a node lies"), "{e}");
+    assert!(e.contains("--replace"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        tampered,
+        "nothing written"
+    );
+    // --replace records the nodes' key again.
+    let out = officer(&[
+        "trust",
+        "wallet-1",
+        "--scheme",
+        "ed25519",
+        "--replace",
+        "--json",
+    ]);
+    exits(&out, 0);
+    let replaced: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replaced["keys"][0]["recorded"], "replaced", "{replaced}");
+    assert_eq!(unhex(&replaced["keys"][0]["public_key"]), ed_public);
+    // A key no node holds: nothing to trust (exit 1, as JSON too).
+    let out = officer(&["trust", "no-such-wallet", "--json"]);
+    exits(&out, 1);
+    let failure: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["error"]["kind"], "untrusted", "{failure}");
+    assert!(
+        failure["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no node that answered holds a READY key 'no-such-wallet'"),
+        "{failure}"
+    );
+    // A file with a field this build does not know: a configuration error, nothing sent.
+    std::fs::write(&file, format!("{original}colour = \"blue\"\n")).unwrap();
+    let out = officer(&["trust", "wallet-1"]);
+    exits(&out, 2);
+    assert!(stderr(&out).contains(&path(&file)), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown field `colour`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A client.toml in a fresh directory, with `text`; returns (dir, its path).

@@ -8,6 +8,7 @@ mod api;
 mod chains;
 mod ecdsa;
 mod faults;
+mod governed;
 mod lifecycle;
 mod membership;
 mod policy;

@@ -3,6 +3,7 @@
 //! to the code that writes them). Outcomes go to stdout; a failure's text goes to stderr
 //! (with `--json`, the failure object goes to stdout).
 
+use std::path::Path;
 use std::time::Duration;
 
 use keyrack_client::request::PayloadKind;
@@ -12,6 +13,7 @@ use keyrack_client::sdk::{
     AgreedKeys, DeletedKey, KeyStatusReport, NodeResults, RequestResults, SdkError,
     VerifiedSignature,
 };
+use keyrack_client::trusted::{Recorded, TrustedKey};
 use serde::Serialize;
 
 use super::parse::DerivationPath;
@@ -25,9 +27,29 @@ With --json, stdout holds one JSON object:
   nodes         the nodes that reported the keys (every node of the manifest)
   keys          one object per scheme: scheme, status (null here), public_key (hex),
                 chain_code (64 hex), threshold, participants (node ids), version
+  trusted_keys  the trusted-keys file the keys were recorded in
 On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}}, kind one
 of refused, failed, timeout, disagreement, no_keys, invalid_result, bad_signature,
-transport, streams_missing; node and code are null when they do not apply.";
+transport, streams_missing; node and code are null when they do not apply. Keys made but
+not recorded as trusted (another key is trusted under the id) are printed as on success,
+without trusted_keys, and exit 1 with the reason on stderr.";
+
+/// Long help of `trust`: its JSON output.
+pub(super) const TRUST_JSON: &str = "\
+Exit status: 0 recorded; 1 nothing recorded (the nodes disagree, too few answered READY, or
+another key is trusted under the id without --replace); 2 usage or configuration error.
+
+With --json, stdout holds one JSON object:
+  ok            true
+  request_id    the status request's id
+  key_id        the key id
+  trusted_keys  the trusted-keys file written
+  answered      the nodes that answered; missing: those that did not in time
+  keys          one object per scheme recorded: scheme, public_key, chain_code, threshold,
+                participants, version, and recorded: \"added\", \"updated\" (the same key
+                with a new committee or version), \"unchanged\" or \"replaced\"
+On failure (exit 1): {ok: false, request_id, error: {kind, node, code, message}}, kind
+untrusted for a refusal to record (see `keyrack client keygen --help` for the others).";
 
 /// Long help of `reshare` and `refresh`: their JSON output.
 pub(super) const RESHARE_JSON: &str = "\
@@ -211,12 +233,14 @@ impl KeysOp {
     }
 }
 
-/// Keys the nodes agreed on (keygen, reshare, refresh).
+/// Keys the nodes agreed on (keygen, reshare, refresh), and the trusted-keys file they were
+/// recorded in, if they were.
 pub(super) fn agreed_keys(
     op: KeysOp,
     request_id: &str,
     key_id: &str,
     agreed: &AgreedKeys,
+    trusted_keys: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
@@ -229,6 +253,8 @@ pub(super) fn agreed_keys(
             #[serde(skip_serializing_if = "Option::is_none")]
             uninvolved: Option<&'a [String]>,
             keys: Vec<KeyJson<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            trusted_keys: Option<&'a Path>,
         }
         return print_json(&Out {
             ok: true,
@@ -237,6 +263,7 @@ pub(super) fn agreed_keys(
             nodes: &agreed.nodes,
             uninvolved: (op != KeysOp::Created).then_some(agreed.uninvolved.as_slice()),
             keys: agreed.keys.iter().map(KeyJson::of).collect(),
+            trusted_keys,
         });
     }
     let Some(first) = agreed.keys.first() else {
@@ -287,7 +314,103 @@ pub(super) fn agreed_keys(
             );
         }
     }
+    if let Some(path) = trusted_keys {
+        println!("trusted: recorded in {}", path.display());
+    }
     println!("request {request_id}");
+    Ok(())
+}
+
+/// Keys recorded as trusted from agreeing status answers (`trust`).
+pub(super) fn trusted(
+    request_id: &str,
+    key_id: &str,
+    recorded: &[(TrustedKey, Recorded)],
+    answered: &[&str],
+    missing: &[String],
+    path: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct KeyOut<'a> {
+            scheme: Scheme,
+            public_key: String,
+            chain_code: String,
+            threshold: u16,
+            participants: &'a [String],
+            version: u32,
+            recorded: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            ok: bool,
+            request_id: &'a str,
+            key_id: &'a str,
+            trusted_keys: &'a Path,
+            answered: &'a [&'a str],
+            missing: &'a [String],
+            keys: Vec<KeyOut<'a>>,
+        }
+        return print_json(&Out {
+            ok: true,
+            request_id,
+            key_id,
+            trusted_keys: path,
+            answered,
+            missing,
+            keys: recorded
+                .iter()
+                .map(|(k, r)| KeyOut {
+                    scheme: k.scheme,
+                    public_key: hex::encode(&k.public_key),
+                    chain_code: hex::encode(k.chain_code),
+                    threshold: k.threshold,
+                    participants: &k.participants,
+                    version: k.version,
+                    recorded: r.as_str(),
+                })
+                .collect(),
+        });
+    }
+    let silent = if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; no answer from {}", missing.join(", "))
+    };
+    println!(
+        "key {key_id}: the signed answers of {} ({}) agree{silent}",
+        answered.len(),
+        answered.join(", ")
+    );
+    for (k, r) in recorded {
+        println!("  {} ({})", k.scheme, r.as_str());
+        println!("    public key  {}", hex::encode(&k.public_key));
+        println!("    chain code  {}", hex::encode(k.chain_code));
+        println!(
+            "    committee   threshold {} of {} ({}), version {}",
+            k.threshold,
+            k.participants.len(),
+            k.participants.join(", "),
+            k.version
+        );
+    }
+    println!("trusted: recorded in {}", path.display());
+    println!("request {request_id}");
+    Ok(())
+}
+
+/// Why nothing was recorded as trusted (`trust`): on stderr, or the JSON failure object.
+pub(super) fn untrusted(request_id: &str, message: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::json!({
+            "ok": false,
+            "request_id": request_id,
+            "error": {"kind": "untrusted", "node": null, "code": null, "message": message},
+        }));
+    }
+    eprintln!("error: {message}");
+    eprintln!("request {request_id} (`keyrack client status --key …` shows each node's view)");
     Ok(())
 }
 

@@ -388,6 +388,7 @@ pub(super) fn point_at_nats(
         manifest: "manifest.toml".into(),
         initiator: INITIATOR.to_owned(),
         initiator_key: format!("{INITIATOR}.key").into(),
+        trusted_keys: None,
     };
     let text = format!(
         "# `keyrack client --config {}`: the dev cluster; written by `keyrack dev` on each start.\n{}",

@@ -4,8 +4,10 @@
 //! approver through one node's API reach every node and let a waiting request be signed.
 
 use keyrack_client::api;
+use keyrack_client::trusted::{self, TrustedKeys};
 use keyrack_tui::api::ApiClient;
 use keyrack_tui::approval::{Approver, Checked, Decoder, Verdict};
+use keyrack_tui::asks::{Asks, CheckedRequest};
 
 use super::super::cluster::CLUSTER;
 use super::*;
@@ -84,10 +86,33 @@ fn decoder() -> Decoder {
     keyrack_node::chains::intent_decoder("regtest").unwrap()
 }
 
-/// `who` as the console's approver: their key, the cluster's manifest, the decoder.
-fn approver(cluster: &Cluster, who: &str) -> Approver {
+/// The keys `who` trusts: hot-1's, recorded as `keyrack client trust hot-1` records them
+/// (from the nodes' signed status answers: every READY answer agrees, and a threshold of
+/// the committee answered).
+async fn trusted_keys(cluster: &Cluster, who: &str) -> TrustedKeys {
+    let client = cluster.client_as(who, &format!("{who}-trust")).await;
+    let status = client
+        .key_status("hot-1", &[Scheme::Ed25519], WAIT)
+        .await
+        .expect("the nodes answer a status request");
+    let answers: Vec<trusted::StatusAnswer<'_>> = status.nodes.iter().map(Into::into).collect();
+    let key = trusted::agree("hot-1", Scheme::Ed25519, &answers, keyrack_client::now_ms())
+        .expect("the nodes agree on hot-1");
+    let mut keys = TrustedKeys::empty(std::path::Path::new("trusted-keys.toml"));
+    keys.record(key, false).unwrap();
+    keys
+}
+
+/// `who` as the console's approver trusting `trusted`: their key, the cluster's manifest,
+/// the decoder.
+fn approver_trusting(cluster: &Cluster, who: &str, trusted: TrustedKeys) -> Approver {
     let key = keyrack_client::request::InitiatorKey::load(who, &cluster.key_path(who)).unwrap();
-    Approver::new(key, cluster.manifest().clone(), decoder())
+    Approver::new(key, cluster.manifest().clone(), trusted, decoder())
+}
+
+/// `who` as the console's approver, trusting hot-1 as the nodes agree on it.
+async fn approver(cluster: &Cluster, who: &str) -> Approver {
+    approver_trusting(cluster, who, trusted_keys(cluster, who).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,11 +440,40 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     // intent the node shows (the console's decoder and the node's agree).
     let r = reader.clone();
     let keys = blocking(move || r.keys(None).unwrap()).await.keys;
-    let checker = approver(&cluster, "bob");
+    let trusted = trusted_keys(&cluster, "bob").await;
+    assert_eq!(
+        trusted.get("hot-1", Scheme::Ed25519).unwrap().public_key,
+        key,
+        "the nodes' signed answers agree on the keygen's key"
+    );
+    let checker = approver_trusting(&cluster, "bob", trusted.clone());
     let checked = checker
         .check(&waiting, &keys, keyrack_client::now_ms())
         .expect("the listing matches the signed request");
     assert_eq!(checked.request_hash, submitted_hash);
+    assert_eq!(checked.request.asks, Asks::Sign);
+    // An approver whose trusted keys hold another key for hot-1 (a tampered file, or a
+    // node that lied when it was recorded) refuses: the node lists another public key.
+    let mut tampered = TrustedKeys::empty(std::path::Path::new("trusted-keys.toml"));
+    let mut other = trusted.get("hot-1", Scheme::Ed25519).unwrap().clone();
+    other.public_key = ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+        .verifying_key()
+        .to_bytes()
+        .to_vec();
+    tampered.record(other, false).unwrap();
+    let refused = approver_trusting(&cluster, "bob", tampered)
+        .check(&waiting, &keys, keyrack_client::now_ms())
+        .unwrap_err();
+    assert!(refused.contains("the node may be compromised"), "{refused}");
+    // One that does not trust hot-1 at all refuses too, saying how to trust it.
+    let refused = approver_trusting(
+        &cluster,
+        "bob",
+        TrustedKeys::empty(std::path::Path::new("t.toml")),
+    )
+    .check(&waiting, &keys, keyrack_client::now_ms())
+    .unwrap_err();
+    assert!(refused.contains("keyrack client trust hot-1"), "{refused}");
     let mut lying = waiting.clone();
     lying.intent["transfers"][0]["amount"] = serde_json::json!(1);
     let refused = checker
@@ -429,29 +483,47 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         refused.contains("not what the signed payload decodes to"),
         "{refused}"
     );
-    // Its sessions view shows it in flight, waiting.
-    let r = reader.clone();
-    let sessions = blocking(move || r.sessions().unwrap()).await;
-    let live = sessions
-        .live
-        .iter()
-        .find(|l| l.request_id == waiting.request_id)
-        .expect("the waiting request is in flight");
+    // It waits parked, listed as waiting for approvals, and holds no capacity: it is not
+    // among the requests in flight.
     assert_eq!(
         (
-            live.kind.as_str(),
-            live.initiator.as_str(),
-            live.phase.as_str()
+            waiting.kind.as_str(),
+            waiting.state,
+            waiting.run_at_ms,
+            waiting.initiator.as_str()
         ),
-        ("sign", "tom", "waiting for approvals")
+        (
+            "sign",
+            keyrack_client::api::WaitState::WaitingForApprovals,
+            None,
+            "tom"
+        )
+    );
+    let r = reader.clone();
+    let sessions = blocking(move || r.sessions().unwrap()).await;
+    assert!(
+        !sessions
+            .live
+            .iter()
+            .any(|l| l.request_id == waiting.request_id),
+        "a parked request is not in flight: {:?}",
+        sessions.live
     );
 
     // Bad submissions are refused with the reason, and publish nothing.
     let stranger = keyrack_client::request::InitiatorKey::generate("mallory").unwrap();
-    let forged = Approver::new(stranger, cluster.manifest().clone(), decoder())
+    let forged = Approver::new(stranger, cluster.manifest().clone(), trusted, decoder())
         .sign(
             Verdict::Approve,
-            &Checked { request_hash: hash },
+            &Checked {
+                request_hash: hash,
+                request: CheckedRequest {
+                    kind: keyrack_client::request::RequestKind::Sign,
+                    key_id: "hot-1".into(),
+                    schemes: vec![Scheme::Ed25519],
+                    asks: Asks::Sign,
+                },
+            },
             keyrack_client::now_ms(),
         )
         .unwrap();
@@ -491,6 +563,7 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     // both and the request is signed.
     for who in ["bob", "carol"] {
         let approval = approver(&cluster, who)
+            .await
             .sign(Verdict::Approve, &checked, keyrack_client::now_ms())
             .unwrap();
         let poster = ApiClient::new(&url, token.clone());
@@ -545,7 +618,7 @@ async fn softhsm_approving_from_the_console_lets_a_waiting_over_limit_transfer_b
 
     // Carol, at node2's console: the console's own worker and state, driven by keys.
     let (url, token) = cluster.api(2);
-    let carol = approver(&cluster, "carol");
+    let carol = approver(&cluster, "carol").await;
     let expected = request_id.clone();
     let submitted = blocking(move || {
         use keyrack_tui::app::{Action, App, Update};

@@ -1,8 +1,8 @@
 //! Membership changes on real node processes: a signed successor manifest published over
 //! NATS (`keyrack manifest publish`) is accepted by every node, a new node joins with it and
 //! serves, a restarted node comes back at the version it accepted; unsigned, under-signed,
-//! not-a-successor and older manifests are refused by every node and change nothing; a node
-//! the accepted manifest removes stops by itself.
+//! not-a-successor, older manifests and one listing a key under two initiator ids are refused
+//! by every node and change nothing; a node the accepted manifest removes stops by itself.
 //!
 //! The nodes' verdicts are checked twice: by `keyrack manifest publish` (its report) and here,
 //! independently, from the NATS subject with ed25519-dalek.
@@ -14,6 +14,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::StreamExt;
 use keyrack_client::manifest::{SignedManifest, VerifiedManifest};
+use keyrack_client::request::InitiatorKey;
 use keyrack_client::scheme::Scheme;
 use keyrack_client::subjects;
 
@@ -63,8 +64,13 @@ impl VerdictListener {
         nodes: &[&str],
     ) -> BTreeMap<String, serde_json::Value> {
         use sha2::Digest as _;
-        let message_hash = hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()));
-        let manifest_hash = hex::encode(load(path).hash());
+        let bytes = std::fs::read(path).unwrap();
+        let message_hash = hex::encode(sha2::Sha256::digest(&bytes));
+        // The message hash stands in for the manifest hash of a file that does not parse.
+        let manifest_hash = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| SignedManifest::from_toml(text).ok())
+            .map_or_else(|| message_hash.clone(), |m| hex::encode(m.hash()));
         let mut out = BTreeMap::new();
         let deadline = tokio::time::Instant::now() + WAIT;
         while nodes.iter().any(|n| !out.contains_key(*n)) {
@@ -129,8 +135,23 @@ async fn refused_by_all(
     published
 }
 
-/// (b), (a), (c) and a restart on one cluster: bad successors are refused by every node and
-/// change nothing; the signed successor adding node3 is accepted by every node, node3 joins
+/// Publishes the file at `path` straight to the cluster's manifest stream, as any NATS
+/// client allowed to could (`keyrack manifest publish` refuses a file that does not
+/// validate).
+async fn publish_raw(cluster: &Cluster, path: &Path) {
+    async_nats::jetstream::new(cluster.nats().await)
+        .publish(
+            subjects::manifest_subject(CLUSTER).unwrap(),
+            std::fs::read(path).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// (b), (a), (c) and a restart on one cluster: bad successors (one of them listing one key
+/// under two initiator ids) are refused by every node and change nothing; the signed successor adding node3 is accepted by every node, node3 joins
 /// with it and takes part in a keygen; the old version published again is refused by every
 /// node; node0 restarted with its old manifest file comes back at version 2.
 #[tokio::test(flavor = "multi_thread")]
@@ -179,6 +200,42 @@ async fn pkcs11_successor_accepted_by_every_node_bad_and_older_ones_refused_rest
         1,
     )
     .await;
+    // A successor signed by the admin in office that lists an initiator's key under a second
+    // id too (its holder would count as two distinct approvers). `keyrack manifest next`,
+    // `sign` and `publish` refuse to write, sign or publish it, so it is made and signed with
+    // the library and published straight to the stream.
+    let mut twins = cluster.manifest().manifest().clone();
+    twins.version = 2;
+    twins.previous = Some(cluster.manifest().hash());
+    let mut twin = twins.initiators[0].clone();
+    let first = twin.id.clone();
+    twin.id = format!("{first}-twin");
+    twins.initiators.push(twin);
+    let mut twins = SignedManifest {
+        manifest: twins,
+        signatures: vec![],
+    };
+    // The cluster keeps the admin's key file next to its first manifest.
+    let admin = InitiatorKey::load("admin", &v1.with_file_name("admin.key")).unwrap();
+    twins.sign_as("admin", admin.signing_key());
+    let in_office = &cluster.manifest().manifest().admins[0];
+    assert!(twins
+        .manifest
+        .admin_signature_valid(in_office, &twins.signatures[0].signature));
+    let twins = write(&shrink, "one-key-two-initiators.toml", &twins);
+    let mut listener = VerdictListener::start(&cluster).await;
+    publish_raw(&cluster, &twins).await;
+    let seen = listener.verdicts(cluster.manifest(), &twins, &all).await;
+    let reason = format!("initiators '{first}' and '{first}-twin' share one public key");
+    for (node, body) in &seen {
+        assert_eq!(body["accepted"], false, "{node}: {body}");
+        assert_eq!(body["current_version"], 1, "{node}: {body}");
+        assert!(
+            body["reason"].as_str().unwrap().contains(&reason),
+            "{node}: {body} lacks {reason:?}"
+        );
+    }
+
     assert!(cluster.is_running(2), "node2 was not removed");
     for i in 0..3 {
         assert!(
