@@ -286,7 +286,9 @@ struct DeleteArgs {
     /// Confirm: deleting is irreversible; the key can never sign again.
     #[arg(long)]
     yes: bool,
-    /// Seconds to wait for every node; also the request's lifetime (at most 600).
+    /// Seconds to wait for every node; also the request's lifetime (at most 600), so the
+    /// time approvers have if the policy asks for approvals (a delay after them runs on
+    /// without this command: see `keyrack client status REQUEST_ID`).
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse::lifetime_secs)]
     timeout: u64,
 }
@@ -683,7 +685,7 @@ async fn agreed_keys(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let request_id = body.request_id.clone();
-    let agreed = match client.request(body, Duration::from_secs(timeout)).await {
+    let agreed = match request_noting(client, body, Duration::from_secs(timeout)).await {
         Ok(Outcome::Keys(keys)) => keys,
         Ok(_) => bail!(
             "internal: a {} request completed with another kind of outcome",
@@ -758,7 +760,7 @@ async fn delete(client: &Client, a: DeleteArgs, json: bool) -> anyhow::Result<Ex
     let timeout = Duration::from_secs(a.timeout);
     let body = client.delete_body(&a.key_id, &a.schemes, timeout);
     let request_id = body.request_id.clone();
-    let deleted = match client.request(body, timeout).await {
+    let deleted = match request_noting(client, body, timeout).await {
         Ok(Outcome::Deleted(d)) => d,
         Ok(_) => bail!("internal: a delete request completed with another kind of outcome"),
         Err(e) => return failure(e, Some(&request_id), json),
@@ -797,24 +799,30 @@ async fn sign(client: &Client, a: SignArgs, json: bool) -> anyhow::Result<ExitCo
     let mut body = client.sign_body(&a.key_id, a.scheme, &payload, kind, &path.0, timeout);
     body.chain = a.chain.clone();
     let request_id = body.request_id.clone();
-    let pending = match client.submit(body).await {
-        Ok(p) => p,
-        Err(e) => return failure(e, Some(&request_id), json),
-    };
-    // A request waiting for approvals: say so (and its hash, for the approvers) as each
-    // node reports it, then keep waiting for the outcome.
-    let waited = pending
-        .wait_with_notices(timeout, |answer| {
-            eprintln!("{}: {}", answer.node, answer.message);
-        })
-        .await;
-    let signed = match waited {
+    let signed = match request_noting(client, body, timeout).await {
         Ok(Outcome::Signature(s)) => s,
         Ok(_) => bail!("internal: a sign request completed with another kind of outcome"),
         Err(e) => return failure(e, Some(&request_id), json),
     };
     report::signature(&request_id, &a.key_id, kind, &path, &signed, json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `body` and waits up to `timeout` for its outcome. A request the policy holds at a
+/// node — waiting for approvals, or approved and time-locked — is said on stderr as each node
+/// reports it (with the request hash approvers need, or when it will be carried out).
+async fn request_noting(
+    client: &Client,
+    body: RequestBody,
+    timeout: Duration,
+) -> Result<Outcome, SdkError> {
+    client
+        .submit(body)
+        .await?
+        .wait_with_notices(timeout, |answer| {
+            eprintln!("{}: {}", answer.node, answer.message);
+        })
+        .await
 }
 
 async fn address(client: &Client, a: AddressArgs, json: bool) -> anyhow::Result<ExitCode> {

@@ -193,7 +193,8 @@ fn print_usage(layout: &Layout, nodes: u16, threshold: u16) {
     say!("  {client} sign wallet-1 --scheme eddsa --message 'hello'");
     say!("  {client} sign wallet-1 --scheme ecdsa --message 'hello' --path m/0/1");
     say!("  {client} status --key wallet-1");
-    say!("The console (node0's view; approves as the client's initiator):");
+    say!("The console (node0's view; approves as the client's initiator, for keys it trusts:");
+    say!("  `{client} trust wallet-1` records a key agreed by the nodes; keygen records its own):");
     say!(
         "  {me} tui --node {} --approver-config {}",
         layout.node_dir(0).display(),
@@ -256,6 +257,11 @@ pub(super) fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             }
             Some(Ok(())) => {
+                say!(
+                    "WARNING: the DEVELOPMENT POLICY is active (policies/examples/dev.toml): any \
+                     initiator may sign anything and create, move, refresh or DELETE any key, \
+                     at once, with no approvals. Never put real funds on this cluster."
+                );
                 say!(
                     "cluster '{}' is ready: {n} nodes, NATS {nats_url}",
                     setup::CLUSTER_ID

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use keyrack_plugin::{Intent, PayloadFormat, Registry, SignerKey};
-use keyrack_policy::{Bundle, Fixture, Policy, PolicyAdmin, SignedBundle, BUNDLE_FORMAT};
+use keyrack_policy::{
+    Bundle, Fixture, Operation, Policy, PolicyAdmin, SignedBundle, BUNDLE_FORMAT,
+};
 
 use super::keys::load_key;
 use super::manifest::create_file;
@@ -470,9 +472,25 @@ fn explain(policy_path: &Path, request: &Path, json: bool) -> anyhow::Result<Exi
         if let Some(d) = &fixture.description {
             println!("  {d}");
         }
-        match &intent {
-            Some(i) => println!("intent: {}", serde_json::to_string(i)?),
-            None => println!(
+        println!(
+            "{} by {} ({}) of key {} ({})",
+            fixture.operation,
+            fixture.initiator,
+            if fixture.roles.is_empty() {
+                "no roles".to_owned()
+            } else {
+                fixture.roles.join(", ")
+            },
+            fixture.key_id,
+            if fixture.schemes.is_empty() {
+                "every scheme".to_owned()
+            } else {
+                fixture.schemes.join(", ")
+            }
+        );
+        match (fixture.operation, &intent) {
+            (Operation::Sign, Some(i)) => println!("intent: {}", serde_json::to_string(i)?),
+            (Operation::Sign, None) => println!(
                 "intent: none ({})",
                 if fixture.raw_digest {
                     "a raw digest"
@@ -480,6 +498,24 @@ fn explain(policy_path: &Path, request: &Path, json: bool) -> anyhow::Result<Exi
                     "a plain message"
                 }
             ),
+            (Operation::Keygen | Operation::Reshare | Operation::Refresh, _) => {
+                let or = |v: Option<u16>| v.map_or("unchanged".to_owned(), |v| v.to_string());
+                let now = match fixture.current.first() {
+                    Some(c) => format!("{} of {}", c.threshold, c.size),
+                    None => "unknown here (this node holds no share of the key)".to_owned(),
+                };
+                println!(
+                    "asks: threshold {}, committee size {}{}; the key now: {now}",
+                    or(fixture.new_threshold),
+                    or(fixture.new_committee),
+                    if fixture.reuse_deleted_id {
+                        ", may re-create a deleted key id"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            (Operation::Delete | Operation::Status, _) => {}
         }
         print!("{}", decision.explain());
     }

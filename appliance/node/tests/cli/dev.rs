@@ -225,6 +225,13 @@ fn softhsm_dev_cluster_signs_ecdsa_and_ed25519_then_ctrl_c_stops_every_process()
         "the fixture primes are announced:\n{}",
         dev.output()
     );
+    assert!(
+        dev.output()
+            .contains("WARNING: the DEVELOPMENT POLICY is active")
+            && dev.output().contains("DELETE any key"),
+        "the allow-everything policy is announced:\n{}",
+        dev.output()
+    );
     let client_toml = std::fs::read_to_string(dir.join("client.toml")).unwrap();
     assert!(client_toml.contains(&url), "{client_toml}");
 

@@ -108,3 +108,49 @@ fn explain_prints_the_decoded_intent_and_every_rules_verdict() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_says_what_a_lifecycle_request_asks_its_delay_and_who_judges_the_threshold() {
+    let policy = examples().join("treasury.toml");
+    let explain = |fixture: &str| {
+        let request = examples().join("treasury").join(fixture);
+        let out = keyrack(&[
+            "policy",
+            "explain",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--request",
+            request.to_str().unwrap(),
+        ]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        text
+    };
+    let text = explain("delete-approved-waits-24h.toml");
+    assert!(
+        text.contains("delete by wendy (wallet-admin) of key hot-1 (ed25519)"),
+        "{text}"
+    );
+    assert!(!text.contains("intent"), "a delete has no payload: {text}");
+    assert!(
+        text.contains("ALLOW after a delay of 24h (rule 'delete-with-approvals-and-veto-window'"),
+        "{text}"
+    );
+    let text = explain("reshare-lowering-threshold-denied.toml");
+    assert!(
+        text.contains("asks: threshold 2, committee size unchanged; the key now: 3 of 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DENY: denied by rule 'reshare-never-lowers-the-threshold'"),
+        "{text}"
+    );
+    assert!(text.contains("3 -> 2 (lower) is in lower"), "{text}");
+    let text = explain("reshare-at-a-joining-node.toml");
+    assert!(
+        text.contains("the key now: unknown here (this node holds no share of the key)")
+            && text.contains("its holders judge the change")
+            && text.contains("NEEDS APPROVALS: rule 'reshare-with-approvals'"),
+        "{text}"
+    );
+}

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use keyrack_client::codes::ErrorCode;
 use keyrack_client::request::PayloadKind;
 use keyrack_client::result::{KeyInfo, SignatureInfo, Status};
 use keyrack_client::scheme::Scheme;
@@ -918,6 +919,18 @@ pub(super) fn failure(e: &SdkError, request_id: Option<&str>, json: bool) -> any
         });
     }
     eprintln!("error: {e}");
+    if let SdkError::Timeout { answered, .. } = e {
+        if answered
+            .iter()
+            .any(|a| a.code == Some(ErrorCode::TimeLocked))
+        {
+            eprintln!(
+                "the request is approved and time-locked at the nodes above: they carry it out \
+                 when its delay has passed, unless an approver vetoes it (`keyrack client \
+                 reject REQUEST_HASH`); this command need not wait for that"
+            );
+        }
+    }
     if let Some(id) = request_id {
         eprintln!("request {id} (`keyrack client status {id}` shows each node's result)");
     }

@@ -16,7 +16,7 @@ use keyrack_client::codes::ErrorCode;
 use keyrack_client::sdk::NodeAnswer;
 
 use super::policy::{
-    check_solana, queued_for_approvals, transfer, verified_audit_logs, SOL, WENDY,
+    check_solana, client_config, queued_for_approvals, transfer, verified_audit_logs, SOL, WENDY,
 };
 use super::*;
 
@@ -307,30 +307,80 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
     );
     assert!(matches!(outcome, Outcome::Deleted(_)), "{outcome:?}");
 
-    // Another delete, approved, then vetoed by a treasury approver during its delay: refused
-    // everywhere, and the key stays.
-    let body = wendy.delete_body("hot-2", &ed, Duration::from_secs(300));
-    let mut vetoed = submit_watched(&wendy, body).await;
-    vetoed
-        .notices_from_all(ErrorCode::ApprovalsRequired, rule)
-        .await;
-    bob.approve(vetoed.hash, Duration::from_secs(300), WAIT)
+    // Another delete, through `keyrack client` this time: it prints each node's notice
+    // (waiting, then time-locked), and exits 1 once a treasury approver vetoes it during the
+    // delay: refused everywhere, and the key stays.
+    let config = client_config(&cluster, work.path(), WENDY);
+    let mut cli = std::process::Command::new(super::super::KEYRACK)
+        .args(["client", "delete", "hot-2", "--scheme", "ed25519", "--yes"])
+        .args(["--timeout", "120", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = cli.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    // Reads the command's notice lines until every node said `words`; returns their text.
+    let mut said = String::new();
+    let mut until_all_say = async |words: &str| {
+        let mut from = BTreeSet::new();
+        while from.len() < 3 {
+            let line = tokio::time::timeout(WAIT, lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("every node says '{words}': {said}"))
+                .expect("the command prints each node's notice");
+            said.push_str(&line);
+            if let Some((node, message)) = line.split_once(": ") {
+                if message.contains(words) {
+                    from.insert(node.to_owned());
+                }
+            }
+        }
+        said.clone()
+    };
+    let waiting = until_all_say("waiting for approvals").await;
+    let hash_hex = waiting
+        .split("approve request hash ")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .expect("the notice gives the request hash")
+        .to_owned();
+    let hash: [u8; 32] = hex::decode(&hash_hex).unwrap().try_into().unwrap();
+    bob.approve(hash, Duration::from_secs(300), WAIT)
         .await
         .unwrap();
     carol
-        .approve(vetoed.hash, Duration::from_secs(300), WAIT)
+        .approve(hash, Duration::from_secs(300), WAIT)
         .await
         .unwrap();
-    vetoed
-        .notices_from_all(ErrorCode::TimeLocked, "time-locked")
-        .await;
+    until_all_say("time-locked").await;
     alice
-        .reject(vetoed.hash, Duration::from_secs(60), WAIT)
+        .reject(hash, Duration::from_secs(60), WAIT)
         .await
         .expect("every node records alice's rejection");
-    let e = vetoed.outcome.await.unwrap().unwrap_err();
-    assert_eq!(code(&e), Some(ErrorCode::ApprovalRejected), "{e}");
-    assert!(e.to_string().contains("vetoed"), "{e}");
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    let printed = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("approval_rejected") && printed.contains("vetoed during its delay"),
+        "{printed}"
+    );
     // Past the delay, the vetoed delete stays undone: the key signs.
     tokio::time::sleep(DELAY + Duration::from_secs(1)).await;
     pays(&cluster, "bot", "hot-2", &kept, 2).await;

@@ -491,7 +491,7 @@ async fn softhsm_a_waiting_transfer_rejected_by_a_treasury_approver_is_refused_e
 }
 
 /// Writes a `client.toml` for the manifest initiator `id` of `cluster` into `dir`.
-fn client_config(cluster: &Cluster, dir: &Path, id: &str) -> std::path::PathBuf {
+pub(super) fn client_config(cluster: &Cluster, dir: &Path, id: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{id}.client.toml"));
     std::fs::write(
         &path,
