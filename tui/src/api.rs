@@ -19,6 +19,9 @@ use zeroize::Zeroizing;
 pub const TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long an audit log verification may take (the node checks every entry).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long posting a verdict may take: the node waits up to 10 s for every node's signed
+/// result before it answers (docs/API.md).
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a call to the node's API failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +161,9 @@ impl ApiClient {
         self.get_as(api::AUDIT_VERIFY, "", &[200], VERIFY_TIMEOUT)
     }
 
-    /// POST `/v1/approvals`: a signed approve or reject request, published for every node.
+    /// POST `/v1/approvals`: a signed approve or reject request, published for every node;
+    /// the answer carries the nodes' signed results for it (unverified: see
+    /// [`crate::approval::Approver::confirm`]).
     pub fn submit(&self, request: &SubmitRequest) -> Result<Submitted, ApiError> {
         let route = api::APPROVALS;
         let body = serde_json::to_string(request).map_err(|e| ApiError::BadJson {
@@ -168,6 +173,9 @@ impl ApiClient {
         let response = self
             .agent
             .post(format!("{}{route}", self.base_url))
+            .config()
+            .timeout_global(Some(SUBMIT_TIMEOUT))
+            .build()
             .header("Authorization", self.bearer().as_str())
             .content_type("application/json")
             .send(body.as_str());

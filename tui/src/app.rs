@@ -7,18 +7,19 @@
 
 use keyrack_client::api::{
     AuditEntryView, AuditPage, AuditVerification, BackendHealth, KeyView, Keys, NodeStatus, Peers,
-    Policies, Pools, Readiness, Sessions, Submitted, WaitState, WaitingRequest,
+    Policies, Pools, Readiness, Sessions, WaitState, WaitingRequest,
 };
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::api::ApiError;
-use crate::approval::Verdict;
-use crate::asks::{Asks, CheckedRequest};
+use crate::approval::{Checked, Verdict};
+use crate::asks::Asks;
+use crate::confirmation::Confirmation;
 
 /// What the approver's check ([`crate::approval::Approver::check`]) says of each waiting
-/// request, by request hash: what it asks (read from its signed body), or why it cannot be
-/// approved.
-pub type Checks = std::collections::BTreeMap<String, Result<CheckedRequest, String>>;
+/// request, by request hash: what it asks (read from its signed body) and whether it may be
+/// approved, or why nothing may be signed for it.
+pub type Checks = std::collections::BTreeMap<String, Result<Checked, String>>;
 
 /// The most audit entries kept in memory (the newest).
 pub const AUDIT_KEPT: usize = 2000;
@@ -131,8 +132,8 @@ pub enum Update {
         verdict: Verdict,
         /// The request it was about.
         request_id: String,
-        /// The node's answer or why it failed.
-        result: Result<Submitted, String>,
+        /// Which nodes recorded it, by their signed results; or why it failed.
+        result: Result<Confirmation, String>,
     },
     /// The node verified its audit log (or could not).
     Verified(Result<AuditVerification, String>),
@@ -272,6 +273,9 @@ pub struct App {
     pub confirm: Option<Confirm>,
     /// Requests with an approve/reject posted and not yet answered.
     pub submitting: Option<String>,
+    /// A verdict not every node confirmed, with the request it was about: shown until the
+    /// operator closes it.
+    pub unconfirmed: Option<(String, Confirmation)>,
     /// Whether an audit verification is under way.
     pub verifying: bool,
     /// The last audit verification.
@@ -306,6 +310,7 @@ impl App {
             audit_selected: None,
             confirm: None,
             submitting: None,
+            unconfirmed: None,
             verifying: false,
             verification: None,
         }
@@ -385,11 +390,13 @@ impl App {
                     Verdict::Reject => "rejection",
                 };
                 self.message = Some(match result {
-                    Ok(s) => format!(
-                        "{what} of request {} published (as request {})",
-                        crate::fmt::short(&request_id, 12),
-                        crate::fmt::short(&s.request_id, 12)
-                    ),
+                    Ok(confirmation) => {
+                        let summary = confirmation.summary(&request_id);
+                        if !confirmation.complete() {
+                            self.unconfirmed = Some((request_id, confirmation));
+                        }
+                        summary
+                    }
                     Err(e) => format!(
                         "{what} of request {} failed: {e}",
                         crate::fmt::short(&request_id, 12)
@@ -495,6 +502,13 @@ impl App {
         }
         if self.confirm.is_some() {
             return self.on_confirm_key(key.code);
+        }
+        if self.unconfirmed.is_some() {
+            // The warning stays until it is closed on purpose.
+            if matches!(key.code, KeyCode::Enter | KeyCode::Esc) {
+                self.unconfirmed = None;
+            }
+            return None;
         }
         if self.searching {
             return self.on_search_key(key.code);
@@ -610,25 +624,41 @@ impl App {
                 return;
             }
         };
+        // The node's word: it decides what approving would do, never whether to reject.
         let locked = w.state == WaitState::TimeLocked;
         if locked && verdict == Verdict::Approve {
             self.message = Some(format!(
-                "request {} is approved and time-locked{}: another approval changes nothing; r \
-                 vetoes it",
+                "request {} is approved and time-locked{}, the node says: another approval \
+                 changes nothing; r vetoes it",
                 crate::fmt::short(&w.request_id, 12),
                 run_at_text(&w, "until", self.now_ms())
             ));
             return;
         }
-        if w.initiator == approver && verdict == Verdict::Approve {
-            self.message = Some(format!(
-                "note: {approver} made this request; its own approval will not count"
-            ));
+        if verdict == Verdict::Approve {
+            if let Some(why) = checked.approve_refusal() {
+                self.message = Some(format!("cannot approve: {why} (r still rejects it)"));
+                return;
+            }
+            if w.initiator == approver {
+                self.message = Some(format!(
+                    "note: {approver} made this request; its own approval will not count"
+                ));
+            }
         }
-        let (summary, transfers) = match checked.asks {
-            Asks::Sign => confirm_summary(&w),
-            _ => (
-                format!("{} · asked by {}", checked.summary(), w.initiator),
+        let (summary, transfers) = match (&checked.mismatch, &checked.request.asks) {
+            // What the node lists is not what was signed: say only what the signature
+            // covers.
+            (Some(why), _) => (
+                format!(
+                    "{} (as signed; the node's listing is not: {why})",
+                    checked.request.summary()
+                ),
+                vec![],
+            ),
+            (None, Asks::Sign) => confirm_summary(&w),
+            (None, _) => (
+                format!("{} · asked by {}", checked.request.summary(), w.initiator),
                 vec![],
             ),
         };
@@ -650,7 +680,8 @@ impl App {
                 let confirm = self.confirm.take()?;
                 self.submitting = Some(confirm.request_id.clone());
                 self.message = Some(format!(
-                    "sending {} of request {}…",
+                    "sending {} of request {}, then waiting (up to 10 s) for every node's signed \
+                     answer…",
                     confirm.verdict.as_str(),
                     crate::fmt::short(&confirm.request_id, 12)
                 ));
@@ -738,41 +769,52 @@ impl App {
     }
 }
 
-/// " {word} HH:MM:SS UTC (in …)" for a time-locked request's run time, if listed.
+/// " {word} HH:MM:SS UTC (in …)" (or "(… ago)") for a time-locked request's run time, if
+/// listed.
 fn run_at_text(w: &WaitingRequest, word: &str, now_ms: u64) -> String {
     w.run_at_ms.map_or_else(String::new, |at| {
-        format!(
-            " {word} {} UTC ({})",
-            crate::fmt::clock(at),
+        let when = if at > now_ms {
             crate::fmt::until(at, now_ms)
-        )
+        } else {
+            crate::fmt::ago(at, now_ms)
+        };
+        format!(" {word} {} UTC ({when})", crate::fmt::clock(at))
     })
 }
 
 /// What approving or rejecting `w` does, where the confirmation must say it: a veto of a
-/// time-locked request, and every verdict on a request other than sign (a sign request's
-/// confirmation shows its transfers instead).
+/// request the node says is time-locked, and every verdict on a request other than sign (a
+/// sign request's confirmation shows its transfers instead).
 fn confirm_effect(
     w: &WaitingRequest,
-    checked: &CheckedRequest,
+    checked: &Checked,
     verdict: Verdict,
     now_ms: u64,
 ) -> Option<String> {
-    if w.state == WaitState::TimeLocked {
-        return Some(format!(
-            "VETO: it is approved and runs{}; rejecting stops it at every node, so it is never \
-             carried out",
-            run_at_text(w, "at", now_ms)
-        ));
+    if w.state == WaitState::TimeLocked && verdict == Verdict::Reject {
+        let due = w.run_at_ms.is_some_and(|at| at > now_ms);
+        return Some(if due {
+            format!(
+                "VETO: the node says it is approved and runs{}; rejecting stops it at every \
+                 node that has not carried it out",
+                run_at_text(w, "at", now_ms)
+            )
+        } else {
+            format!(
+                "VETO: the node says it is approved and its time lock ended{}; rejecting still \
+                 stops it at every node that has not carried it out (the node may be wrong)",
+                run_at_text(w, "at", now_ms)
+            )
+        });
     }
-    if checked.asks == Asks::Sign {
+    if checked.request.asks == Asks::Sign {
         return None;
     }
     Some(match verdict {
         Verdict::Approve => format!(
             "approving counts toward the approvals it needs; with enough, {}, after its rule's \
              delay if it has one (an approver may veto it meanwhile)",
-            checked.outcome()
+            checked.request.outcome()
         ),
         Verdict::Reject => "rejecting refuses it at every node at once; a later approval of \
                             yours cannot undo it"
@@ -841,13 +883,18 @@ mod tests {
         }
     }
 
-    /// What the approver's check says of `waiting`'s sign request.
-    fn sign_checked() -> CheckedRequest {
-        CheckedRequest {
-            kind: keyrack_client::request::RequestKind::Sign,
-            key_id: "treasury-sol".into(),
-            schemes: vec![keyrack_client::scheme::Scheme::Ed25519],
-            asks: Asks::Sign,
+    /// What the approver's check says of `waiting`'s sign request: it may be approved.
+    fn sign_checked() -> Checked {
+        Checked {
+            request_hash: [0; 32],
+            request: crate::asks::CheckedRequest {
+                kind: keyrack_client::request::RequestKind::Sign,
+                key_id: "treasury-sol".into(),
+                schemes: vec![keyrack_client::scheme::Scheme::Ed25519],
+                asks: Asks::Sign,
+            },
+            mismatch: None,
+            closed: None,
         }
     }
 

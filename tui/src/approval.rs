@@ -4,12 +4,14 @@
 //!
 //! What it owns: checking a node's listing against the request its initiator signed, with
 //! the approver's own manifest and trusted keys (never the node's word for a key), and
-//! building and signing the approve or reject body. It never sends anything (the worker
-//! posts it to the node's API) and never shows the key.
+//! building and signing the approve or reject body. A rejection only ever stops something:
+//! it needs nothing but a signed request that verifies and hashes as listed, whatever the
+//! node says of its state or times. It never sends anything (the worker posts it to the
+//! node's API) and never shows the key.
 
 use std::sync::Arc;
 
-use keyrack_client::api::{KeyView, SubmitRequest, WaitState, WaitingRequest};
+use keyrack_client::api::{KeyView, SubmitRequest, Submitted, WaitState, WaitingRequest};
 use keyrack_client::manifest::VerifiedManifest;
 use keyrack_client::request::{
     InitiatorKey, PayloadKind, RequestBody, RequestError, RequestKind, SignedRequest,
@@ -21,6 +23,7 @@ use keyrack_client::trusted::{short_hex, TrustedKey, TrustedKeys};
 use serde_json::Value;
 
 use crate::asks::{Asks, CheckedRequest, Committee, Current};
+use crate::confirmation::Confirmation;
 
 /// How long an approval or rejection counts: the nodes' longest request lifetime, as
 /// `keyrack client approve` defaults to.
@@ -67,14 +70,30 @@ impl std::fmt::Debug for Approver {
     }
 }
 
-/// A waiting request whose listing the approver checked against the request itself: the
-/// hash to sign, and what the request asks (read from its signed body).
+/// A waiting request whose signed body the approver verified (it may be rejected): the
+/// hash to sign, what the request asks (read from its signed body), and why it may not be
+/// approved, if it may not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
     /// The request hash, computed here from the signed body.
     pub request_hash: [u8; 32],
     /// What it asks.
     pub request: CheckedRequest,
+    /// Why the node's listing is not what the initiator signed (another id, kind, key,
+    /// chain or schemes, an intent the payload does not decode to here, a key not trusted
+    /// or listed with another public key); `None`: the listing is the signed request.
+    pub mismatch: Option<String>,
+    /// Why an approval is pointless now: the request expired (by its signed body), or the
+    /// node says it is approved and time-locked. Never a reason not to reject.
+    pub closed: Option<String>,
+}
+
+impl Checked {
+    /// Why this approver may not approve it ([`Checked::mismatch`], then
+    /// [`Checked::closed`]); `None`: it may. A rejection needs no more than a `Checked`.
+    pub fn approve_refusal(&self) -> Option<&str> {
+        self.mismatch.as_deref().or(self.closed.as_deref())
+    }
 }
 
 impl Approver {
@@ -109,17 +128,25 @@ impl Approver {
         &self.trusted
     }
 
-    /// Checks that what the node lists for a waiting request is what its initiator signed,
-    /// so that an operator approves what they were shown even if the node lies: the
-    /// request verifies under the approver's manifest, hashes to the listed hash, is of a
-    /// kind that waits, names the listed id, initiator, kind, key, schemes and chain, and
-    /// is still open at `now_ms` (before its expiry while it waits; before its run time
-    /// once time-locked).
+    /// Checks a node's listing of a waiting request against what its initiator signed, so
+    /// that an operator approves what they were shown even if the node lies.
     ///
-    /// A sign request's key must be in the approver's trusted keys, the node's key list
-    /// (`keys`) must not report another public key or chain code for it, and its payload
-    /// must decode here, with the trusted key, to the listed intent. Any other kind has no
-    /// payload (its listed intent must be null); what it would do is read from its body.
+    /// Refused outright (nothing may be signed): a listing without the signed request, one
+    /// that does not verify under the approver's manifest or hash to the listed hash, a
+    /// kind that never waits, a lifecycle body that says nothing to act on. Anything else
+    /// may be rejected: the rejection names the hash of what the initiator signed, so it
+    /// can only stop that request, and nothing the node says of its state, run time or
+    /// expiry changes that (a node that lies about them must not keep a veto from the
+    /// nodes that will carry the request out).
+    ///
+    /// It may be approved too unless [`Checked::approve_refusal`] says why not: the listing
+    /// must name the request's id, initiator, kind, key, schemes and chain; a sign
+    /// request's key must be in the approver's trusted keys, the node's key list (`keys`)
+    /// must not report another public key or chain code for it, and its payload must
+    /// decode here, with the trusted key, to the listed intent (any other kind has no
+    /// payload: its listed intent must be null; what it would do is read from its body);
+    /// and it must still wait for approvals at `now_ms` (before its signed expiry, and not
+    /// time-locked).
     pub fn check(
         &self,
         waiting: &WaitingRequest,
@@ -148,6 +175,31 @@ impl Approver {
                 body.kind.as_str()
             ));
         }
+        let asks = match body.kind {
+            RequestKind::Sign => Asks::Sign,
+            _ => self.lifecycle(body)?,
+        };
+        Ok(Checked {
+            request_hash,
+            request: CheckedRequest {
+                kind: body.kind,
+                key_id: body.key_id.clone(),
+                schemes: body.schemes.clone(),
+                asks,
+            },
+            mismatch: self.check_listing(&verified, waiting, keys).err(),
+            closed: approval_closed(waiting, body, now_ms),
+        })
+    }
+
+    /// Whether the node's listing is the signed request `verified` (see [`Approver::check`]).
+    fn check_listing(
+        &self,
+        verified: &VerifiedRequest,
+        waiting: &WaitingRequest,
+        keys: &[KeyView],
+    ) -> Result<(), String> {
+        let body = &verified.body;
         let schemes: Vec<&str> = body.schemes.iter().map(|s| s.as_str()).collect();
         let listed = [
             ("request id", body.request_id == waiting.request_id),
@@ -169,31 +221,14 @@ impl Approver {
                 "the node's listing differs from the signed request: {what}"
             ));
         }
-        check_open(waiting, body, now_ms)?;
-        let asks = match body.kind {
-            RequestKind::Sign => {
-                self.check_sign(&verified, waiting, keys)?;
-                Asks::Sign
-            }
-            kind => {
-                if !waiting.intent.is_null() {
-                    return Err(format!(
-                        "the node shows an intent for a {} request, which has no payload",
-                        kind.as_str()
-                    ));
-                }
-                self.lifecycle(body)?
-            }
-        };
-        Ok(Checked {
-            request_hash,
-            request: CheckedRequest {
-                kind: body.kind,
-                key_id: body.key_id.clone(),
-                schemes: body.schemes.clone(),
-                asks,
-            },
-        })
+        match body.kind {
+            RequestKind::Sign => self.check_sign(verified, waiting, keys),
+            _ if !waiting.intent.is_null() => Err(format!(
+                "the node shows an intent for a {} request, which has no payload",
+                body.kind.as_str()
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A sign request: its key is trusted, the node does not report another, and the
@@ -361,24 +396,33 @@ impl Approver {
             signed_request: json,
         })
     }
+
+    /// Which nodes recorded the verdict `sent` (made by [`Approver::sign`]), by the signed
+    /// results the node answered with (`submitted`): only those that verify under this
+    /// approver's manifest and answer `sent` count.
+    pub fn confirm(
+        &self,
+        sent: &SubmitRequest,
+        submitted: &Submitted,
+    ) -> Result<Confirmation, String> {
+        Confirmation::from_results(&self.manifest, sent, submitted)
+    }
 }
 
-/// Whether the request is still open at `now_ms`: while it waits, before its own expiry;
-/// once time-locked (approved), before its run time (a veto is still possible).
-fn check_open(waiting: &WaitingRequest, body: &RequestBody, now_ms: u64) -> Result<(), String> {
-    match (waiting.state, waiting.run_at_ms) {
-        (WaitState::WaitingForApprovals, _) if body.expires_at_ms <= now_ms => {
-            Err("the request has expired".to_owned())
-        }
-        (WaitState::WaitingForApprovals, _) => Ok(()),
-        (WaitState::TimeLocked, None) => {
-            Err("the node lists it as time-locked but gives no run time".to_owned())
-        }
-        (WaitState::TimeLocked, Some(run_at)) if run_at <= now_ms => Err(format!(
-            "its time lock ended at {} UTC: it is carried out now, too late to veto",
-            crate::fmt::clock(run_at)
+/// Why approving is pointless at `now_ms`, if it is: the request's signed expiry passed
+/// while it waits, or the node says it is approved and time-locked (another approval
+/// changes nothing). Only ever a reason not to approve.
+fn approval_closed(waiting: &WaitingRequest, body: &RequestBody, now_ms: u64) -> Option<String> {
+    match waiting.state {
+        WaitState::TimeLocked => Some(
+            "the node says it is approved and time-locked: another approval changes nothing"
+                .to_owned(),
+        ),
+        WaitState::WaitingForApprovals if body.expires_at_ms <= now_ms => Some(format!(
+            "the request expired at {} UTC (its signed expiry): an approval is pointless",
+            crate::fmt::clock(body.expires_at_ms)
         )),
-        (WaitState::TimeLocked, Some(_)) => Ok(()),
+        WaitState::WaitingForApprovals => None,
     }
 }
 

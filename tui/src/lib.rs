@@ -4,7 +4,8 @@
 //! - [`api`]: the blocking API client (also used by the node's integration tests).
 //! - [`approval`]: the check of a waiting request against what its initiator signed (with
 //!   the approver's own manifest and trusted keys), and signed approve / reject requests for
-//!   an operator with an approver key; [`asks`]: what a checked request would do, in words.
+//!   an operator with an approver key; [`asks`]: what a checked request would do, in words;
+//!   [`confirmation`]: which nodes recorded a verdict, by their signed results.
 //! - [`app`]: the console's state and keys (pure); [`ui`]: drawing it.
 //! - [`run`]: the terminal, and a worker thread that polls the node and performs actions, so
 //!   the screen never waits on the network.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod app;
 pub mod approval;
 pub mod asks;
+pub mod confirmation;
 pub mod fmt;
 pub mod ui;
 
@@ -94,10 +96,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let result = event_loop(&mut terminal, &mut app, &actions_tx, &updates_rx);
     ratatui::try_restore().context("cannot restore the terminal")?;
     // The worker owns the approver's key: let it finish (its current call is bounded by the
-    // API timeout) so that the key is dropped, and wiped, before the process exits.
+    // API timeouts, a verdict's the longest) so that the key is dropped, and wiped, before
+    // the process exits.
     let _ = actions_tx.send(Action::Quit);
     drop(actions_tx);
-    let deadline = Instant::now() + api::TIMEOUT + Duration::from_millis(500);
+    let deadline = Instant::now() + api::SUBMIT_TIMEOUT + Duration::from_millis(500);
     while !worker.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -227,12 +230,14 @@ impl Worker {
     }
 
     /// Signs and posts `verdict` on the request listed with `request_hash`, after checking
-    /// the node's current listing of it against the request itself ([`Approver::check`]).
+    /// the node's current listing of it against the request itself ([`Approver::check`]; a
+    /// rejection needs only the signed request, verified), then reads which nodes recorded
+    /// it from their signed results ([`Approver::confirm`]).
     fn submit(
         &self,
         verdict: approval::Verdict,
         request_hash: &str,
-    ) -> Result<keyrack_client::api::Submitted, String> {
+    ) -> Result<confirmation::Confirmation, String> {
         let approver = self
             .approver
             .as_ref()
@@ -241,16 +246,34 @@ impl Worker {
         let listed = waiting
             .iter()
             .find(|w| w.request_hash == request_hash)
-            .ok_or("the request is no longer waiting: nothing was sent")?;
-        let keys = self.client.keys(None).map_err(|e| e.to_string())?.keys;
+            .ok_or_else(|| {
+                format!(
+                    "the node no longer lists the request: nothing was sent (to {} it all the \
+                     same, run `keyrack client --config CLIENT.TOML {} {request_hash}` from a \
+                     machine with NATS access)",
+                    verdict.as_str(),
+                    verdict.as_str()
+                )
+            })?;
+        // The node's key list only matters to approving (a key it reports otherwise than
+        // the trusted one): a rejection does not wait on it.
+        let keys = match (self.client.keys(None), verdict) {
+            (Ok(keys), _) => keys.keys,
+            (Err(_), approval::Verdict::Reject) => Vec::new(),
+            (Err(e), approval::Verdict::Approve) => return Err(e.to_string()),
+        };
         let now = keyrack_client::now_ms();
         let checked = approver
             .check(listed, &keys, now)
             .map_err(|e| format!("not signed: {e}"))?;
+        if let (approval::Verdict::Approve, Some(why)) = (verdict, checked.approve_refusal()) {
+            return Err(format!("not signed: {why}"));
+        }
         let request = approver
             .sign(verdict, &checked, now)
             .map_err(|e| format!("cannot sign the {}: {e}", verdict.as_str()))?;
-        self.client.submit(&request).map_err(|e| e.to_string())
+        let submitted = self.client.submit(&request).map_err(|e| e.to_string())?;
+        approver.confirm(&request, &submitted)
     }
 
     /// What [`Approver::check`] says of each waiting request (by hash), when there is an
@@ -285,10 +308,7 @@ impl Worker {
         approvals
             .waiting
             .iter()
-            .map(|w| {
-                let checked = approver.check(w, keys, now).map(|c| c.request);
-                (w.request_hash.clone(), checked)
-            })
+            .map(|w| (w.request_hash.clone(), approver.check(w, keys, now)))
             .collect()
     }
 

@@ -78,6 +78,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.confirm.is_some() {
         draw_confirm(frame, app, area);
     }
+    if app.unconfirmed.is_some() {
+        draw_unconfirmed(frame, app, area);
+    }
 }
 
 fn sep() -> Span<'static> {
@@ -339,18 +342,57 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(" / Esc cancel"),
         ]),
     ]);
-    // Wide enough for a transfer to a long address on one line; taller per wrapped line.
+    let block = Block::bordered()
+        .title(format!(" {} this request? ", verb.to_lowercase()))
+        .border_style(Style::new().fg(colour));
+    draw_box(frame, area, lines, block);
+}
+
+/// `lines` in `block`, centred over `area`: wide enough for a transfer to a long address
+/// (or a request hash in a command) on one line, one row taller per wrapped line.
+fn draw_box(frame: &mut Frame, area: Rect, lines: Vec<Line>, block: Block) {
     const WIDTH: u16 = 100;
     let inner = usize::from(WIDTH - 2);
     let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
     let rect = centered(area, WIDTH, u16::try_from(rows + 2).unwrap_or(u16::MAX));
     frame.render_widget(Clear, rect);
-    let p = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-        Block::bordered()
-            .title(format!(" {} this request? ", verb.to_lowercase()))
-            .border_style(Style::new().fg(colour)),
-    );
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(block);
     frame.render_widget(p, rect);
+}
+
+/// A verdict not every node confirmed: which node said what, and what to do, until the
+/// operator closes it.
+fn draw_unconfirmed(frame: &mut Frame, app: &App, area: Rect) {
+    let Some((request_id, c)) = &app.unconfirmed else {
+        return;
+    };
+    let mut lines: Vec<Line> = c
+        .warning(request_id)
+        .into_iter()
+        .map(|l| {
+            let colour = match l.trim_start().chars().next() {
+                Some('✔') => OK,
+                Some('✘') => BAD,
+                Some('?') => WARN,
+                _ => Color::Reset,
+            };
+            Line::from(l).fg(colour)
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled("Enter", Style::new().bold()),
+        Span::raw(" / "),
+        Span::styled("Esc", Style::new().bold()),
+        Span::raw(" close"),
+    ]));
+    let block = Block::bordered()
+        .title(format!(" {} NOT confirmed by every node ", c.what()))
+        .title_style(Style::new().fg(BAD).bold())
+        .border_style(Style::new().fg(BAD));
+    draw_box(frame, area, lines, block);
 }
 
 /// A bordered block with a title.

@@ -2,12 +2,13 @@
 //! test terminal from fixture answers of a 3-node cluster (tests/fixtures/*.json, in the API's
 //! own JSON, so they also check that the console reads what the node serves).
 
-use keyrack_client::api::{AuditVerification, Submitted};
+use keyrack_client::api::AuditVerification;
 use keyrack_client::request::RequestKind;
 use keyrack_client::scheme::Scheme;
 use keyrack_tui::app::{Action, App, Data, Poll, Problem, ProblemKind, Tab, Update};
-use keyrack_tui::approval::Verdict;
+use keyrack_tui::approval::{Checked, Verdict};
 use keyrack_tui::asks::{Asks, CheckedRequest};
+use keyrack_tui::confirmation::Confirmation;
 use keyrack_tui::ui;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -45,13 +46,19 @@ fn full_poll() -> Poll {
     }
 }
 
-/// What the approver's check read from the sign request in approvals.json.
-fn sign_checked() -> CheckedRequest {
-    CheckedRequest {
-        kind: RequestKind::Sign,
-        key_id: "treasury-sol".into(),
-        schemes: vec![Scheme::Ed25519],
-        asks: Asks::Sign,
+/// What the approver's check read from the sign request in approvals.json: it may be
+/// approved.
+fn sign_checked() -> Checked {
+    Checked {
+        request_hash: [0xe3; 32],
+        request: CheckedRequest {
+            kind: RequestKind::Sign,
+            key_id: "treasury-sol".into(),
+            schemes: vec![Scheme::Ed25519],
+            asks: Asks::Sign,
+        },
+        mismatch: None,
+        closed: None,
     }
 }
 
@@ -175,13 +182,20 @@ fn approve_confirmation_then_result() {
     app.apply(Update::Submitted {
         verdict: Verdict::Approve,
         request_id: "0123456789abcdef0123456789abcdef".into(),
-        result: Ok(Submitted {
-            request_id: "fedcba9876543210fedcba9876543210".into(),
-            subject: "keyrack.prod-eu.requests.approve".into(),
+        result: Ok(Confirmation {
+            verdict: Verdict::Approve,
+            request_hash: WAITING_HASH.into(),
+            verdict_id: "fedcba9876543210fedcba9876543210".into(),
+            recorded: vec!["node-1".into(), "node-2".into(), "node-3".into()],
+            refused: vec![],
+            silent: vec![],
+            ignored: 0,
         }),
     });
     let s = screen(&app, 120, 16);
-    assert!(s.contains("approval of request 0123456789ab… published"));
+    assert!(
+        s.contains("approval of request 0123456789ab… recorded by node-1, node-2, node-3 (3 of 3)")
+    );
     insta::assert_snapshot!("approve_published", s);
 }
 
@@ -189,13 +203,10 @@ fn approve_confirmation_then_result() {
 fn a_request_whose_listing_does_not_check_out_cannot_be_approved() {
     let mut app = App::new(URL, Some("carol".into()));
     let mut poll = full_poll();
-    poll.checks = Some(
-        [(
-            WAITING_HASH.to_owned(),
-            Err("the intent the node shows is not what the signed payload decodes to".into()),
-        )]
-        .into(),
-    );
+    let mut checked = sign_checked();
+    checked.mismatch =
+        Some("the intent the node shows is not what the signed payload decodes to".into());
+    poll.checks = Some([(WAITING_HASH.to_owned(), Ok(checked))].into());
     app.apply(Update::Polled(Box::new(poll)));
     press(&mut app, KeyCode::Char('4'));
     assert_eq!(press(&mut app, KeyCode::Char('a')), None);
@@ -206,6 +217,44 @@ fn a_request_whose_listing_does_not_check_out_cannot_be_approved() {
         "{s}"
     );
     insta::assert_snapshot!(s);
+    // What was signed may still be rejected: the box says it from the signed body.
+    assert_eq!(press(&mut app, KeyCode::Char('r')), None);
+    let confirm = app.confirm.clone().expect("the reject box opens");
+    assert!(
+        confirm
+            .summary
+            .starts_with("sign with key treasury-sol (ed25519) (as signed;"),
+        "{}",
+        confirm.summary
+    );
+    assert!(
+        confirm.transfers.is_empty(),
+        "the node's transfers are not shown"
+    );
+}
+
+#[test]
+fn a_request_that_does_not_verify_can_be_neither_approved_nor_rejected() {
+    let mut app = App::new(URL, Some("carol".into()));
+    let mut poll = full_poll();
+    poll.checks = Some(
+        [(
+            WAITING_HASH.to_owned(),
+            Err("the request does not verify under your manifest: bad signature".into()),
+        )]
+        .into(),
+    );
+    app.apply(Update::Polled(Box::new(poll)));
+    press(&mut app, KeyCode::Char('4'));
+    for verdict in ['a', 'r'] {
+        assert_eq!(press(&mut app, KeyCode::Char(verdict)), None);
+        assert!(app.confirm.is_none());
+    }
+    let msg = app.message.clone().unwrap();
+    assert!(
+        msg.starts_with("cannot reject: the request does not verify"),
+        "{msg}"
+    );
 }
 
 #[test]

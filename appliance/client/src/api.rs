@@ -401,13 +401,23 @@ pub struct SubmitRequest {
     pub signed_request: String,
 }
 
-/// The answer to a submitted request: it was checked and published for every node.
+/// The answer to a submitted request: it was checked and published for every node, and
+/// the nodes' signed results for it that arrived while the node waited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submitted {
     /// The request id.
     pub request_id: String,
     /// The NATS subject it was published on.
     pub subject: String,
+    /// The signed results the nodes published for the request
+    /// (`keyrack.<cluster>.res.<client_id>.<request_id>`), each in its wire JSON
+    /// ([`crate::result::SignedResult`]): at most one per node, gathered until every node
+    /// of the manifest answered or the node's wait (10 s) ran out. Only what verifies under
+    /// the approver's own manifest and answers the request sent counts: the node passing
+    /// them on cannot forge another node's signature. Empty from nodes older than this
+    /// field.
+    #[serde(default)]
+    pub results: Vec<String>,
 }
 
 /// `/v1/policies`.

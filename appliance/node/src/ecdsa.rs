@@ -71,6 +71,10 @@ pub struct PrimeKeeper {
     store: Arc<Store>,
     sealer: Arc<dyn Sealer>,
     wake: Arc<(Mutex<bool>, Condvar)>,
+    /// Says when the thread has let go of the store and the HSM.
+    stopped: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+    /// Set when the keeper stopped waiting for the thread (it was generating primes).
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PrimeKeeper {
@@ -88,16 +92,38 @@ impl PrimeKeeper {
         capacity: usize,
     ) -> std::io::Result<Self> {
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut stopped = None;
         if capacity > 0 {
-            let (store, sealer, wake) = (store.clone(), sealer.clone(), wake.clone());
+            let (store, sealer, wake, gone) = (
+                store.clone(),
+                sealer.clone(),
+                wake.clone(),
+                abandoned.clone(),
+            );
+            let (done, done_rx) = std::sync::mpsc::channel();
+            stopped = Some(Mutex::new(done_rx));
             std::thread::Builder::new()
                 .name("keyrack-primes".into())
-                .spawn(move || fill(&store, sealer.as_ref(), capacity, &wake))?;
+                .spawn(move || {
+                    fill(&store, sealer.as_ref(), capacity, &wake);
+                    if gone.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The process may be exiting: closing an HSM session now could race
+                        // the HSM library's own teardown. Leave it to the exit.
+                        std::mem::forget(sealer);
+                    } else {
+                        drop(sealer);
+                    }
+                    drop(store);
+                    let _ = done.send(());
+                })?;
         }
         Ok(PrimeKeeper {
             store,
             sealer,
             wake,
+            stopped,
+            abandoned,
         })
     }
 
@@ -124,9 +150,21 @@ impl PrimeKeeper {
 }
 
 impl Drop for PrimeKeeper {
+    /// Stops the thread and waits a moment until it has let go of the HSM: a PKCS#11 session
+    /// closed by a thread while the process exits (SoftHSM's own teardown running) crashes
+    /// the process. A thread in the middle of generating primes (seconds to minutes) is not
+    /// waited for: it touches the HSM no more once it is done, and leaves its session to the
+    /// exit.
     fn drop(&mut self) {
         *self.wake.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.wake.1.notify_all();
+        if let Some(stopped) = &self.stopped {
+            let stopped = stopped.lock().unwrap_or_else(|e| e.into_inner());
+            if stopped.recv_timeout(Duration::from_millis(500)).is_err() {
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 }
 
@@ -146,6 +184,9 @@ fn fill(store: &Store, sealer: &dyn Sealer, capacity: usize, wake: &(Mutex<bool>
                 );
                 let started = Instant::now();
                 let primes = SafePrimes::generate();
+                if *wake.0.lock().unwrap_or_else(|e| e.into_inner()) {
+                    return; // stopping: leave the HSM alone
+                }
                 let stored = primes
                     .to_bytes()
                     .map_err(|e| e.to_string())

@@ -10,6 +10,9 @@
 //! client id and request id that are valid tokens; a request too broken for that is only
 //! logged.
 //!
+//! A request whose id names another request this node holds (waiting for approvals or
+//! time-locked) is refused `invalid_request` before it is accepted.
+//!
 //! A `reject` request is the one exception to expiry: a rejection only ever stops something,
 //! so one that arrives late (the node was down while it was valid) is still taken, up to
 //! [`REJECTIONS_STAND_MS`] after its expiry, and a replay of it changes nothing.
@@ -151,6 +154,26 @@ pub fn intake(
         Err(RequestError::Expired { .. })
             if rejection && now_ms < expires_at_ms.saturating_add(REJECTIONS_STAND_MS) => {}
         Err(e) => return refuse(e.code(), e.to_string(), route),
+    }
+    // A request id names one request: while this node holds one (waiting for approvals or
+    // time-locked), another request under its id is refused here, before it is accepted, so
+    // that its refusal (published under its own de-duplication id) never shadows the held
+    // request's outcome.
+    match store.parked(&request.body.request_id) {
+        Ok(Some(held)) if held.request_hash != request.hash() => {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "request id {} names another request this node holds (hash {}): a request \
+                     id names one request",
+                    request.body.request_id,
+                    hex::encode(held.request_hash)
+                ),
+                route,
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return refuse(ErrorCode::Internal, format!("parked requests: {e}"), route),
     }
     let replay_until_ms = if rejection {
         expires_at_ms.saturating_add(REJECTIONS_STAND_MS)

@@ -1347,3 +1347,84 @@ async fn two_requests_decided_at_once_never_both_fit_one_limit() {
         assert!(count <= 1, "node{i} counts {count} signings");
     }
 }
+
+/// alice's plain messages need one approval of the officers group; keys may be created and
+/// deleted at once.
+const ONE_APPROVAL: &str = "format = 1\n[approver_groups]\nofficers = [\"officer\"]\n\
+                            [[rules]]\nid = \"approved-messages\"\neffect = \"allow-with-approvals\"\n\
+                            approvals = { group = \"officers\", required = 1 }\nplain_message = true\n\
+                            [[rules]]\nid = \"keys\"\neffect = \"allow\"\n\
+                            operations = [\"keygen\", \"delete\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_request_whose_key_goes_away_is_dropped_when_carried_on() {
+    let mut c = cluster_with_policies(
+        Settings {
+            leader_timeout: Duration::from_millis(500),
+            ..Settings::default()
+        },
+        [ONE_APPROVAL; 3],
+    )
+    .await;
+    ed25519_keygen(&mut c, "wallet-h").await;
+    let body = sign_body("wallet-h", Scheme::Ed25519, b"later");
+    let id = body.request_id.clone();
+    let request = c.submit(&body).await;
+    // Every node holds it, waiting for the officer's approval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !c.stores.iter().all(|s| s.parked(&id).unwrap().is_some()) {
+        assert!(tokio::time::Instant::now() < deadline, "parked everywhere");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The key is deleted meanwhile, then the approval comes: carried on, the request finds no
+    // key, is refused, and is held no longer (not retried for ever, not counted against
+    // alice's cap).
+    let delete = c
+        .submit(&lifecycle_body(
+            RequestKind::Delete,
+            "wallet-h",
+            vec![Scheme::Ed25519],
+        ))
+        .await;
+    let deleted = c.results_for(&delete, 3).await;
+    assert!(
+        deleted.values().all(|r| r.status == Status::Ok),
+        "{deleted:?}"
+    );
+    let officer = InitiatorKey::from_seed("officer", &[4; 32]).unwrap();
+    let mut approve = RequestBody::new(
+        RequestKind::Approve,
+        CLUSTER,
+        "approval",
+        "app",
+        now_ms(),
+        60_000,
+    );
+    approve.approves = Some(request.hash());
+    let approval = officer.sign_request(&approve).unwrap();
+    c.client
+        .publish_request("approve", &approve.request_id, approval.to_json())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !c.stores.iter().all(|s| s.parked(&id).unwrap().is_none()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no longer held anywhere"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (i, s) in c.stores.iter().enumerate() {
+        let said: Vec<String> = s
+            .audit_page(0, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.request_id.as_deref() == Some(id.as_str()))
+            .map(|r| r.entry)
+            .collect();
+        assert!(
+            said.iter().any(|e| e.contains("dropped: key_deleted")),
+            "node{i}: {said:?}"
+        );
+    }
+}

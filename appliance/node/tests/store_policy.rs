@@ -18,7 +18,7 @@ use keyrack_hsm::soft::SoftSealer;
 use keyrack_node::store::{
     audit_signature_message, verify_audit, AuditBreak, AuditBreakReason, AuditRecord, NewApproval,
     Parked, ParkedRequest, ParkedState, Store, StoreError, VelocityEntry, VelocityPer,
-    VelocityQuery, Verdict, SCHEMA_VERSION,
+    VelocityQuery, Verdict, VetoGroup, SCHEMA_VERSION,
 };
 use sha2::{Digest, Sha256};
 
@@ -298,6 +298,7 @@ fn parked(id: &str, hash: u8, initiator: &str, state: ParkedState) -> ParkedRequ
         state,
         expires_at_ms: 5_000_100,
         approvers: vec![],
+        veto_groups: vec![],
         summary_json: r#"{"n":1}"#.into(),
         added_at_ms: 0,
     }
@@ -344,10 +345,16 @@ fn parked_requests_keep_their_bytes_and_state_per_initiator_up_to_a_cap() {
     };
     let mut locked = parked("r1", 1, "bot", lock);
     locked.approvers = vec!["bob".into(), "carol".into()];
+    locked.veto_groups = vec![VetoGroup {
+        group: "treasury".into(),
+        rule: "delete".into(),
+        required: 2,
+    }];
     assert_eq!(store.park(&locked, 2).unwrap(), Parked::Changed);
     let r1 = store.parked("r1").unwrap().unwrap();
     assert_eq!((r1.state, r1.due_at_ms()), (lock, 5_086_400));
     assert_eq!(r1.approvers, ["bob", "carol"]);
+    assert_eq!(r1.veto_groups, locked.veto_groups);
     assert_eq!(r1.signed_request, br#"{"signed":"r1"}"#);
     assert_eq!(
         store.parked("r2").unwrap().unwrap().due_at_ms(),
@@ -372,9 +379,26 @@ fn parked_requests_keep_their_bytes_and_state_per_initiator_up_to_a_cap() {
         .map(|p| p.request_id)
         .collect();
     assert_eq!(ids, ["r1", "r2", "r4"]);
-    // Taken out: then the initiator has room again.
-    assert!(store.unpark("r2").unwrap());
-    assert!(!store.unpark("r2").unwrap());
+    // The keeper's view: soonest due first, without the bytes.
+    let due: Vec<(String, u64)> = store
+        .parked_due()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.request_id, p.due_at_ms))
+        .collect();
+    assert_eq!(
+        due,
+        [
+            ("r2".to_owned(), 5_000_100),
+            ("r4".to_owned(), 5_000_100),
+            ("r1".to_owned(), 5_086_400)
+        ]
+    );
+    // Taken out only by its own hash (another request under its id takes nothing); then
+    // the initiator has room again.
+    assert!(!store.unpark("r2", &[9; 32]).unwrap());
+    assert!(store.unpark("r2", &[2; 32]).unwrap());
+    assert!(!store.unpark("r2", &[2; 32]).unwrap());
     store
         .park(&parked("r3", 3, "bot", ParkedState::Waiting), 2)
         .unwrap();

@@ -173,17 +173,30 @@ fn lifecycle(
 }
 
 /// What carol's check says of `w` at `now`, as the console keeps it.
-fn checked(w: &WaitingRequest, now: u64) -> Result<CheckedRequest, String> {
-    approver().check(w, &[key_view()], now).map(|c| c.request)
+fn checked(w: &WaitingRequest, now: u64) -> Result<Checked, String> {
+    approver().check(w, &[key_view()], now)
 }
 
+/// Why nothing at all may be signed for `w` (the check refuses it outright).
 fn refused(w: &WaitingRequest) -> String {
     approver().check(w, &[key_view()], NOW + 1).unwrap_err()
 }
 
+/// Why `w` may not be approved, though it may be rejected (the signed request verifies and
+/// hashes as listed).
+fn not_approvable(w: &WaitingRequest) -> String {
+    let checked = approver()
+        .check(w, &[key_view()], NOW + 1)
+        .expect("a request that verifies may be rejected");
+    checked
+        .approve_refusal()
+        .expect("but not approved")
+        .to_owned()
+}
+
 /// Carol's console on the Approvals tab, listing `w` with what her check said of it, at
 /// `now`.
-fn console(w: &WaitingRequest, check: Result<CheckedRequest, String>, now: u64) -> App {
+fn console(w: &WaitingRequest, check: Result<Checked, String>, now: u64) -> App {
     let mut app = App::new("http://127.0.0.1:7400", Some("carol".into()));
     app.apply(Update::Polled(Box::new(Poll {
         at_ms: now,
@@ -208,7 +221,7 @@ fn press(app: &mut App, c: char) -> Option<crate::app::Action> {
 }
 
 /// The screen of [`console`].
-fn approvals_screen(w: &WaitingRequest, check: Result<CheckedRequest, String>, now: u64) -> String {
+fn approvals_screen(w: &WaitingRequest, check: Result<Checked, String>, now: u64) -> String {
     screen(&console(w, check, now))
 }
 
@@ -250,16 +263,22 @@ fn an_approval_of_a_checked_request_verifies_and_names_its_hash() {
 }
 
 #[test]
-fn a_listing_that_is_not_the_signed_request_is_refused() {
+fn a_listing_that_is_not_the_signed_request_is_not_approved_but_may_be_rejected() {
     let (w, _) = listed(&bob());
-    // The node shows another hash than the request's.
+    // The node shows another hash than the request's: nothing is signed at all (a
+    // rejection names the hash: it must be the signed request's).
     let mut other = w.clone();
     other.request_hash = "11".repeat(32);
     assert!(refused(&other).contains("hashes to"), "{}", refused(&other));
-    // …or a harmless intent for a payload that decodes to something else.
+    // …or no request at all.
+    let mut other = w.clone();
+    other.request = None;
+    assert!(refused(&other).contains("did not send the signed request"));
+    // A harmless intent for a payload that decodes to something else: not approved, but
+    // the signed request may still be rejected.
     let mut other = w.clone();
     other.intent["byte"] = serde_json::json!(0x01);
-    assert!(refused(&other).contains("not what the signed payload decodes to"));
+    assert!(not_approvable(&other).contains("not what the signed payload decodes to"));
     // …or other fields than the request's.
     for (field, edit) in [
         (
@@ -275,21 +294,22 @@ fn a_listing_that_is_not_the_signed_request_is_refused() {
     ] {
         let mut other = w.clone();
         edit(&mut other);
-        let e = refused(&other);
+        let e = not_approvable(&other);
         assert!(
             e.contains(&format!("differs from the signed request: {field}")),
             "{field}: {e}"
         );
     }
-    // …or no request at all.
-    let mut other = w.clone();
-    other.request = None;
-    assert!(refused(&other).contains("did not send the signed request"));
-    // Expired.
-    let e = approver()
+    // Expired by its signed body: an approval is pointless, a rejection is still signed.
+    let checked = approver()
         .check(&w, &[key_view()], NOW + 60_000)
-        .unwrap_err();
+        .expect("an expired request may still be rejected");
+    assert_eq!(checked.mismatch, None);
+    let e = checked.approve_refusal().unwrap();
     assert!(e.contains("expired"), "{e}");
+    approver()
+        .sign(Verdict::Reject, &checked, NOW + 60_000)
+        .unwrap();
 }
 
 #[test]
@@ -309,11 +329,12 @@ fn a_request_not_signed_by_a_manifest_initiator_is_refused() {
 fn a_payload_is_decoded_with_the_trusted_key_not_the_nodes() {
     let (w, _) = listed(&bob());
     // The node does not list the key at all: the trusted key decodes it.
-    approver().check(&w, &[], NOW + 1).unwrap();
+    let checked = approver().check(&w, &[], NOW + 1).unwrap();
+    assert_eq!(checked.approve_refusal(), None);
     // The decoder was handed the trusted key (the intent names it).
     let mut other = w.clone();
     other.intent["key"] = serde_json::json!("ef".repeat(32));
-    assert!(refused(&other).contains("not what the signed payload decodes to"));
+    assert!(not_approvable(&other).contains("not what the signed payload decodes to"));
 }
 
 #[test]
@@ -325,17 +346,22 @@ fn a_node_reporting_another_public_key_than_the_trusted_one_is_refused() {
     lying.public_key = "ef".repeat(32);
     let mut shown = w.clone();
     shown.intent["key"] = serde_json::json!("ef".repeat(32));
-    let e = approver().check(&shown, &[lying], NOW + 1).unwrap_err();
+    let checked = approver().check(&shown, &[lying], NOW + 1).unwrap();
+    let e = checked.mismatch.clone().expect("not approved");
     assert!(e.contains("the node may be compromised"), "{e}");
     insta::assert_snapshot!("refusal_another_public_key", e);
     insta::assert_snapshot!(
         "approvals_tab_refusing_another_public_key",
-        approvals_screen(&shown, Err(e), NOW + 30_000)
+        approvals_screen(&shown, Ok(checked), NOW + 30_000)
     );
     // Another chain code alone is refused too (it moves every derived address).
     let mut lying = key_view();
     lying.chain_code = "00".repeat(32);
-    let e = approver().check(&w, &[lying], NOW + 1).unwrap_err();
+    let e = approver()
+        .check(&w, &[lying], NOW + 1)
+        .unwrap()
+        .mismatch
+        .expect("not approved");
     assert!(
         e.contains("the node reports chain code 00000000…00000000"),
         "{e}"
@@ -348,7 +374,8 @@ fn a_node_reporting_another_public_key_than_the_trusted_one_is_refused() {
     let mut pending = key_view();
     pending.public_key = String::new();
     pending.chain_code = String::new();
-    approver().check(&w, &[pending], NOW + 1).unwrap();
+    let checked = approver().check(&w, &[pending], NOW + 1).unwrap();
+    assert_eq!(checked.approve_refusal(), None);
 }
 
 #[test]
@@ -360,12 +387,13 @@ fn a_sign_request_for_a_key_not_in_the_trusted_keys_is_refused() {
         decoder(),
     );
     let (w, _) = listed(&bob());
-    let e = untrusting.check(&w, &[key_view()], NOW + 1).unwrap_err();
+    let checked = untrusting.check(&w, &[key_view()], NOW + 1).unwrap();
+    let e = checked.mismatch.clone().expect("not approved");
     assert!(e.contains("keyrack client trust treasury"), "{e}");
     insta::assert_snapshot!("refusal_key_not_trusted", e);
     insta::assert_snapshot!(
         "approvals_tab_refusing_an_untrusted_key",
-        approvals_screen(&w, Err(e), NOW + 30_000)
+        approvals_screen(&w, Ok(checked), NOW + 30_000)
     );
     // A plain message needs no decoding, but its key must be trusted all the same.
     let mut body = RequestBody::new(RequestKind::Sign, "prod", "treasury", "app", NOW, 60_000);
@@ -373,9 +401,14 @@ fn a_sign_request_for_a_key_not_in_the_trusted_keys_is_refused() {
     body.payload_kind = Some(PayloadKind::Message);
     body.payload = Some(b"hello".to_vec());
     let (w, _) = listing(&bob(), body);
-    let e = untrusting.check(&w, &[key_view()], NOW + 1).unwrap_err();
+    let e = untrusting
+        .check(&w, &[key_view()], NOW + 1)
+        .unwrap()
+        .mismatch
+        .expect("not approved");
     assert!(e.contains("not in your trusted keys"), "{e}");
-    approver().check(&w, &[key_view()], NOW + 1).unwrap();
+    let checked = approver().check(&w, &[key_view()], NOW + 1).unwrap();
+    assert_eq!(checked.approve_refusal(), None);
 }
 
 #[test]
@@ -429,21 +462,21 @@ fn lifecycle_requests_are_read_from_their_signed_body() {
 }
 
 #[test]
-fn a_lifecycle_listing_that_is_not_its_request_is_refused() {
+fn a_lifecycle_listing_that_is_not_its_request_is_not_approved() {
     let (w, _) = lifecycle(RequestKind::Delete, "treasury", |_| {});
     // The node shows an intent for a request that has no payload.
     let mut other = w.clone();
     other.intent = serde_json::json!({"action": "transfer"});
-    let e = refused(&other);
+    let e = not_approvable(&other);
     assert!(e.contains("shows an intent for a delete request"), "{e}");
     // …or lists it as a milder kind.
     let mut other = w.clone();
     other.kind = "refresh".into();
-    assert!(refused(&other).contains("differs from the signed request: kind"));
+    assert!(not_approvable(&other).contains("differs from the signed request: kind"));
     // …or other schemes.
     let mut other = w.clone();
     other.schemes = vec!["ed25519".into(), "ecdsa-secp256k1".into()];
-    assert!(refused(&other).contains("differs from the signed request: schemes"));
+    assert!(not_approvable(&other).contains("differs from the signed request: schemes"));
     // An approval is never held for approvals.
     let mut body = RequestBody::new(RequestKind::Approve, "prod", APPROVAL_KEY_ID, "app", NOW, 1);
     body.approves = Some([1; 32]);
@@ -453,20 +486,81 @@ fn a_lifecycle_listing_that_is_not_its_request_is_refused() {
 }
 
 #[test]
-fn a_time_locked_request_stays_open_until_its_run_time() {
+fn a_time_locked_request_may_be_vetoed_whatever_run_time_the_node_claims() {
     let (mut w, _) = lifecycle(RequestKind::Delete, "treasury", |_| {});
     w.state = WaitState::TimeLocked;
-    w.run_at_ms = Some(NOW + 86_400_000);
-    // Past the request's own expiry, it can still be vetoed.
-    let later = NOW + 3_600_000;
-    approver().check(&w, &[key_view()], later).unwrap();
-    let e = approver()
-        .check(&w, &[key_view()], NOW + 86_400_000)
-        .unwrap_err();
-    assert!(e.contains("too late to veto"), "{e}");
-    w.run_at_ms = None;
-    let e = approver().check(&w, &[key_view()], later).unwrap_err();
-    assert!(e.contains("gives no run time"), "{e}");
+    // Past the request's own expiry (5 minutes): a time-locked request runs later.
+    let now = NOW + 3_600_000;
+    // The node says it runs tomorrow, ran a minute ago, or does not say: honest nodes may
+    // still hold it, so a veto is never refused on the node's word.
+    for run_at in [Some(NOW + 86_400_000), Some(now - 60_000), None] {
+        w.run_at_ms = run_at;
+        let checked = approver()
+            .check(&w, &[key_view()], now)
+            .unwrap_or_else(|e| panic!("{run_at:?}: a veto is refused: {e}"));
+        assert_eq!(checked.mismatch, None);
+        let moot = checked.approve_refusal().unwrap();
+        assert!(moot.contains("another approval changes nothing"), "{moot}");
+        let mut app = console(&w, Ok(checked), now);
+        assert_eq!(press(&mut app, 'r'), None);
+        let confirm = app.confirm.clone().expect("the veto box opens");
+        assert!(confirm.veto);
+        assert_eq!(
+            press(&mut app, 'y'),
+            Some(crate::app::Action::Submit {
+                verdict: Verdict::Reject,
+                request_hash: w.request_hash.clone(),
+                request_id: w.request_id.clone(),
+            })
+        );
+    }
+    // The node says its time lock ended: the box says a veto still stops honest nodes.
+    w.run_at_ms = Some(now - 60_000);
+    let mut app = console(&w, checked(&w, now), now);
+    press(&mut app, 'r');
+    insta::assert_snapshot!(
+        "veto_confirmation_after_the_run_time_the_node_claims",
+        screen(&app)
+    );
+}
+
+#[test]
+fn an_expired_waiting_request_may_be_rejected_but_not_approved() {
+    let (w, _) = lifecycle(RequestKind::Delete, "treasury", |_| {});
+    // Five minutes after its signed expiry (the node says it still waits, or lags).
+    let now = w.expires_at_ms + 300_000;
+    let mut app = console(&w, checked(&w, now), now);
+    assert_eq!(press(&mut app, 'a'), None);
+    assert!(app.confirm.is_none());
+    let msg = app.message.clone().unwrap();
+    assert!(
+        msg.contains("cannot approve: the request expired at"),
+        "{msg}"
+    );
+    assert_eq!(press(&mut app, 'r'), None);
+    let confirm = app.confirm.clone().expect("the reject box opens");
+    assert_eq!(confirm.verdict, Verdict::Reject);
+    assert!(!confirm.veto);
+}
+
+#[test]
+fn a_listing_that_differs_from_the_signed_request_may_still_be_rejected() {
+    // A node that shows another kind to keep a veto from the approver: the approver may
+    // not approve it, but rejects what was signed, described from the signed body.
+    let (mut w, _) = lifecycle(RequestKind::Delete, "treasury", |_| {});
+    w.kind = "status".into();
+    let mut app = console(&w, checked(&w, NOW + 1), NOW + 1);
+    assert_eq!(press(&mut app, 'a'), None);
+    assert!(app.confirm.is_none());
+    assert_eq!(press(&mut app, 'r'), None);
+    let confirm = app.confirm.clone().expect("the reject box opens");
+    assert!(
+        confirm
+            .summary
+            .starts_with("delete treasury (ed25519): erases every share (as signed;"),
+        "{}",
+        confirm.summary
+    );
 }
 
 #[test]
@@ -539,4 +633,170 @@ fn hashes_parse_only_as_64_hex_digits() {
     assert_eq!(parse_hash(&"ab".repeat(32)), Some([0xab; 32]));
     assert_eq!(parse_hash("abcd"), None);
     assert_eq!(parse_hash(&"zz".repeat(32)), None);
+}
+
+/// Node `i`'s identity key (as [`manifest`] lists it).
+fn node_key(i: u8) -> SigningKey {
+    SigningKey::from_bytes(&[40 + i; 32])
+}
+
+/// Carol's rejection of bob's delete, listed as `w`, as the console signs it.
+fn rejection() -> (WaitingRequest, SubmitRequest) {
+    let (w, _) = lifecycle(RequestKind::Delete, "treasury", |_| {});
+    let checked = approver().check(&w, &[key_view()], NOW + 1).unwrap();
+    let sent = approver().sign(Verdict::Reject, &checked, NOW + 2).unwrap();
+    (w, sent)
+}
+
+/// A result of node `i` for the verdict `sent`, signed with `key`: recorded, or refused.
+fn result_for(sent: &SubmitRequest, i: u8, key: &SigningKey, recorded: bool) -> String {
+    use keyrack_client::codes::ErrorCode;
+    use keyrack_client::result::{ResultBody, Status};
+    let signed = SignedRequest::parse(sent.signed_request.as_bytes()).unwrap();
+    let body = signed.unverified_body().unwrap();
+    let (status, code, message) = if recorded {
+        (Status::Ok, None, "rejection by 'carol' recorded".to_owned())
+    } else {
+        (
+            Status::Refused,
+            Some(ErrorCode::Expired),
+            "request expired".to_owned(),
+        )
+    };
+    let result = ResultBody {
+        version: 1,
+        request_id: body.request_id,
+        request_hash: signed.hash(),
+        node_id: format!("node{i}"),
+        client_id: "carol".into(),
+        status,
+        code,
+        message,
+        keys: vec![],
+        signature: None,
+        signatures: vec![],
+        signed_payload: None,
+        at_ms: NOW + 3,
+    };
+    String::from_utf8(result.sign(key).unwrap().to_json()).unwrap()
+}
+
+/// The node's 202 for `sent`, passing on `results`.
+fn accepted(sent: &SubmitRequest, results: Vec<String>) -> Submitted {
+    let signed = SignedRequest::parse(sent.signed_request.as_bytes()).unwrap();
+    Submitted {
+        request_id: signed.unverified_body().unwrap().request_id,
+        subject: "keyrack.prod.verdict.reject".into(),
+        results,
+    }
+}
+
+#[test]
+fn a_verdict_is_confirmed_by_every_nodes_signed_result() {
+    let (w, sent) = rejection();
+    let all: Vec<String> = (0..3)
+        .map(|i| result_for(&sent, i, &node_key(i), true))
+        .collect();
+    let confirmed = approver().confirm(&sent, &accepted(&sent, all)).unwrap();
+    assert!(confirmed.complete());
+    assert_eq!(confirmed.recorded, node_ids());
+    assert_eq!(confirmed.request_hash, w.request_hash);
+    assert_eq!(
+        confirmed.summary(&w.request_id),
+        "rejection of request 0123456789ab… recorded by node0, node1, node2 (3 of 3)"
+    );
+    // The console says so, and shows no warning.
+    let mut app = console(&w, checked(&w, NOW + 1), NOW + 1);
+    app.apply(Update::Submitted {
+        verdict: Verdict::Reject,
+        request_id: w.request_id.clone(),
+        result: Ok(confirmed),
+    });
+    assert!(app.unconfirmed.is_none());
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap()
+        .ends_with("recorded by node0, node1, node2 (3 of 3)"));
+}
+
+#[test]
+fn only_results_that_verify_under_the_approvers_manifest_and_answer_the_verdict_count() {
+    let (w, sent) = rejection();
+    let (_, other) = rejection();
+    let stranger = SigningKey::from_bytes(&[99; 32]);
+    let results = vec![
+        result_for(&sent, 0, &node_key(0), true),
+        // node0 again, refusing (a redelivered copy): its record stands.
+        result_for(&sent, 0, &node_key(0), false),
+        // A result claiming to be node1's, signed by a key the manifest does not hold.
+        result_for(&sent, 1, &stranger, true),
+        // node2's genuine result, about another verdict (another request hash and id).
+        result_for(&other, 2, &node_key(2), true),
+        "not a result".to_owned(),
+    ];
+    let confirmed = approver()
+        .confirm(&sent, &accepted(&sent, results))
+        .unwrap();
+    assert_eq!(confirmed.recorded, ["node0"]);
+    assert!(confirmed.refused.is_empty());
+    assert_eq!(confirmed.silent, ["node1", "node2"]);
+    assert_eq!(confirmed.ignored, 3);
+    assert!(!confirmed.complete());
+    // A node that refuses it is named with its reason.
+    let results = vec![
+        result_for(&sent, 0, &node_key(0), true),
+        result_for(&sent, 1, &node_key(1), false),
+        result_for(&sent, 2, &node_key(2), true),
+    ];
+    let refused = approver()
+        .confirm(&sent, &accepted(&sent, results))
+        .unwrap();
+    assert_eq!(refused.recorded, ["node0", "node2"]);
+    assert_eq!(
+        refused.refused,
+        [("node1".to_owned(), "request expired".to_owned())]
+    );
+    assert!(!refused.complete());
+    // A node older than the results (no results at all): nothing is confirmed.
+    let old = approver().confirm(&sent, &accepted(&sent, vec![])).unwrap();
+    assert_eq!(old.silent, node_ids());
+    assert!(old.warning(&w.request_id)[1].contains("sent back no signed results"));
+}
+
+#[test]
+fn a_verdict_not_every_node_confirmed_is_a_warning_until_closed() {
+    let (w, sent) = rejection();
+    let stranger = SigningKey::from_bytes(&[99; 32]);
+    let results = vec![
+        result_for(&sent, 0, &node_key(0), true),
+        result_for(&sent, 1, &stranger, true),
+    ];
+    let confirmed = approver()
+        .confirm(&sent, &accepted(&sent, results))
+        .unwrap();
+    let mut app = console(&w, checked(&w, NOW + 1), NOW + 1);
+    app.apply(Update::Submitted {
+        verdict: Verdict::Reject,
+        request_id: w.request_id.clone(),
+        result: Ok(confirmed),
+    });
+    let msg = app.message.clone().unwrap();
+    assert!(
+        msg.starts_with("WARNING: rejection of request 0123456789ab… NOT confirmed by every node"),
+        "{msg}"
+    );
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal.draw(|f| crate::ui::draw(f, &app)).unwrap();
+    let s = terminal.backend().to_string();
+    assert!(s.contains("rejection NOT confirmed by every node"), "{s}");
+    insta::assert_snapshot!("verdict_not_confirmed", s);
+    // It stays until closed on purpose: other keys do nothing meanwhile.
+    assert_eq!(press(&mut app, 'r'), None);
+    assert!(app.confirm.is_none() && app.unconfirmed.is_some());
+    app.on_key(crate::KeyEvent::new(
+        crate::KeyCode::Enter,
+        crate::KeyModifiers::NONE,
+    ));
+    assert!(app.unconfirmed.is_none());
 }

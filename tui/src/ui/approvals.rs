@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{block, field, mark, missing, ACCENT, BAD, DIM, OK, SELECTED, WARN};
 use crate::app::App;
-use crate::asks::CheckedRequest;
+use crate::approval::Checked;
 use crate::fmt;
 use keyrack_client::api::{WaitState, WaitingRequest};
 
@@ -53,7 +53,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             text(&w.intent, "action")
         } else {
             match app.checks.get(&w.request_hash) {
-                Some(Ok(checked)) => checked.kind.as_str().to_owned(),
+                Some(Ok(checked)) => checked.request.kind.as_str().to_owned(),
                 _ => w.kind.clone(),
             }
         };
@@ -148,7 +148,7 @@ fn heading(s: &str) -> Line<'static> {
 /// `width`: a refusal is read whole.
 fn check_lines(
     w: &WaitingRequest,
-    check: Option<&Result<CheckedRequest, String>>,
+    check: Option<&Result<Checked, String>>,
     width: usize,
 ) -> Vec<Line<'static>> {
     let matched = if w.kind == "sign" {
@@ -156,12 +156,27 @@ fn check_lines(
     } else {
         "hash and listing match it"
     };
+    let verifies = "the request verifies under your manifest";
     let (text, colour) = match check {
-        Some(Ok(_)) => (
-            format!("the request verifies under your manifest; {matched}"),
-            OK,
-        ),
-        Some(Err(why)) => (format!("cannot approve: {why}"), BAD),
+        Some(Ok(c)) => match (&c.mismatch, &c.closed) {
+            // A time-locked request's state line says approving is moot.
+            (None, None) => (format!("{verifies}; {matched}"), OK),
+            (None, Some(_)) if w.state == WaitState::TimeLocked => {
+                (format!("{verifies}; {matched}"), OK)
+            }
+            (None, Some(why)) => (
+                format!("{verifies}; {matched} · not to approve: {why}"),
+                WARN,
+            ),
+            (Some(why), _) => (
+                format!(
+                    "{verifies} and hashes as listed, but cannot be approved: {why} · r still \
+                     rejects what was signed"
+                ),
+                WARN,
+            ),
+        },
+        Some(Err(why)) => (format!("cannot approve or reject: {why}"), BAD),
         None => ("not yet (on the next refresh)".to_owned(), WARN),
     };
     wrapped_field("checked", &text, width, colour)
@@ -188,20 +203,24 @@ fn wrapped_field(
         .collect()
 }
 
-/// A time-locked request's state: when it runs, and that only a veto matters now.
+/// A time-locked request's state, as the node says: when it runs, and that only a veto
+/// matters now (a veto is possible whatever the node says of its run time).
 fn time_lock_lines(w: &WaitingRequest, now: u64, width: usize) -> Vec<Line<'static>> {
     let when = match w.run_at_ms {
-        Some(at) => format!("runs at {} UTC ({})", fmt::clock(at), fmt::until(at, now)),
+        Some(at) if at > now => format!("runs at {} UTC ({})", fmt::clock(at), fmt::until(at, now)),
+        Some(at) => format!("ran at {} UTC ({})", fmt::clock(at), fmt::ago(at, now)),
         None => "run time not listed".to_owned(),
     };
-    let text =
-        format!("TIME-LOCKED: approved; {when} unless vetoed · approving is moot; r vetoes it");
+    let text = format!(
+        "the node says TIME-LOCKED: approved; {when} unless vetoed · approving is moot; r \
+         vetoes it"
+    );
     wrapped_field("state", &text, width, WARN)
 }
 
 fn detail_lines(
     w: &WaitingRequest,
-    check: Option<&Result<CheckedRequest, String>>,
+    check: Option<&Result<Checked, String>>,
     now: u64,
     width: usize,
 ) -> Vec<Line<'static>> {
@@ -269,10 +288,10 @@ fn detail_lines(
 /// it, else the node's listing, marked as unchecked.
 fn lifecycle_lines(
     w: &WaitingRequest,
-    check: Option<&Result<CheckedRequest, String>>,
+    check: Option<&Result<Checked, String>>,
 ) -> Vec<Line<'static>> {
-    match check {
-        Some(Ok(checked)) => {
+    match check.and_then(|c| c.as_ref().ok()).map(|c| &c.request) {
+        Some(checked) => {
             let mut lines = vec![Line::from(format!("  {}", checked.summary())).bold()];
             lines.extend(
                 checked
@@ -282,7 +301,7 @@ fn lifecycle_lines(
             );
             lines
         }
-        _ => vec![Line::from(format!(
+        None => vec![Line::from(format!(
             "  {} {} ({}): as the node lists it; not checked here",
             w.kind,
             w.key_id,

@@ -1,6 +1,7 @@
 //! The API's handlers, one per route of [`keyrack_client::api`].
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -8,8 +9,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use keyrack_client::api::{self, Check};
-use keyrack_client::request::{RequestKind, SignedRequest};
+use keyrack_client::codes::ErrorCode;
+use keyrack_client::manifest::VerifiedManifest;
+use keyrack_client::request::{RequestKind, SignedRequest, VerifiedRequest};
+use keyrack_client::result::{SignedResult, Status};
 use keyrack_client::subjects;
 use keyrack_plugin::SignerKey;
 use keyrack_policy::SignedBundle;
@@ -18,6 +23,7 @@ use serde::Deserialize;
 use super::{ApiState, Failure};
 use crate::store::{KeyRecord, ParkedState, Store, StoredBundle};
 use crate::telemetry::Levels;
+use crate::transport::TransportError;
 
 type Answer<T> = Result<Json<T>, Failure>;
 
@@ -548,8 +554,9 @@ async fn approvals(State(state): State<ApiState>) -> Answer<api::Approvals> {
 }
 
 /// Checks a signed approve/reject request as every node will (signature, initiator, cluster,
-/// body) and publishes it to the request stream. 202: published (each node then records it
-/// or refuses it itself).
+/// body), publishes it to the verdict stream, and waits for the nodes' signed results for
+/// it ([`verdict_results`]). 202: published, with the results that came (each node records
+/// it or refuses it itself; the approver checks the results, not this node's word).
 async fn submit(
     State(state): State<ApiState>,
     body: Bytes,
@@ -578,6 +585,13 @@ async fn submit(
         return Err(Failure::bad_request("signed_request has expired"));
     }
     let request_id = verified.body.request_id.clone();
+    // Opened first, on this request's result subject from the stream's start: it sees
+    // every node's result however fast they come.
+    let reader = state
+        .node
+        .bus
+        .request_results(&verified.body.client_id, &request_id)
+        .await;
     state
         .node
         .bus
@@ -593,13 +607,82 @@ async fn submit(
     tracing::info!(request = %request_id, kind = kind.as_str(), initiator = %verified.initiator, "approver's request passed on from the HTTP API");
     let subject = subjects::request_subject(state.node.cluster_id(), kind.as_str())
         .map_err(Failure::internal)?;
+    let results = match reader {
+        Ok(reader) => verdict_results(&manifest, &verified, reader).await,
+        Err(e) => {
+            // Published all the same: the approver is told it is not confirmed.
+            tracing::warn!(request = %request_id, error = %e, "cannot read the nodes' results for an approver's request");
+            Vec::new()
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(api::Submitted {
             request_id,
             subject,
+            results,
         }),
     ))
+}
+
+/// How long `POST /v1/approvals` waits for the nodes' signed results of a verdict.
+const VERDICT_RESULTS_WAIT: Duration = Duration::from_secs(10);
+
+/// The signed results of `request` (an approve or reject) from `results` (its result
+/// subject, read from the start), until every node of `manifest` gave its final answer or
+/// [`VERDICT_RESULTS_WAIT`] ran out: the wire JSON of those that verify under the manifest
+/// and answer this very request, one per node (an `ok` over a refusal; a `replayed`
+/// refusal, which a redelivery may cause after the node's outcome, does not end its wait).
+async fn verdict_results(
+    manifest: &VerifiedManifest,
+    request: &VerifiedRequest,
+    results: impl futures::Stream<Item = Result<Vec<u8>, TransportError>>,
+) -> Vec<String> {
+    /// A node's answer kept so far.
+    struct Kept {
+        /// `ok`, or a refusal other than `replayed`: nothing better is waited for.
+        done: bool,
+        ok: bool,
+        /// Its wire JSON.
+        json: String,
+    }
+    let deadline = tokio::time::Instant::now() + VERDICT_RESULTS_WAIT;
+    let (hash, request_id) = (request.hash(), &request.body.request_id);
+    let mut kept: BTreeMap<String, Kept> = BTreeMap::new();
+    let answered = |kept: &BTreeMap<String, Kept>| {
+        manifest
+            .nodes()
+            .iter()
+            .all(|n| kept.get(n.node_id()).is_some_and(|k| k.done))
+    };
+    let mut results = std::pin::pin!(results);
+    while !answered(&kept) {
+        let bytes = match tokio::time::timeout_at(deadline, results.next()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "reading a verdict's results");
+                continue;
+            }
+            Ok(Some(Ok(bytes))) => bytes,
+        };
+        let Ok(body) = SignedResult::parse(&bytes).and_then(|r| r.verify_with(manifest)) else {
+            continue;
+        };
+        let ok = body.status == Status::Ok;
+        if body.request_hash != hash
+            || body.request_id != *request_id
+            || body.status == Status::Pending
+            || kept.get(&body.node_id).is_some_and(|k| k.ok && !ok)
+        {
+            continue;
+        }
+        let Ok(json) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let done = ok || body.code != Some(ErrorCode::Replayed);
+        kept.insert(body.node_id, Kept { done, ok, json });
+    }
+    kept.into_values().map(|k| k.json).collect()
 }
 
 async fn policies(State(state): State<ApiState>) -> Answer<api::Policies> {

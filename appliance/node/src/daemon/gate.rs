@@ -15,13 +15,18 @@
 //!   changes, and when it expires (refused `approvals_required`);
 //! - **allow with a delay** (an approval rule's `delay`): once the approvals are met the
 //!   request is parked *time-locked* until the delay has passed (a `pending` notice with
-//!   code `time_locked` says when), then carried out;
+//!   code `time_locked` says when), then carried out. The delay runs from when the
+//!   approvals were given as their approvers signed them (the latest counted approve
+//!   request's `created_at_ms`, within the request's creation and now), so every node runs
+//!   it at the same time; and it runs only once this node has read every verdict published
+//!   until its run time (a veto may be queued, or this node was away);
 //! - **allow**: (sign) its ledger entries are reserved, the decision is audited, and the
 //!   caller carries it out.
 //!
-//! A rejection by a member of the group of any approval rule the request matches, other than
-//! its initiator, refuses it (`approval_rejected`) while it waits for approvals or for its
-//! delay: a veto. Each node keeps at most `max_waiting_per_initiator` requests parked per
+//! A rejection by a member of the group of any approval rule the request matches (or
+//! matched while it was held), other than its initiator, refuses it (`approval_rejected`)
+//! while it waits for approvals or for its delay: a veto. A request id names one request:
+//! another request under the id of one held here is refused and takes nothing of it. Each node keeps at most `max_waiting_per_initiator` requests parked per
 //! initiator and refuses more (`too_many_waiting`). Every decision — allow, deny, waiting,
 //! time-locked, rejected, vetoed, expired, too many — and every outcome goes to the node's
 //! audit log, with the rule trace.
@@ -32,7 +37,7 @@
 use std::sync::Arc;
 
 use keyrack_client::codes::ErrorCode;
-use keyrack_client::request::{RequestKind, VerifiedRequest};
+use keyrack_client::request::{RequestBody, RequestKind, VerifiedRequest};
 use keyrack_client::result::{ResultBody, Status};
 use keyrack_plugin::Intent;
 use keyrack_policy::{
@@ -45,7 +50,9 @@ use super::parked::Wake;
 use super::policy::audit;
 use super::request::{blocking, fail, refuse, Done, Outcome};
 use super::Node;
-use crate::store::{Parked, ParkedRequest, ParkedState, StoreError, VelocityEntry, Verdict};
+use crate::store::{
+    Parked, ParkedRequest, ParkedState, StoreError, VelocityEntry, Verdict, VetoGroup,
+};
 
 /// A refusal, a failure, or (status `pending`) a request parked by the gate.
 pub(super) type Stop = (Status, ErrorCode, String);
@@ -141,6 +148,7 @@ pub(super) async fn decide(
     facts: &Facts,
 ) -> Result<Allowed, Stop> {
     let id = &request.body.request_id;
+    let hash = request.hash();
     let Some(bundle) = node.policy.active() else {
         let record = decision_entry(request, facts, None, None, "deny (no active policy bundle)");
         let _ = audit(node, "decision", Some(id), record).await;
@@ -159,26 +167,53 @@ pub(super) async fn decide(
         Ok(p) => p,
         Err(e) => return Err(fail(ErrorCode::Internal, format!("parked requests: {e}"))),
     };
+    // A request id names one request: another request under the id of one held here takes
+    // nothing of it (its approvals, its time lock), and does not touch it.
+    if let Some(held) = parked.as_ref().filter(|p| p.request_hash != hash) {
+        drop(turn);
+        let why = format!(
+            "request id {id} names another request this node holds (hash {}): a request id \
+             names one request",
+            hex::encode(held.request_hash)
+        );
+        let record = decision_entry(
+            request,
+            facts,
+            Some(&bundle),
+            None,
+            &format!("refused: {why}"),
+        );
+        let _ = audit(node, "decision", Some(id), record).await;
+        return Err(refuse(ErrorCode::InvalidRequest, why));
+    }
     let ev = evaluate(node, request, facts, &bundle, parked.as_ref()).await?;
     let entry =
         |outcome: &str| decision_entry(request, facts, Some(&bundle), Some(&ev.decision), outcome);
     let locked = parked
         .as_ref()
         .is_some_and(|p| matches!(p.state, ParkedState::Locked { .. }));
-    if let Some(veto) = rejected_by(&bundle, &ev.decision, &request.initiator, &ev.rejections) {
+    // Who may stop it: the approver groups of the approval rules it matches now, and of
+    // those it matched while it was held (a rejection stands even if a later decision
+    // needs no approval).
+    let mut vetoes = veto_groups(&ev.decision);
+    for v in parked.iter().flat_map(|p| &p.veto_groups) {
+        if !vetoes.contains(v) {
+            vetoes.push(v.clone());
+        }
+    }
+    if let Some((by, veto)) = rejected_by(&bundle, &vetoes, &request.initiator, &ev.rejections) {
         drop(turn);
-        unpark(node, id).await;
+        unpark(node, id, &hash).await;
         let what = if locked {
             "vetoed during its delay"
         } else {
             "rejected"
         };
-        let Veto {
-            by,
+        let VetoGroup {
             group,
             rule,
             required,
-        } = veto;
+        } = veto.clone();
         let outcome = format!("{what} by '{by}' of approver group '{group}' (rule '{rule}')");
         let _ = audit(node, "decision", Some(id), entry(&outcome)).await;
         return Err(refuse(
@@ -192,7 +227,7 @@ pub(super) async fn decide(
     match &ev.decision.outcome {
         PolicyOutcome::Deny { reason, .. } => {
             drop(turn);
-            unpark(node, id).await;
+            unpark(node, id, &hash).await;
             let _ = audit(node, "decision", Some(id), entry("deny")).await;
             Err(refuse(ErrorCode::PolicyDenied, reason.clone()))
         }
@@ -215,7 +250,7 @@ pub(super) async fn decide(
             );
             if ev.at_ms >= request.body.expires_at_ms {
                 drop(turn);
-                unpark(node, id).await;
+                unpark(node, id, &hash).await;
                 let _ = audit(
                     node,
                     "decision",
@@ -235,6 +270,7 @@ pub(super) async fn decide(
                 &ev.decision,
                 ParkedState::Waiting,
                 vec![],
+                vetoes,
             )
             .await;
             drop(turn);
@@ -250,21 +286,48 @@ pub(super) async fn decide(
             .await
         }
         PolicyOutcome::Allow { delay, .. } => {
+            // Approvals must be met before the request expires; once time-locked, its delay
+            // runs on past that.
+            if parked.is_some() && !locked && ev.at_ms >= request.body.expires_at_ms {
+                drop(turn);
+                unpark(node, id, &hash).await;
+                let _ = audit(
+                    node,
+                    "decision",
+                    Some(id),
+                    entry("expired waiting for approvals"),
+                )
+                .await;
+                return Err(refuse(
+                    ErrorCode::ApprovalsRequired,
+                    "the request expired before its approvals were met",
+                ));
+            }
             if let Some(delay) = delay {
                 let locked_at_ms = match parked.as_ref().map(|p| p.state) {
                     Some(ParkedState::Locked { locked_at_ms, .. }) => locked_at_ms,
-                    _ => ev.at_ms,
+                    // When the approvals were given, as their approvers signed it (the same
+                    // at every node), not when this node happened to read them.
+                    _ => ev
+                        .approved_at_ms
+                        .max(request.body.created_at_ms)
+                        .min(ev.at_ms),
                 };
                 let run_at_ms = locked_at_ms.saturating_add(delay.delay.ms);
-                if ev.at_ms < run_at_ms {
-                    let groups = ev.decision.veto_groups().join(", ");
+                // Due, and yet this node has not read every verdict sent until then (it was
+                // down, NATS is away, or verdicts are queued): it waits, held — a veto may
+                // be among them.
+                let unread = node.policy.verdicts_read_until() < run_at_ms;
+                if ev.at_ms < run_at_ms || unread {
+                    let groups: Vec<&str> = vetoes.iter().map(|v| v.group.as_str()).collect();
                     let message = format!(
                         "approved; time-locked by rule '{}' ({}): carried out at {} ({run_at_ms} \
-                         ms) unless an approver of {groups} vetoes it (rejects request hash {})",
+                         ms) unless an approver of {} vetoes it (rejects request hash {})",
                         delay.rule,
                         delay.delay.window,
                         utc(run_at_ms),
-                        hex::encode(request.hash())
+                        groups.join(", "),
+                        hex::encode(hash)
                     );
                     let state = ParkedState::Locked {
                         locked_at_ms,
@@ -277,6 +340,7 @@ pub(super) async fn decide(
                         &ev.decision,
                         state,
                         ev.approvers.clone(),
+                        vetoes,
                     )
                     .await;
                     drop(turn);
@@ -308,7 +372,7 @@ pub(super) async fn decide(
             };
             drop(turn);
             if parked.is_some() {
-                unpark(node, id).await;
+                unpark(node, id, &hash).await;
             }
             let allowed = Allowed {
                 request_id: id.clone(),
@@ -373,51 +437,48 @@ struct Evaluated {
     rejections: Vec<String>,
     /// The approvers the matched approval rules counted.
     approvers: Vec<String>,
+    /// When the last of them approved, as their signed approve requests say (0: unknown).
+    approved_at_ms: u64,
 }
 
-/// A rejection that stops a request.
-struct Veto {
-    /// The approver who rejected it.
-    by: String,
-    /// Their group.
-    group: String,
-    /// The approval rule the request matched with that group.
-    rule: String,
-    /// The approvals that rule needs.
-    required: u16,
-}
-
-/// The rejection that stops a request: by a member of the group of an approval rule the
-/// request matched ([`Decision::veto_groups`]), other than the initiator. Anyone else's
-/// rejection is ignored, as their approval would be.
-fn rejected_by(
-    bundle: &VerifiedBundle,
-    decision: &Decision,
-    initiator: &str,
-    rejections: &[String],
-) -> Option<Veto> {
-    let rules: Vec<(&str, &keyrack_policy::ApprovalTrace)> = decision
+/// The approver groups of the approval rules `decision` matched, with their rules.
+fn veto_groups(decision: &Decision) -> Vec<VetoGroup> {
+    decision
         .trace
         .iter()
         .filter(|t| t.matched)
-        .filter_map(|t| t.approvals.as_ref().map(|a| (t.rule.as_str(), a)))
-        .collect();
+        .filter_map(|t| {
+            t.approvals.as_ref().map(|a| VetoGroup {
+                group: a.group.clone(),
+                rule: t.rule.clone(),
+                required: a.required,
+            })
+        })
+        .collect()
+}
+
+/// The rejection that stops a request, and the group it counts for: by a member of one of
+/// `groups` other than the initiator. Anyone else's rejection is ignored, as their approval
+/// would be.
+fn rejected_by<'a>(
+    bundle: &VerifiedBundle,
+    groups: &'a [VetoGroup],
+    initiator: &str,
+    rejections: &[String],
+) -> Option<(String, &'a VetoGroup)> {
     rejections
         .iter()
         .filter(|by| by.as_str() != initiator)
         .find_map(|by| {
-            rules.iter().find_map(|(rule, a)| {
-                let member = bundle
-                    .policy()
-                    .approver_group(&a.group)
-                    .is_some_and(|members| members.contains(by));
-                member.then(|| Veto {
-                    by: by.clone(),
-                    group: a.group.clone(),
-                    rule: (*rule).to_owned(),
-                    required: a.required,
+            groups
+                .iter()
+                .find(|g| {
+                    bundle
+                        .policy()
+                        .approver_group(&g.group)
+                        .is_some_and(|members| members.contains(by))
                 })
-            })
+                .map(|g| (by.clone(), g))
         })
 }
 
@@ -450,6 +511,16 @@ async fn evaluate(
             .map_err(|e| fail(ErrorCode::Internal, format!("approvals: {e}")))?
             .into_iter()
             .partition(|a| a.verdict == Verdict::Approve);
+        // When each approver signed their approval (the evidence is the approve request's
+        // signed body).
+        let signed_at: Vec<(String, u64)> = approves
+            .iter()
+            .filter_map(|a| {
+                RequestBody::parse(&a.signed_request)
+                    .ok()
+                    .map(|b| (a.approver.clone(), b.created_at_ms))
+            })
+            .collect();
         let mut approvals: Vec<Approval> = approves
             .into_iter()
             .map(|a| Approval {
@@ -491,7 +562,14 @@ async fn evaluate(
             .collect();
         approvers.sort();
         approvers.dedup();
+        let approved_at_ms = signed_at
+            .iter()
+            .filter(|(who, _)| approvers.contains(who))
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or(0);
         Ok(Evaluated {
+            approved_at_ms,
             entries: ledger_entries(&req),
             decision,
             at_ms: now_ms,
@@ -510,6 +588,7 @@ async fn park(
     decision: &Decision,
     state: ParkedState,
     approvers: Vec<String>,
+    veto_groups: Vec<VetoGroup>,
 ) -> Result<Parked, Stop> {
     let summary = json!({
         "initiator": request.initiator,
@@ -530,6 +609,7 @@ async fn park(
         state,
         expires_at_ms: request.body.expires_at_ms,
         approvers,
+        veto_groups,
         summary_json: summary,
         added_at_ms: 0,
     };
@@ -546,10 +626,28 @@ async fn park(
     }
 }
 
-async fn unpark(node: &Node, request_id: &str) {
-    let (store, id) = (node.store.clone(), request_id.to_owned());
-    if let Ok(Err(e)) = blocking(move || store.unpark(&id)).await {
-        tracing::error!(error = %e, "cannot take a request out of the parked ones");
+async fn unpark(node: &Node, request_id: &str, hash: &[u8; 32]) -> bool {
+    let (store, id, hash) = (node.store.clone(), request_id.to_owned(), *hash);
+    match blocking(move || store.unpark(&id, &hash)).await {
+        Ok(Ok(was)) => was,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot take a request out of the parked ones");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// A request this node held that ended without a decision of the gate (its key went away, a
+/// store failed, …): it is held no longer, and the audit log says why.
+pub(super) async fn forget(node: &Node, request: &VerifiedRequest, stop: &Stop) {
+    let id = &request.body.request_id;
+    if unpark(node, id, &request.hash()).await {
+        let entry = json!({"request_id": id, "request_hash": hex::encode(request.hash()),
+                           "kind": request.body.kind.as_str(), "initiator": request.initiator,
+                           "key_id": request.body.key_id,
+                           "outcome": format!("dropped: {}: {}", stop.1.as_str(), stop.2)});
+        let _ = audit(node, "decision", Some(id), entry).await;
     }
 }
 

@@ -260,13 +260,15 @@ impl Node {
     }
 
     /// Reads the verdict consumer (approve and reject requests) until the node stops, one
-    /// at a time and apart from every other request; says when its backlog has been read
-    /// (the keeper of parked requests waits for that). A NATS error is logged and the read
-    /// tried again.
+    /// at a time and apart from every other request; says until when it has read every
+    /// verdict (time-locked requests wait for that to pass their run time). A NATS error is
+    /// logged and the read tried again.
     async fn verdicts(self: Arc<Self>, consumer: async_nats::jetstream::consumer::PullConsumer) {
         loop {
+            let asked_at = keyrack_client::now_ms();
             match Bus::next_request(&consumer, Duration::from_secs(1)).await {
-                Ok(None) => self.policy.set_verdicts_caught_up(),
+                // Nothing left: every verdict published before this fetch began was read.
+                Ok(None) => self.policy.set_verdicts_read(asked_at),
                 Ok(Some(delivery)) => {
                     self.handle(&delivery.payload, &delivery.subject, delivery.delivered)
                         .await;

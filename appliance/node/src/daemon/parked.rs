@@ -12,9 +12,13 @@
 //!   time-locked (the gate then lets it through, unless something stops it);
 //! - the node starts (every parked request).
 //!
-//! Nothing parked is carried on before the node has read the backlog of its verdict
-//! consumer ([`PolicyGate::verdicts_caught_up`](super::policy::PolicyGate)): a node that was
-//! down must see the vetoes sent meanwhile before it runs a time-locked request. A request is
+//! Vetoes come first. At start, before anything is carried on, the rejections of held
+//! requests the verdict stream still holds are recorded where this node lacks them
+//! ([`super::policy::recover_rejections`]: a node restored from an older copy of its
+//! store), and nothing is carried on until the verdict consumer has read its backlog. A
+//! time-locked request is carried on only once the consumer has read every verdict published
+//! until its run time ([`PolicyGate::verdicts_read_until`](super::policy::PolicyGate), which
+//! the gate checks too): while NATS is away, or verdicts are queued, it waits. A request is
 //! in hand at most once at a time; one that something concerned while it was in hand is
 //! looked at again when it comes back. A request that stays due after being looked at (a
 //! store that fails, say) is retried at most every [`RETRY_DUE`].
@@ -29,12 +33,13 @@ use keyrack_client::result::Status;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::policy::audit;
+use super::policy::{audit, recover_rejections};
 use super::Node;
 use crate::intake::{answer, route_of};
-use crate::store::ParkedRequest;
+use crate::store::{ParkedDue, ParkedRequest, ParkedState};
 
-/// How soon a request that is still due after being looked at is looked at again.
+/// How soon a request that is still due after being looked at is looked at again (and how
+/// soon reading the store or the verdict stream is tried again).
 const RETRY_DUE: Duration = Duration::from_secs(5);
 /// How long the keeper sleeps when nothing is due.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -50,12 +55,18 @@ pub enum Wake {
     Bundle,
 }
 
+/// Whether a time-locked request is due but waits for the verdicts published until its run
+/// time to be read.
+fn waits_for_verdicts(p: &ParkedDue, now: u64, read_until: u64) -> bool {
+    matches!(p.state, ParkedState::Locked { run_at_ms, .. } if run_at_ms <= now && read_until < run_at_ms)
+}
+
 /// Keeps the parked requests of `node` until it stops (see the module docs).
 pub(super) async fn keep(node: Arc<Node>) {
     let Some(mut wakes) = node.policy.take_wakes() else {
         return tracing::error!("the parked requests already have a keeper");
     };
-    let mut caught_up = node.policy.verdicts_caught_up();
+    let mut verdicts_read = node.policy.watch_verdicts_read();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let permits = Arc::new(Semaphore::new(node.settings.max_in_flight.max(1)));
     // Request id → whether something concerned it while it was in hand.
@@ -63,10 +74,11 @@ pub(super) async fn keep(node: Arc<Node>) {
     // Request id → when it was last handed out because it was due.
     let mut last_due: HashMap<String, u64> = HashMap::new();
     let mut look: BTreeSet<String> = BTreeSet::new();
+    let mut recovered = false;
     let mut first = true;
     loop {
         let store = node.store.clone();
-        let parked = match tokio::task::spawn_blocking(move || store.parked_requests()).await {
+        let parked = match tokio::task::spawn_blocking(move || store.parked_due()).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the parked requests");
@@ -85,18 +97,35 @@ pub(super) async fn keep(node: Arc<Node>) {
                 );
             }
         }
+        if !recovered {
+            match recover_rejections(&node).await {
+                Ok(n) => {
+                    recovered = true;
+                    if n > 0 {
+                        tracing::warn!(
+                            rejections = n,
+                            "rejections of held requests this store lacked were recovered from                              the verdict stream (was the store restored from an older copy?)"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the verdict stream yet; nothing held is carried on until it can be")
+                }
+            }
+        }
         let now = keyrack_client::now_ms();
+        let read_until = *verdicts_read.borrow_and_update();
         let retry = RETRY_DUE.as_millis() as u64;
         for p in &parked {
             let again = last_due
                 .get(&p.request_id)
                 .is_none_or(|t| now >= t.saturating_add(retry));
-            if p.due_at_ms() <= now && again {
+            if p.due_at_ms <= now && again && !waits_for_verdicts(p, now, read_until) {
                 look.insert(p.request_id.clone());
             }
         }
         last_due.retain(|id, _| parked.iter().any(|p| &p.request_id == id));
-        if *caught_up.borrow() {
+        if recovered && read_until > 0 {
             for id in std::mem::take(&mut look) {
                 if let Some(concerned) = in_hand.get_mut(&id) {
                     *concerned = true;
@@ -105,31 +134,31 @@ pub(super) async fn keep(node: Arc<Node>) {
                 let Some(p) = parked.iter().find(|p| p.request_id == id) else {
                     continue; // decided meanwhile
                 };
-                if p.due_at_ms() <= now {
+                if p.due_at_ms <= now {
                     last_due.insert(id.clone(), now);
                 }
-                in_hand.insert(id, false);
-                tokio::spawn(carry_on(
-                    node.clone(),
-                    p.clone(),
-                    done_tx.clone(),
-                    permits.clone(),
-                ));
+                in_hand.insert(id.clone(), false);
+                tokio::spawn(carry_on(node.clone(), id, done_tx.clone(), permits.clone()));
             }
         }
         let next = parked
             .iter()
             .filter(|p| !in_hand.contains_key(&p.request_id))
-            .map(|p| {
-                let due = p.due_at_ms();
-                match last_due.get(&p.request_id) {
-                    Some(t) if due <= *t => t.saturating_add(retry),
-                    _ => due,
-                }
+            .filter(|p| !waits_for_verdicts(p, now, read_until))
+            .map(|p| match last_due.get(&p.request_id) {
+                Some(t) if p.due_at_ms <= *t => t.saturating_add(retry),
+                _ => p.due_at_ms,
             })
             .min();
-        let sleep = next.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(now)));
-        let waiting_for_verdicts = !*caught_up.borrow();
+        let mut sleep = next.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(now)));
+        if !recovered {
+            sleep = sleep.min(RETRY_DUE);
+        }
+        // Woken by the verdict consumer's progress only while something waits for it.
+        let follow_verdicts = read_until == 0
+            || parked
+                .iter()
+                .any(|p| waits_for_verdicts(p, now, read_until));
         tokio::select! {
             wake = wakes.recv() => match wake {
                 None => return,
@@ -145,7 +174,7 @@ pub(super) async fn keep(node: Arc<Node>) {
                 }
             }
             () = tokio::time::sleep(sleep) => {}
-            changed = caught_up.changed(), if waiting_for_verdicts => {
+            changed = verdicts_read.changed(), if follow_verdicts => {
                 if changed.is_err() {
                     return;
                 }
@@ -158,13 +187,31 @@ pub(super) async fn keep(node: Arc<Node>) {
 /// no longer verifies (its initiator left the manifest, say) is refused and dropped.
 async fn carry_on(
     node: Arc<Node>,
-    parked: ParkedRequest,
+    id: String,
     done: mpsc::UnboundedSender<String>,
     permits: Arc<Semaphore>,
 ) {
-    let id = parked.request_id.clone();
     let Ok(_permit) = permits.acquire_owned().await else {
         return;
+    };
+    let store = node.store.clone();
+    let rid = id.clone();
+    let parked = match tokio::task::spawn_blocking(move || store.parked(&rid)).await {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => {
+            let _ = done.send(id);
+            return; // decided meanwhile
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, request = %id, "cannot read a parked request");
+            let _ = done.send(id);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "parked request task failed");
+            let _ = done.send(id);
+            return;
+        }
     };
     let verified =
         SignedRequest::parse(&parked.signed_request).and_then(|s| s.verify_with(&node.manifest()));
@@ -186,8 +233,12 @@ async fn carry_on(
 
 async fn drop_parked(node: &Node, parked: &ParkedRequest, code: ErrorCode, why: &str) {
     tracing::warn!(request = %parked.request_id, reason = %why, "a parked request no longer verifies: dropped");
-    let (store, id) = (node.store.clone(), parked.request_id.clone());
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.unpark(&id)).await {
+    let (store, id, hash) = (
+        node.store.clone(),
+        parked.request_id.clone(),
+        parked.request_hash,
+    );
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.unpark(&id, &hash)).await {
         tracing::error!(error = %e, "cannot drop a parked request");
     }
     let entry = json!({"request_id": parked.request_id, "kind": parked.kind,

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use ed25519_dalek::Signer as _;
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::manifest::VerifiedManifest;
-use keyrack_client::request::VerifiedRequest;
+use keyrack_client::request::{SignedRequest, VerifiedRequest};
 use keyrack_policy::{BundleError, PolicyAdmin, SignedBundle, VerifiedBundle};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -49,8 +49,9 @@ pub struct PolicyGate {
     pub(super) deciding: tokio::sync::Mutex<()>,
     wakes: mpsc::UnboundedSender<Wake>,
     wakes_to_take: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
-    /// Whether the verdict consumer has read its backlog (since the node started).
-    caught_up: watch::Sender<bool>,
+    /// Until when (ms) the verdict consumer has read every verdict published: the start of
+    /// its last fetch that came back empty; 0 before the first.
+    verdicts_read: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for PolicyGate {
@@ -71,7 +72,7 @@ impl PolicyGate {
             deciding: tokio::sync::Mutex::new(()),
             wakes,
             wakes_to_take: Mutex::new(Some(rx)),
-            caught_up: watch::channel(false).0,
+            verdicts_read: watch::channel(0).0,
         }
     }
 
@@ -88,16 +89,27 @@ impl PolicyGate {
             .take()
     }
 
-    /// Whether the verdict consumer has read its backlog: nothing parked is carried on
-    /// before (a veto sent while the node was down must be seen first).
-    pub(super) fn verdicts_caught_up(&self) -> watch::Receiver<bool> {
-        self.caught_up.subscribe()
+    /// Until when (ms since the Unix epoch) this node has read every verdict published
+    /// (0: not yet since it started): a time-locked request runs only once this has passed
+    /// its run time, so that a veto sent until then is seen first.
+    pub(super) fn verdicts_read_until(&self) -> u64 {
+        *self.verdicts_read.borrow()
     }
 
-    /// The verdict consumer has read its backlog.
-    pub(super) fn set_verdicts_caught_up(&self) {
-        self.caught_up
-            .send_if_modified(|c| !std::mem::replace(c, true));
+    /// Follows [`PolicyGate::verdicts_read_until`].
+    pub(super) fn watch_verdicts_read(&self) -> watch::Receiver<u64> {
+        self.verdicts_read.subscribe()
+    }
+
+    /// The verdict consumer read everything published until `at_ms`.
+    pub(super) fn set_verdicts_read(&self, at_ms: u64) {
+        self.verdicts_read.send_if_modified(|read| {
+            let later = at_ms > *read;
+            if later {
+                *read = at_ms;
+            }
+            later
+        });
     }
 
     /// The active bundle, if any.
@@ -373,35 +385,50 @@ async fn record_verdict(
     hash: [u8; 32],
     verdict: Verdict,
 ) -> Option<Outcome> {
-    // A rejection stands for as long as what it rejects could be carried out.
-    let expires = match verdict {
-        Verdict::Approve => request.body.expires_at_ms,
-        Verdict::Reject => request
-            .body
-            .expires_at_ms
-            .max(keyrack_client::now_ms())
-            .saturating_add(REJECTIONS_STAND_MS),
-    };
+    let expires = verdict_expiry(verdict, request.body.expires_at_ms);
     let (store, approver, id, evidence) = (
         node.store.clone(),
         request.initiator.clone(),
         request.body.request_id.clone(),
         request.body_bytes.clone(),
     );
-    let added = blocking(move || {
-        store.add_approval(&NewApproval {
-            request_hash: hash,
-            verdict,
-            approver: &approver,
-            approval_request_id: &id,
-            expires_at_ms: expires,
-            signed_request: &evidence,
+    // A verdict taken from the consumer is acknowledged whatever happens: a store that fails
+    // for a moment (busy, full) gets a few more tries before the verdict is given up here
+    // (a rejection is then recovered from the verdict stream at the node's next start).
+    let mut tries = 0;
+    let added = loop {
+        let (store, approver, id, evidence) = (
+            store.clone(),
+            approver.clone(),
+            id.clone(),
+            evidence.clone(),
+        );
+        let added = blocking(move || {
+            store.add_approval(&NewApproval {
+                request_hash: hash,
+                verdict,
+                approver: &approver,
+                approval_request_id: &id,
+                expires_at_ms: expires,
+                signed_request: &evidence,
+            })
         })
-    })
-    .await;
+        .await;
+        tries += 1;
+        match added {
+            Ok(Err(e)) if tries < VERDICT_TRIES => {
+                tracing::warn!(error = %e, "cannot record a verdict; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => break other,
+        }
+    };
     match added {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Some(Err(fail(ErrorCode::Internal, e.to_string()))),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, request = %id, "a verdict could not be recorded: lost at this node (a rejection is recovered from the verdict stream at the next start)");
+            return Some(Err(fail(ErrorCode::Internal, e.to_string())));
+        }
         Err(e) => return Some(Err(e)),
     }
     node.policy.wake(Wake::Verdict(hash));
@@ -418,4 +445,91 @@ async fn record_verdict(
         request.initiator,
         hex::encode(hash),
     ))))
+}
+
+/// How many times a verdict is tried into the store.
+const VERDICT_TRIES: u32 = 3;
+
+/// Until when a verdict counts: an approval until its request's expiry; a rejection for as
+/// long as what it rejects could still be carried out.
+fn verdict_expiry(verdict: Verdict, expires_at_ms: u64) -> u64 {
+    match verdict {
+        Verdict::Approve => expires_at_ms,
+        Verdict::Reject => expires_at_ms
+            .max(keyrack_client::now_ms())
+            .saturating_add(REJECTIONS_STAND_MS),
+    }
+}
+
+/// At start, before anything held is carried on: every rejection the verdict stream still
+/// holds of a request this node holds, recorded if this node lacks it (it was restored from
+/// an older copy of its store, or a recording failed). Each is verified under the current
+/// manifest, as at intake. Returns how many were new here.
+pub(super) async fn recover_rejections(node: &Arc<Node>) -> Result<usize, String> {
+    let store = node.store.clone();
+    let held: std::collections::BTreeSet<[u8; 32]> =
+        blocking(move || store.parked_due().map_err(|e| e.to_string()))
+            .await
+            .map_err(|(_, _, e)| e)??
+            .into_iter()
+            .map(|p| p.request_hash)
+            .collect();
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let (there, mut history) = node
+        .bus
+        .verdict_history(keyrack_client::request::RequestKind::Reject.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let manifest = node.manifest();
+    let mut recovered = 0;
+    for _ in 0..there {
+        use futures::StreamExt as _;
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), history.next())
+            .await
+            .map_err(|_| "the verdict stream stopped delivering its history".to_owned())?;
+        let Some(message) = next else {
+            break;
+        };
+        let message = message.map_err(|e| e.to_string())?;
+        let Ok(request) =
+            SignedRequest::parse(&message.payload).and_then(|r| r.verify_with(&manifest))
+        else {
+            continue;
+        };
+        let Some(hash) = request.body.rejects.filter(|h| held.contains(h)) else {
+            continue;
+        };
+        let (store, expires) = (
+            node.store.clone(),
+            verdict_expiry(Verdict::Reject, request.body.expires_at_ms),
+        );
+        let (approver, id, evidence) = (
+            request.initiator.clone(),
+            request.body.request_id.clone(),
+            request.body_bytes.clone(),
+        );
+        let added = blocking(move || {
+            store.add_approval(&NewApproval {
+                request_hash: hash,
+                verdict: Verdict::Reject,
+                approver: &approver,
+                approval_request_id: &id,
+                expires_at_ms: expires,
+                signed_request: &evidence,
+            })
+        })
+        .await
+        .map_err(|(_, _, e)| e)?
+        .map_err(|e| e.to_string())?;
+        if added {
+            recovered += 1;
+            let entry = json!({"approver": request.initiator, "verdict": "reject",
+                               "rejects": hex::encode(hash), "expires_at_ms": expires,
+                               "recovered": "from the verdict stream at start"});
+            let _ = audit(node, "approval", Some(&request.body.request_id), entry).await;
+        }
+    }
+    Ok(recovered)
 }

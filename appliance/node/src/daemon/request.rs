@@ -189,9 +189,13 @@ async fn governed(node: &Arc<Node>, request: &VerifiedRequest) -> Option<Outcome
     let (allowed, sign) = match decided {
         Ok(decided) => decided,
         Err(stop) => {
-            if runs_protocol && stop.0 != Status::Pending {
-                start_session(node, request).await;
-                finish_session(node, request, &Some(Err(stop.clone()))).await;
+            if stop.0 != Status::Pending {
+                // Held here before (carried on by the keeper)? It is held no longer.
+                gate::forget(node, request, &stop).await;
+                if runs_protocol {
+                    start_session(node, request).await;
+                    finish_session(node, request, &Some(Err(stop.clone()))).await;
+                }
             }
             return Some(Err(stop));
         }

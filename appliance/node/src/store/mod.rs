@@ -53,7 +53,7 @@ pub use keys::{KeyRecord, KeyStatus, KeygenStart, NewKey};
 #[cfg(test)]
 pub(crate) use manifests::test_chain;
 pub use manifests::StoredManifest;
-pub use parked::{Parked, ParkedRequest, ParkedState};
+pub use parked::{Parked, ParkedDue, ParkedRequest, ParkedState, VetoGroup};
 pub use policy::{
     NewApproval, StoredApproval, StoredBundle, VelocityEntry, VelocityPer, VelocityQuery, Verdict,
 };

@@ -261,6 +261,7 @@ CREATE TABLE parked_requests (
     locked_at      INTEGER,
     run_at         INTEGER,
     approvers      TEXT NOT NULL DEFAULT '[]',
+    veto_groups    TEXT NOT NULL DEFAULT '[]',
     summary_json   TEXT NOT NULL,
     added_at       INTEGER NOT NULL,
     CHECK (state = 'WAITING' OR (locked_at IS NOT NULL AND run_at IS NOT NULL))

@@ -16,6 +16,8 @@ const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// How long a node may hold a request before NATS redelivers it.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// The most bytes the verdict stream keeps (the oldest verdicts go first beyond it).
+const VERDICT_STREAM_BYTES: i64 = 1024 * 1024 * 1024;
 /// The largest manifest (TOML bytes) the manifest stream takes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 /// The most bytes the manifest stream keeps (the oldest versions go first beyond it).
@@ -83,7 +85,24 @@ pub struct RequestDelivery {
     message: jetstream::Message,
 }
 
-/// A message of the manifest stream (untrusted bytes: a manifest's TOML, supposedly).
+/// What an ordered consumer's message gives: its stream sequence and bytes.
+fn sequenced<E: std::fmt::Display>(
+    operation: &'static str,
+) -> impl Fn(Result<jetstream::Message, E>) -> Result<ManifestMessage, TransportError> {
+    move |m| {
+        let m = m.map_err(|e| js_err(operation)(&e))?;
+        let sequence = m
+            .info()
+            .map(|i| i.stream_sequence)
+            .map_err(|e| js_err(operation)(&e))?;
+        Ok(ManifestMessage {
+            sequence,
+            payload: m.payload.to_vec(),
+        })
+    }
+}
+
+/// A message of a stream read in order (untrusted bytes: a manifest's TOML, a verdict).
 pub struct ManifestMessage {
     /// Its sequence number in the stream.
     pub sequence: u64,
@@ -180,12 +199,16 @@ impl Bus {
             ..Default::default()
         };
         // Approvers' verdicts, apart from the requests: no backlog of other work delays them.
+        // Kept as long as a rejection stands (not only until every node acknowledged them):
+        // a node restored from an older copy of its store reads its rejections back at start.
         let verdicts = stream::Config {
             name: subjects::verdict_stream(&self.cluster)?,
             subjects: vec![subjects::verdict_stream_subjects(&self.cluster)?],
-            retention: stream::RetentionPolicy::Interest,
+            retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
-            max_age: REQUEST_MAX_AGE,
+            max_age: Duration::from_millis(crate::intake::REJECTIONS_STAND_MS),
+            max_bytes: VERDICT_STREAM_BYTES,
+            discard: stream::DiscardPolicy::Old,
             duplicate_window: DEDUP_WINDOW,
             ..Default::default()
         };
@@ -299,20 +322,42 @@ impl Bus {
             .messages()
             .await
             .map_err(|e| js_err("read manifests")(&e))?;
-        Ok((
-            last,
-            messages.map(|m| {
-                let m = m.map_err(|e| js_err("read manifest")(&e))?;
-                let sequence = m
-                    .info()
-                    .map(|i| i.stream_sequence)
-                    .map_err(|e| js_err("manifest message info")(&e))?;
-                Ok(ManifestMessage {
-                    sequence,
-                    payload: m.payload.to_vec(),
-                })
-            }),
-        ))
+        Ok((last, messages.map(sequenced("read manifest"))))
+    }
+
+    /// Every verdict of `kind` (`approve` or `reject`) the verdict stream holds, from the
+    /// first (an ordered consumer), with how many of them were there when reading began:
+    /// read that many for what was there before.
+    pub async fn verdict_history(
+        &self,
+        kind: &str,
+    ) -> Result<
+        (
+            u64,
+            impl futures::Stream<Item = Result<ManifestMessage, TransportError>>,
+        ),
+        TransportError,
+    > {
+        let stream = self
+            .js
+            .get_stream(subjects::verdict_stream(&self.cluster)?)
+            .await
+            .map_err(|e| js_err("open verdict stream")(&e))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::request_subject(&self.cluster, kind)?,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("create verdict history consumer")(&e))?;
+        // Those of this kind only (the stream's last sequence may be another kind's).
+        let there = consumer.cached_info().num_pending;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_err("read verdicts")(&e))?;
+        Ok((there, messages.map(sequenced("read verdict"))))
     }
 
     /// The node's durable consumer on the request stream: every node sees every request.
@@ -486,6 +531,37 @@ impl Bus {
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: subjects::result_filter(&self.cluster, client_id)?,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("create result consumer")(&e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_err("read results")(&e))?;
+        Ok(messages.map(|m| {
+            m.map(|m| m.payload.to_vec())
+                .map_err(|e| js_err("read result")(&e))
+        }))
+    }
+
+    /// Every result for one request (`keyrack.<cluster>.res.<client_id>.<request_id>`):
+    /// those already in the stream, then each new one as it comes, in order. Unverified
+    /// bytes, as [`Bus::results`] gives them.
+    pub async fn request_results(
+        &self,
+        client_id: &str,
+        request_id: &str,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
+        let stream = self
+            .js
+            .get_stream(subjects::result_stream(&self.cluster)?)
+            .await
+            .map_err(|e| js_err("open result stream")(&e))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::result_subject(&self.cluster, client_id, request_id)?,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             })

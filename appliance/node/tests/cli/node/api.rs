@@ -1,7 +1,8 @@
 //! The node's HTTP API on node processes (SoftHSM, real nats-server): the token is required
 //! everywhere but the health routes, every route answers in its documented JSON (read with
 //! the console's own client), /metrics parses as Prometheus text, and approvals posted by an
-//! approver through one node's API reach every node and let a waiting request be signed.
+//! approver through one node's API reach every node, come back with every node's signed
+//! result, and let a waiting request be signed.
 
 use keyrack_client::api;
 use keyrack_client::trusted::{self, TrustedKeys};
@@ -453,7 +454,8 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     assert_eq!(checked.request_hash, submitted_hash);
     assert_eq!(checked.request.asks, Asks::Sign);
     // An approver whose trusted keys hold another key for hot-1 (a tampered file, or a
-    // node that lied when it was recorded) refuses: the node lists another public key.
+    // node that lied when it was recorded) refuses to approve: the node lists another
+    // public key. (Each may still reject what was signed: a rejection only stops it.)
     let mut tampered = TrustedKeys::empty(std::path::Path::new("trusted-keys.toml"));
     let mut other = trusted.get("hot-1", Scheme::Ed25519).unwrap().clone();
     other.public_key = ed25519_dalek::SigningKey::from_bytes(&[5; 32])
@@ -463,7 +465,9 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     tampered.record(other, false).unwrap();
     let refused = approver_trusting(&cluster, "bob", tampered)
         .check(&waiting, &keys, keyrack_client::now_ms())
-        .unwrap_err();
+        .unwrap()
+        .mismatch
+        .expect("not approved");
     assert!(refused.contains("the node may be compromised"), "{refused}");
     // One that does not trust hot-1 at all refuses too, saying how to trust it.
     let refused = approver_trusting(
@@ -472,13 +476,17 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
         TrustedKeys::empty(std::path::Path::new("t.toml")),
     )
     .check(&waiting, &keys, keyrack_client::now_ms())
-    .unwrap_err();
+    .unwrap()
+    .mismatch
+    .expect("not approved");
     assert!(refused.contains("keyrack client trust hot-1"), "{refused}");
     let mut lying = waiting.clone();
     lying.intent["transfers"][0]["amount"] = serde_json::json!(1);
     let refused = checker
         .check(&lying, &keys, keyrack_client::now_ms())
-        .unwrap_err();
+        .unwrap()
+        .mismatch
+        .expect("not approved");
     assert!(
         refused.contains("not what the signed payload decodes to"),
         "{refused}"
@@ -523,6 +531,8 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
                     schemes: vec![Scheme::Ed25519],
                     asks: Asks::Sign,
                 },
+                mismatch: None,
+                closed: None,
             },
             keyrack_client::now_ms(),
         )
@@ -560,14 +570,16 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
     );
 
     // Bob and carol approve through node1's API, the console's way: every node records
-    // both and the request is signed.
+    // both and the request is signed. Node1 answers with every node's signed result for
+    // each approval, which the approver checks under their own manifest.
     for who in ["bob", "carol"] {
-        let approval = approver(&cluster, who)
-            .await
+        let approver = approver(&cluster, who).await;
+        let approval = approver
             .sign(Verdict::Approve, &checked, keyrack_client::now_ms())
             .unwrap();
         let poster = ApiClient::new(&url, token.clone());
-        let submitted = blocking(move || poster.submit(&approval))
+        let sent = approval.clone();
+        let submitted = blocking(move || poster.submit(&sent))
             .await
             .expect("accepted");
         assert!(
@@ -575,6 +587,30 @@ async fn softhsm_approvals_posted_to_one_nodes_api_reach_every_node_and_bad_ones
             "{}",
             submitted.subject
         );
+        assert_eq!(submitted.results.len(), 3, "{:?}", submitted.results);
+        let signed =
+            keyrack_client::request::SignedRequest::parse(approval.signed_request.as_bytes())
+                .unwrap();
+        for json in &submitted.results {
+            let result = keyrack_client::result::SignedResult::parse(json.as_bytes())
+                .and_then(|r| r.verify_with(cluster.manifest()))
+                .expect("a node's signed result");
+            assert!(result.answers(&signed), "{result:?}");
+            assert_eq!(
+                result.status,
+                keyrack_client::result::Status::Ok,
+                "{result:?}"
+            );
+            assert!(
+                result.message.contains(&format!("approval by '{who}'")),
+                "{}",
+                result.message
+            );
+        }
+        let confirmed = approver.confirm(&approval, &submitted).unwrap();
+        assert!(confirmed.complete(), "{confirmed:?}");
+        assert_eq!(confirmed.recorded, cluster.node_ids());
+        assert_eq!(confirmed.request_hash, hex::encode(hash));
     }
     let signed = match waiter.await.unwrap().expect("signed after two approvals") {
         Outcome::Signature(s) => s,
@@ -672,11 +708,11 @@ async fn softhsm_approving_from_the_console_lets_a_waiting_over_limit_transfer_b
     })
     .await
     .expect("node2 took carol's approval");
-    assert!(
-        submitted.subject.ends_with(".approve"),
-        "{}",
-        submitted.subject
-    );
+    // The console confirms it by every node's signed result, not by node2's 202.
+    assert_eq!(submitted.verdict, Verdict::Approve);
+    assert!(submitted.complete(), "{submitted:?}");
+    assert_eq!(submitted.recorded, cluster.node_ids());
+    assert_eq!(submitted.request_hash, hex::encode(hash));
     let signed = match waiter
         .await
         .unwrap()

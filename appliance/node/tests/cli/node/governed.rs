@@ -15,13 +15,15 @@ use std::time::Instant;
 use keyrack_client::codes::ErrorCode;
 use keyrack_client::sdk::NodeAnswer;
 
+use super::super::cluster::NodeFiles;
 use super::policy::{
     check_solana, client_config, queued_for_approvals, transfer, verified_audit_logs, SOL, WENDY,
 };
 use super::*;
 
-/// The delete delay of the policy the tests run (treasury.toml says 24h).
-const DELAY: Duration = Duration::from_secs(6);
+/// The delete delay of the policy the tests run (treasury.toml says 24h): long enough for a
+/// node to be stopped, restored and started within it.
+const DELAY: Duration = Duration::from_secs(10);
 
 /// treasury.toml with its delete delay shortened to [`DELAY`], written into `dir`.
 fn governed_policy(dir: &Path) -> PathBuf {
@@ -232,9 +234,11 @@ async fn submit_watched(client: &Client, body: keyrack_client::request::RequestB
 }
 
 impl Watched {
-    /// Waits for a notice with `code` from every node; checks each names `words`.
-    async fn notices_from_all(&mut self, code: ErrorCode, words: &str) {
+    /// Waits for a notice with `code` from every node; checks each names `words`; returns
+    /// the messages.
+    async fn notices_from_all(&mut self, code: ErrorCode, words: &str) -> Vec<String> {
         let mut from = BTreeSet::new();
+        let mut said = Vec::new();
         while from.len() < 3 {
             let notice = tokio::time::timeout(WAIT, self.notices.recv())
                 .await
@@ -248,6 +252,62 @@ impl Watched {
                 notice.message
             );
             from.insert(notice.node);
+            said.push(notice.message);
+        }
+        said
+    }
+}
+
+/// The run time a time-locked notice names (`… (<ms> ms) …`).
+fn run_at(notice: &str) -> u64 {
+    notice
+        .split(" ms)")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no run time in {notice}"))
+}
+
+/// The id of the one request a snapshot's store holds parked.
+fn snapshot_request_id(snapshot: &[(PathBuf, Option<Vec<u8>>)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, bytes) in snapshot {
+        if let Some(b) = bytes {
+            std::fs::write(dir.path().join(path.file_name().unwrap()), b).unwrap();
+        }
+    }
+    let db = dir.path().join(snapshot[0].0.file_name().unwrap());
+    let held = keyrack_node::store::Store::open_read_only(&db, "node2")
+        .unwrap()
+        .parked_requests()
+        .unwrap();
+    assert_eq!(held.len(), 1, "the snapshot holds the delete");
+    held[0].request_id.clone()
+}
+
+/// A node's store files (the database and its WAL), copied aside: what a backup or a VM
+/// snapshot of it holds.
+fn snapshot_store(node: &NodeFiles) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut path = node.store.clone().into_os_string();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            let bytes = std::fs::read(&path).ok();
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// Puts a snapshot back (the node must be stopped).
+fn restore_store(snapshot: &[(PathBuf, Option<Vec<u8>>)]) {
+    for (path, bytes) in snapshot {
+        match bytes {
+            Some(b) => std::fs::write(path, b).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -292,9 +352,49 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
         .approve(delete.hash, Duration::from_secs(300), WAIT)
         .await
         .expect("every node records carol's approval");
-    delete
+    let locked = delete
         .notices_from_all(ErrorCode::TimeLocked, "time-locked")
         .await;
+    // Every node runs it at the same time: from when the approvers signed, not from when
+    // each node happened to read their approvals.
+    let run_ats: BTreeSet<u64> = locked.iter().map(|m| run_at(m)).collect();
+    assert_eq!(run_ats.len(), 1, "{locked:?}");
+    // Another request under the held request's id (the bot's trick: same id, new nonce and
+    // message id) is refused at every node before it is accepted, and takes nothing of the
+    // held request: not its approvals, not its time lock.
+    let mut twin = wendy.delete_body("hot-2", &ed, Duration::from_secs(300));
+    twin.request_id = deleting.clone();
+    let twin = keyrack_client::request::InitiatorKey::load(WENDY, &cluster.key_path(WENDY))
+        .unwrap()
+        .sign_request(&twin)
+        .unwrap();
+    let mut wendy_results = cluster.results(WENDY).await;
+    cluster
+        .publish_request("delete", "twin-of-the-held-delete", twin.to_json())
+        .await;
+    let answers = wendy_results
+        .until(WAIT, "three refusals of the twin", |r| {
+            r.iter()
+                .filter(|r| r.request_hash == twin.hash() && r.status == Status::Refused)
+                .count()
+                == 3
+        })
+        .await;
+    for r in answers.iter().filter(|r| r.request_hash == twin.hash()) {
+        assert_eq!(r.code, Some(ErrorCode::InvalidRequest), "{}", describe([r]));
+        assert!(
+            r.message.contains("names another request this node holds"),
+            "{}",
+            r.message
+        );
+    }
+    for node in cluster.nodes() {
+        assert!(
+            queued_for_approvals(node, &deleting),
+            "{} still holds it",
+            node.id
+        );
+    }
     let outcome = delete
         .outcome
         .await
@@ -360,6 +460,7 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
         .expect("the notice gives the request hash")
         .to_owned();
     let hash: [u8; 32] = hex::decode(&hash_hex).unwrap().try_into().unwrap();
+    let approved_at_veto = Instant::now();
     bob.approve(hash, Duration::from_secs(300), WAIT)
         .await
         .unwrap();
@@ -368,6 +469,10 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
         .await
         .unwrap();
     until_all_say("time-locked").await;
+    // node2 as a backup (or a VM snapshot) holds it now: time-locked, not vetoed.
+    cluster.stop_node(2);
+    let snapshot = snapshot_store(cluster.node(2));
+    cluster.start_node(2);
     alice
         .reject(hash, Duration::from_secs(60), WAIT)
         .await
@@ -381,6 +486,43 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
         printed.contains("approval_rejected") && printed.contains("vetoed during its delay"),
         "{printed}"
     );
+    let vetoed_id = {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let held: Vec<String> =
+                keyrack_node::store::Store::open_read_only(&cluster.node(2).store, "node2")
+                    .unwrap()
+                    .parked_requests()
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.request_id)
+                    .collect();
+            if held.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node2 dropped the vetoed delete");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        snapshot_request_id(&snapshot)
+    };
+    // node2 is restored from the snapshot: its store holds the delete time-locked and knows
+    // nothing of the veto, and its NATS consumer has long acknowledged it. It starts after the
+    // run time: it reads the veto back from the verdict stream before it carries anything
+    // on, and refuses the delete.
+    cluster.stop_node(2);
+    restore_store(&snapshot);
+    while Instant::now() < approved_at_veto + DELAY {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.start_node(2);
+    let deadline = Instant::now() + WAIT;
+    while queued_for_approvals(cluster.node(2), &vetoed_id) {
+        assert!(
+            Instant::now() < deadline,
+            "the restored node2 decided the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Past the delay, the vetoed delete stays undone: the key signs.
     tokio::time::sleep(DELAY + Duration::from_secs(1)).await;
     pays(&cluster, "bot", "hot-2", &kept, 2).await;
@@ -396,6 +538,11 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
             assert!(text.contains(step), "{node} audited '{step}'");
         }
     }
+    let (_, node2) = audit_texts(&cluster).into_iter().nth(2).unwrap();
+    assert!(
+        node2.contains("from the verdict stream at start"),
+        "the restored node2 recovered the veto"
+    );
     for i in 0..3 {
         cluster.stop_node(i);
         let states = cluster.key_states(i);
