@@ -203,7 +203,6 @@ pub(super) async fn decide(
     }
     if let Some((by, veto)) = rejected_by(&bundle, &vetoes, &request.initiator, &ev.rejections) {
         drop(turn);
-        unpark(node, id, &hash).await;
         let what = if locked {
             "vetoed during its delay"
         } else {
@@ -215,21 +214,24 @@ pub(super) async fn decide(
             required,
         } = veto.clone();
         let outcome = format!("{what} by '{by}' of approver group '{group}' (rule '{rule}')");
-        let _ = audit(node, "decision", Some(id), entry(&outcome)).await;
-        return Err(refuse(
-            ErrorCode::ApprovalRejected,
-            format!(
-                "approver '{by}' of group '{group}' {what} the request (rule '{rule}' needed \
-                 {required} approvals of the group)"
-            ),
-        ));
+        let why = format!(
+            "approver '{by}' of group '{group}' {what} the request (rule '{rule}' needed \
+             {required} approvals of the group)"
+        );
+        return end(
+            node,
+            id,
+            &hash,
+            entry(&outcome),
+            refuse(ErrorCode::ApprovalRejected, why),
+        )
+        .await;
     }
     match &ev.decision.outcome {
         PolicyOutcome::Deny { reason, .. } => {
             drop(turn);
-            unpark(node, id, &hash).await;
-            let _ = audit(node, "decision", Some(id), entry("deny")).await;
-            Err(refuse(ErrorCode::PolicyDenied, reason.clone()))
+            let stop = refuse(ErrorCode::PolicyDenied, reason.clone());
+            end(node, id, &hash, entry("deny"), stop).await
         }
         PolicyOutcome::NeedsApprovals {
             rule,
@@ -250,18 +252,11 @@ pub(super) async fn decide(
             );
             if ev.at_ms >= request.body.expires_at_ms {
                 drop(turn);
-                unpark(node, id, &hash).await;
-                let _ = audit(
-                    node,
-                    "decision",
-                    Some(id),
-                    entry("expired waiting for approvals"),
-                )
-                .await;
-                return Err(refuse(
+                let stop = refuse(
                     ErrorCode::ApprovalsRequired,
                     format!("the request expired {message}"),
-                ));
+                );
+                return end(node, id, &hash, entry(EXPIRED), stop).await;
             }
             let parked = park(
                 node,
@@ -290,18 +285,11 @@ pub(super) async fn decide(
             // runs on past that.
             if parked.is_some() && !locked && ev.at_ms >= request.body.expires_at_ms {
                 drop(turn);
-                unpark(node, id, &hash).await;
-                let _ = audit(
-                    node,
-                    "decision",
-                    Some(id),
-                    entry("expired waiting for approvals"),
-                )
-                .await;
-                return Err(refuse(
+                let stop = refuse(
                     ErrorCode::ApprovalsRequired,
                     "the request expired before its approvals were met",
-                ));
+                );
+                return end(node, id, &hash, entry(EXPIRED), stop).await;
             }
             if let Some(delay) = delay {
                 let locked_at_ms = match parked.as_ref().map(|p| p.state) {
@@ -386,6 +374,23 @@ pub(super) async fn decide(
             Ok(allowed)
         }
     }
+}
+
+/// The audit outcome of a request that expired before its approvals were met.
+const EXPIRED: &str = "expired waiting for approvals";
+
+/// Ends a request at this node on a refusal: held no more, the decision (`record`) in the
+/// audit log, `stop` returned.
+async fn end(
+    node: &Node,
+    request_id: &str,
+    hash: &[u8; 32],
+    record: serde_json::Value,
+    stop: Stop,
+) -> Result<Allowed, Stop> {
+    unpark(node, request_id, hash).await;
+    let _ = audit(node, "decision", Some(request_id), record).await;
+    Err(stop)
 }
 
 /// What to say and record once a request is parked (or could not be): a new or changed

@@ -85,6 +85,12 @@ pub struct RequestDelivery {
     message: jetstream::Message,
 }
 
+/// An ordered consumer's messages, and how many were pending when it began.
+struct Ordered {
+    pending: u64,
+    messages: consumer::pull::Ordered,
+}
+
 /// What an ordered consumer's message gives: its stream sequence and bytes.
 fn sequenced<E: std::fmt::Display>(
     operation: &'static str,
@@ -305,24 +311,13 @@ impl Bus {
         ),
         TransportError,
     > {
-        let stream = self
-            .js
-            .get_stream(subjects::manifest_stream(&self.cluster)?)
-            .await
-            .map_err(|e| js_err("open manifest stream")(&e))?;
-        let last = stream.cached_info().state.last_sequence;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("create manifest consumer")(&e))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| js_err("read manifests")(&e))?;
-        Ok((last, messages.map(sequenced("read manifest"))))
+        let (info, read) = self
+            .ordered(subjects::manifest_stream(&self.cluster)?, None, "manifests")
+            .await?;
+        Ok((
+            info.state.last_sequence,
+            read.messages.map(sequenced("read manifest")),
+        ))
     }
 
     /// Every verdict of `kind` (`approve` or `reject`) the verdict stream holds, from the
@@ -338,26 +333,11 @@ impl Bus {
         ),
         TransportError,
     > {
-        let stream = self
-            .js
-            .get_stream(subjects::verdict_stream(&self.cluster)?)
-            .await
-            .map_err(|e| js_err("open verdict stream")(&e))?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::request_subject(&self.cluster, kind)?,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("create verdict history consumer")(&e))?;
+        let filter = subjects::request_subject(&self.cluster, kind)?;
+        let stream = subjects::verdict_stream(&self.cluster)?;
+        let (_, read) = self.ordered(stream, Some(filter), "verdicts").await?;
         // Those of this kind only (the stream's last sequence may be another kind's).
-        let there = consumer.cached_info().num_pending;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| js_err("read verdicts")(&e))?;
-        Ok((there, messages.map(sequenced("read verdict"))))
+        Ok((read.pending, read.messages.map(sequenced("read verdict"))))
     }
 
     /// The node's durable consumer on the request stream: every node sees every request.
@@ -523,58 +503,68 @@ impl Bus {
         &self,
         client_id: &str,
     ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
-        let stream = self
-            .js
-            .get_stream(subjects::result_stream(&self.cluster)?)
-            .await
-            .map_err(|e| js_err("open result stream")(&e))?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::result_filter(&self.cluster, client_id)?,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("create result consumer")(&e))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| js_err("read results")(&e))?;
-        Ok(messages.map(|m| {
-            m.map(|m| m.payload.to_vec())
-                .map_err(|e| js_err("read result")(&e))
-        }))
+        let filter = subjects::result_filter(&self.cluster, client_id)?;
+        self.payloads(filter).await
     }
 
-    /// Every result for one request (`keyrack.<cluster>.res.<client_id>.<request_id>`):
-    /// those already in the stream, then each new one as it comes, in order. Unverified
-    /// bytes, as [`Bus::results`] gives them.
+    /// Every result of one request (`client_id`'s request `request_id`) the result stream
+    /// holds, then each new one as it comes, in order.
     pub async fn request_results(
         &self,
         client_id: &str,
         request_id: &str,
     ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
-        let stream = self
-            .js
-            .get_stream(subjects::result_stream(&self.cluster)?)
-            .await
-            .map_err(|e| js_err("open result stream")(&e))?;
+        let filter = subjects::result_subject(&self.cluster, client_id, request_id)?;
+        self.payloads(filter).await
+    }
+
+    /// The payloads of the result stream's messages on `filter`, from the first.
+    async fn payloads(
+        &self,
+        filter: String,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<u8>, TransportError>>, TransportError> {
+        let stream = subjects::result_stream(&self.cluster)?;
+        let (_, read) = self.ordered(stream, Some(filter), "results").await?;
+        Ok(read.messages.map(|m| {
+            m.map(|m| m.payload.to_vec())
+                .map_err(|e| js_err("read result")(&e))
+        }))
+    }
+
+    /// An ordered consumer on `stream` (its messages on `filter`, all when `None`), from the
+    /// first message; with the stream's info as the consumer began.
+    async fn ordered(
+        &self,
+        stream: String,
+        filter: Option<String>,
+        what: &'static str,
+    ) -> Result<(stream::Info, Ordered), TransportError> {
+        let open = |e: &dyn std::fmt::Display| TransportError::JetStream {
+            operation: "open stream",
+            detail: format!("{what}: {e}"),
+        };
+        let stream = self.js.get_stream(stream).await.map_err(|e| open(&e))?;
+        let info = stream.cached_info().clone();
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::result_subject(&self.cluster, client_id, request_id)?,
+                filter_subject: filter.unwrap_or_default(),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             })
             .await
-            .map_err(|e| js_err("create result consumer")(&e))?;
+            .map_err(|e| TransportError::JetStream {
+                operation: "create ordered consumer",
+                detail: format!("{what}: {e}"),
+            })?;
+        let pending = consumer.cached_info().num_pending;
         let messages = consumer
             .messages()
             .await
-            .map_err(|e| js_err("read results")(&e))?;
-        Ok(messages.map(|m| {
-            m.map(|m| m.payload.to_vec())
-                .map_err(|e| js_err("read result")(&e))
-        }))
+            .map_err(|e| TransportError::JetStream {
+                operation: "read",
+                detail: format!("{what}: {e}"),
+            })?;
+        Ok((info, Ordered { pending, messages }))
     }
 
     /// Waits until everything published so far has been written to the server.
