@@ -193,12 +193,15 @@ fn print_usage(layout: &Layout, nodes: u16, threshold: u16) {
     say!("  {client} sign wallet-1 --scheme eddsa --message 'hello'");
     say!("  {client} sign wallet-1 --scheme ecdsa --message 'hello' --path m/0/1");
     say!("  {client} status --key wallet-1");
-    say!("The console (node0's view; approves as the client's initiator, for keys it trusts:");
-    say!("  `{client} trust wallet-1` records a key agreed by the nodes; keygen records its own):");
+    say!("The console (node0's view; approves as the client's initiator):");
     say!(
         "  {me} tui --node {} --approver-config {}",
         layout.node_dir(0).display(),
         layout.client_config().display()
+    );
+    say!(
+        "  It approves only for keys it trusts: keygen records its own; `{client} trust KEY` \
+         records one the nodes agree on."
     );
     say!("Logs: {dir}/logs/ (node*.log, nats.log)");
     say!(

@@ -214,10 +214,22 @@ pub(super) async fn decide(
             required,
         } = veto.clone();
         let outcome = format!("{what} by '{by}' of approver group '{group}' (rule '{rule}')");
-        let why = format!(
-            "approver '{by}' of group '{group}' {what} the request (rule '{rule}' needed \
-             {required} approvals of the group)"
-        );
+        let approvals = if required == 1 {
+            "approval"
+        } else {
+            "approvals"
+        };
+        let why = if locked {
+            format!(
+                "approver '{by}' of group '{group}' vetoed the request during its delay (rule \
+                 '{rule}' had approved it)"
+            )
+        } else {
+            format!(
+                "approver '{by}' of group '{group}' rejected the request (rule '{rule}' needed \
+                 {required} {approvals} of the group)"
+            )
+        };
         return end(
             node,
             id,

@@ -483,7 +483,8 @@ async fn softhsm_a_delete_waits_for_two_approvals_and_its_delay_and_a_veto_stops
     let printed = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{printed}");
     assert!(
-        printed.contains("approval_rejected") && printed.contains("vetoed during its delay"),
+        printed.contains("approval_rejected")
+            && printed.contains("vetoed the request during its delay"),
         "{printed}"
     );
     let vetoed_id = {
